@@ -1,0 +1,33 @@
+# tidbok: the two commands are `make run` and `make test`; everything else is set up by them.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+## run: create the venv, start PostgreSQL (embedded unless DATABASE_URL is set), migrate, load the demo data, serve
+run: $(INSTALLED)
+	$(PY) -m producer run
+
+## test: lint, then the whole suite against a real PostgreSQL and a real server on loopback
+test: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## bench: speed and memory figures (not part of make test)
+bench: $(INSTALLED)
+	$(PY) -m tests.bench.run
+
+clean:
+	rm -rf $(VENV) .pgdata .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,71 @@
+"""The write side of the EI outbox: what a booking's EI post is, and recording each change of it.
+
+A row holds the post before and after the change (or NULL where there is none), written in the
+same transaction as the booking change, so no change can be lost or published without happening.
+The publisher (engagement-index issue) turns before/after into Update transactions: an upsert when
+the key is unchanged, delete(old key) then create(new key) in one call when it changed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time
+from typing import Any
+
+from producer.wire_time import STOCKHOLM, format_ts
+
+Post = dict[str, Any]
+
+
+def ei_post(
+    *,
+    status: str,
+    kind: str,
+    subject_of_care: str,
+    unit_hsa_id: str,
+    booking_id: str,
+    starts_at: datetime | None,
+    invitation_date: date | None,
+    valid_until: datetime | None,
+    now: datetime,
+) -> Post | None:
+    """The EI post a booking should have now, or None when it belongs nowhere in EI.
+
+    TKB §3.4: only current items are in EI: not cancelled, start time not passed, invitation still
+    valid. mostRecentContent is the start time, or the business date of an open invitation.
+    """
+    if status != "active":
+        return None
+    if valid_until is not None and kind != "booking" and valid_until <= now:
+        return None
+    if starts_at is not None:
+        if starts_at <= now:
+            return None
+        content = format_ts(starts_at)
+    elif invitation_date is not None:
+        content = format_ts(datetime.combine(invitation_date, time(), tzinfo=STOCKHOLM))
+    else:
+        return None
+    return {
+        "subject_of_care": subject_of_care,
+        "unit": unit_hsa_id.upper(),
+        "booking_id": booking_id,
+        "kind": "booking" if kind == "booking" else "invitation",
+        "most_recent_content": content,
+    }
+
+
+def record_change(conn: Any, booking_pk: int, reason: str, before: Post | None, after: Post | None) -> bool:
+    """Write an outbox row when the post changed; returns whether one was written."""
+    if before == after:
+        return False
+    conn.execute(
+        "INSERT INTO ei_outbox (booking_pk, reason, before, after) VALUES (%s, %s, %s::jsonb, %s::jsonb)",
+        (
+            booking_pk,
+            reason,
+            json.dumps(before) if before is not None else None,
+            json.dumps(after) if after is not None else None,
+        ),
+    )
+    return True

@@ -1,0 +1,211 @@
+"""The WSGI application: one SOAP endpoint per interaction, its WSDL and XSDs, and dispatch."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from producer.call import Call, Unit
+from producer.codec import Decoded, ResponseWriter, decode
+from producer.config import Settings
+from producer.contract import Contract, Interaction, load_contract
+from producer.soap import (
+    CONTENT_TYPE,
+    SoapFault,
+    client_fault,
+    describe_schema_errors,
+    envelope,
+    fault_envelope,
+    parse_envelope,
+    server_fault,
+)
+
+log = logging.getLogger("tidbok.soap")
+
+Handler = Callable[[Call, Decoded, psycopg.Connection], Decoded]
+StartResponse = Callable[..., Any]
+
+_ENDPOINT = re.compile(r"^/([A-Za-z]+)/1/rivtabp21/?$")
+_INTERACTION_FILE = re.compile(r"^/([A-Za-z]+)/1/([A-Za-z0-9_.]+\.xsd)$")
+_CORE_FILE = re.compile(r"^/core_components/([A-Za-z0-9_.]+\.xsd)$")
+_SOAP_ADDRESS = re.compile(r'(<soap:address\s+location=")[^"]*(")')
+
+_UNIT_SQL = (
+    "SELECT hsa_id, name, message_allowed, extract(epoch FROM change_deadline)::float8"
+    " FROM care_unit WHERE hsa_id = upper(%s)"
+)
+
+
+class Producer:
+    """A WSGI callable. One per worker process; the pool opens lazily after the fork."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        handlers: dict[str, Handler],
+        contract: Contract | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.contract = contract or load_contract()
+        self.handlers = handlers
+        self.writers = {
+            name: ResponseWriter(i.response_qname, i.response_plan) for name, i in self.contract.interactions.items()
+        }
+        self._wsdl_text = {
+            name: i.wsdl_path.read_text(encoding="utf-8") for name, i in self.contract.interactions.items()
+        }
+        self._pool: ConnectionPool | None = None
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            from producer.database import make_pool
+
+            self._pool = make_pool(self.database_url, self.settings)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    # -- WSGI -------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        endpoint = _ENDPOINT.match(path)
+        if endpoint and endpoint.group(1) in self.contract.interactions:
+            name = endpoint.group(1)
+            if method == "GET" and environ.get("QUERY_STRING", "").lower() in ("wsdl", "wsdl="):
+                return self._wsdl(name, environ, start_response)
+            if method != "POST":
+                return _fault(start_response, client_fault(f"Use POST to call {name}; GET {path}?wsdl gives the WSDL"))
+            return self._soap(name, environ, start_response)
+        if method == "GET":
+            served = self._contract_file(path)
+            if served is not None:
+                return _respond(start_response, "200 OK", "text/xml; charset=utf-8", served)
+            if path == "/health":
+                return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ok\n")
+        if endpoint:
+            return _fault(start_response, client_fault(f"There is no interaction {endpoint.group(1)!r} here"))
+        return _respond(start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
+
+    def _wsdl(self, name: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        url = f"{scheme}://{host}{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
+        text = _SOAP_ADDRESS.sub(lambda m: m.group(1) + url + m.group(2), self._wsdl_text[name])
+        return _respond(start_response, "200 OK", "text/xml; charset=utf-8", text.encode())
+
+    def _contract_file(self, path: str) -> bytes | None:
+        match = _INTERACTION_FILE.match(path)
+        if match and match.group(1) in self.contract.interactions:
+            relative = f"interactions/{match.group(1)}Interaction/{match.group(2)}"
+        else:
+            match = _CORE_FILE.match(path)
+            if not match:
+                return None
+            relative = f"core_components/{match.group(1)}"
+        found = self.contract.file_for(relative)
+        return found.read_bytes() if found else None
+
+    def _soap(self, name: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            body = self._read_body(environ)
+            response = self.handle(name, body, environ)
+        except SoapFault as fault:
+            log.info("fault %s %s: %s", name, fault.code, fault.message)
+            return _fault(start_response, fault)
+        return _respond(start_response, "200 OK", CONTENT_TYPE, response)
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes:
+        content_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+        if content_type == "application/soap+xml":
+            raise SoapFault("VersionMismatch", "SOAP 1.2 is not supported; send SOAP 1.1 as text/xml")
+        if content_type != "text/xml":
+            raise client_fault(f"Content-Type must be text/xml for SOAP 1.1, got {content_type or 'none'!r}")
+        limit = self.settings.max_request_bytes
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            raise client_fault("Content-Length is not a number") from None
+        if length > limit:
+            raise client_fault(f"The request is larger than the limit of {limit} bytes")
+        stream = environ["wsgi.input"]
+        data = stream.read(length) if length >= 0 else stream.read(limit + 1)
+        if len(data) > limit:
+            raise client_fault(f"The request is larger than the limit of {limit} bytes")
+        return data
+
+    # -- dispatch ---------------------------------------------------------------------------------
+
+    def handle(self, name: str, body: bytes, environ: dict[str, Any]) -> bytes:
+        """Parse, validate, decode, run the handler in one transaction, and write the response."""
+        interaction = self.contract.interactions[name]
+        parsed = parse_envelope(body)
+        self._check_root(interaction, parsed.body_root.tag)
+        if not parsed.logical_address:
+            raise client_fault("The LogicalAddress header (urn:riv:itintegration:registry:1) is missing or empty")
+        if parsed.actor_element is not None and not self.contract.actor_validator.validate(parsed.actor_element):
+            raise client_fault(
+                "The Actor header is invalid: "
+                + describe_schema_errors(self.contract.actor_validator.error_log).split(": ", 1)[-1]
+            )
+        if not interaction.validator.validate(parsed.body_root):
+            raise client_fault(describe_schema_errors(interaction.validator.error_log))
+        request = decode(parsed.body_root, interaction.request_plan)
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                row = conn.execute(_UNIT_SQL, (parsed.logical_address,)).fetchone()
+                if row is None:
+                    raise client_fault(
+                        f"The logical address {parsed.logical_address[:64]!r} is unknown: no such care unit here"
+                    )
+                call = Call(
+                    interaction=name,
+                    unit=Unit(*row),
+                    actor_id=parsed.actor_id,
+                    actor_type=parsed.actor_type,
+                    consumer_hsa_id=environ.get("HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID"),
+                    correlation_id=environ.get("HTTP_X_SKLTP_CORRELATION_ID"),
+                    now=datetime.now(UTC),
+                    settings=self.settings,
+                )
+                result = self.handlers[name](call, request, conn)
+        except SoapFault:
+            raise
+        except (PoolTimeout, psycopg.OperationalError):
+            log.warning("database unavailable during %s", name, exc_info=True)
+            raise server_fault("The service is temporarily unavailable (database); try again later") from None
+        except Exception:
+            log.exception("internal error in %s", name)
+            raise server_fault(f"Internal error while handling {name}") from None
+        return envelope(self.writers[name].write(result))
+
+    def _check_root(self, interaction: Interaction, tag: str) -> None:
+        if tag == interaction.request_qname:
+            return
+        other = self.contract.by_request_qname.get(tag)
+        if other is not None:
+            raise client_fault(
+                f"The request element belongs to {other.name}, but was sent to the {interaction.name} endpoint"
+            )
+        raise client_fault(f"The {interaction.name} endpoint expects {interaction.request_qname} in the Body")
+
+
+def _respond(start_response: StartResponse, status: str, content_type: str, body: bytes) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _fault(start_response: StartResponse, fault: SoapFault) -> list[bytes]:
+    return _respond(start_response, "500 Internal Server Error", CONTENT_TYPE, fault_envelope(fault))

@@ -1,0 +1,168 @@
+"""MakeBooking: book a free slot, or book an open invitation quoting its bookingId (never twice).
+
+The same resident sending the same booking again gets the existing booking back (OK), so a
+consumer's retry after a timeout does not book twice or see a spurious error.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from producer.bookings import (
+    BookingView,
+    active_by_booking_id,
+    new_booking_pk,
+    publish_change,
+    record_event,
+    take_slot,
+    view_by_pk,
+)
+from producer.call import Call
+from producer.codec import Decoded
+from producer.identifiers import normalise_hsa_id
+from producer.operations import resident_texts as texts
+from producer.operations.booking_common import (
+    Refused,
+    SlotRow,
+    booking_id_for,
+    find_slot,
+    require_future,
+    resident_of,
+    run_refusable,
+    slot_by_reference,
+)
+from producer.operations.catalogue import units_for_time_type
+
+
+def make_booking(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
+    def work() -> Decoded:
+        booking_id = _book(call, request, conn)
+        return {"bookingId": booking_id, "resultCode": "OK"}
+
+    return run_refusable(work, conn)
+
+
+def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
+    if normalise_hsa_id(request["healthcare_facility_med"]) != call.unit.hsa_id:
+        raise Refused(texts.FACILITY_MISMATCH)
+    timeslot: Decoded = request["requestedTimeslot"]
+    resident = resident_of(call, timeslot)
+    target = normalise_hsa_id(timeslot["healthcare_facility"])
+    reference = timeslot.get("bookingId") or None
+
+    invitation: BookingView | None = None
+    slot: SlotRow | None = None
+    if reference:
+        slot = slot_by_reference(conn, reference)
+        if slot is None:
+            invitation = _quoted_invitation(call, conn, reference, resident)
+            if invitation.kind != "open_invitation":
+                return _resent(conn, invitation, target, timeslot)
+        elif slot.unit_hsa_id != target:
+            raise Refused(texts.SLOT_NOT_FOUND)
+    if slot is None:
+        slot = find_slot(conn, target, timeslot, invitation.time_type_code if invitation else None)
+    require_future(slot, call.now)
+
+    if slot.booking_pk is not None:
+        holder = view_by_pk(conn, slot.booking_pk)
+        if holder.status == "active" and holder.subject_of_care == resident:
+            return holder.booking_id
+        raise Refused(texts.SLOT_TAKEN)
+    if invitation is not None and slot.time_type_code != invitation.time_type_code:
+        raise Refused(texts.WRONG_TIME_TYPE)
+    if target != call.unit.hsa_id and target not in {
+        h for h, _ in units_for_time_type(conn, call.unit.hsa_id, slot.time_type_code)
+    }:
+        raise Refused(texts.WRONG_UNIT)
+
+    info: Decoded = request["subject_of_care_info"]
+    contact = {
+        "first_name": info.get("firstName"),
+        "middle_name": info.get("middleName"),
+        "last_name": info.get("lastName"),
+        "phone": info.get("phone"),
+        "email": info.get("email"),
+        "address": info.get("address"),
+        "coaddress": info.get("coaddress"),
+        "reason": timeslot.get("reason"),
+        "notification": request.get("notification"),
+    }
+    if invitation is not None:
+        pk, before, action = invitation.pk, invitation.post(call.now), "book_invitation"
+        booking_id = booking_id_for(call, pk, slot.id, invitation.booking_id)
+        conn.execute(
+            "UPDATE booking SET kind = 'booking', booking_id = %(booking_id)s, unit_hsa_id = %(unit)s,"
+            " care_type_code = %(care_type)s, first_name = %(first_name)s, middle_name = %(middle_name)s,"
+            " last_name = %(last_name)s, phone = %(phone)s, email = %(email)s, address = %(address)s,"
+            " coaddress = %(coaddress)s, reason = %(reason)s, notification = %(notification)s, updated_at = now()"
+            " WHERE pk = %(pk)s",
+            {**contact, "booking_id": booking_id, "unit": target, "care_type": slot.care_type_code, "pk": pk},
+        )
+    else:
+        pk, before, action = new_booking_pk(conn), None, "book"
+        booking_id = booking_id_for(call, pk, slot.id, None)
+        conn.execute(
+            "INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, first_name, middle_name,"
+            " last_name, phone, email, address, coaddress, reason, notification, time_type_code, care_type_code)"
+            " VALUES (%(pk)s, %(booking_id)s, %(unit)s, 'booking', %(resident)s, %(first_name)s, %(middle_name)s,"
+            " %(last_name)s, %(phone)s, %(email)s, %(address)s, %(coaddress)s, %(reason)s, %(notification)s,"
+            " %(time_type)s, %(care_type)s)",
+            {
+                **contact,
+                "pk": pk,
+                "booking_id": booking_id,
+                "unit": target,
+                "resident": resident,
+                "time_type": slot.time_type_code,
+                "care_type": slot.care_type_code,
+            },
+        )
+    if not take_slot(conn, slot.id, pk):
+        raise Refused(texts.SLOT_TAKEN)
+    record_event(
+        conn,
+        pk,
+        action,
+        "soap",
+        call.actor_type,
+        call.actor_id,
+        {
+            "slot": slot.id,
+            "unit": target,
+            "addressed_unit": call.unit.hsa_id,
+            "booking_id": booking_id,
+            "consumer": call.consumer_hsa_id,
+            "correlation_id": call.correlation_id,
+        },
+    )
+    publish_change(conn, before, pk, action, call.now)
+    return booking_id
+
+
+def _quoted_invitation(call: Call, conn: psycopg.Connection, reference: str, resident: str) -> BookingView:
+    """The invitation a MakeBooking quotes, locked. Under the per-slot policy a booked invitation has
+    a new id, so its original id ("K" + pk) still finds it, for a resend to be recognised."""
+    found = active_by_booking_id(conn, reference, lock=True)
+    if found is None and reference.startswith("K") and reference[1:].isdigit():
+        row = conn.execute(
+            "SELECT booking_id FROM booking WHERE pk = %s AND status = 'active' FOR UPDATE", (int(reference[1:]),)
+        ).fetchone()
+        found = active_by_booking_id(conn, row[0]) if row else None
+    if found is None or found.subject_of_care != resident:
+        raise Refused(texts.INVITATION_NOT_FOUND)
+    if found.kind == "open_invitation":
+        if found.unit_hsa_id != call.unit.hsa_id:
+            raise Refused(texts.INVITATION_NOT_FOUND)
+        if found.valid_until is not None and found.valid_until <= call.now:
+            raise Refused(texts.INVITATION_EXPIRED)
+    return found
+
+
+def _resent(conn: psycopg.Connection, booked: BookingView, target: str, timeslot: Decoded) -> str:
+    """An invitation booked already: the same request again gets the booking back, another is refused."""
+    if booked.slot_id is not None and booked.unit_hsa_id == target:
+        slot = find_slot(conn, target, timeslot, booked.time_type_code)
+        if slot.id == booked.slot_id:
+            return booked.booking_id
+    raise Refused(texts.INVITATION_ALREADY_BOOKED)

@@ -1,0 +1,101 @@
+"""UpdateBooking: move a booking or a timed invitation to another slot, atomically.
+
+The old slot is released and the new one taken in one savepoint: if the new one is gone, the
+savepoint rolls back and the booking is exactly as it was. A timed invitation becomes a booking.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from producer.bookings import active_by_booking_id, publish_change, record_event, release_slot, take_slot
+from producer.call import Call
+from producer.codec import Decoded
+from producer.identifiers import normalise_hsa_id
+from producer.operations import resident_texts as texts
+from producer.operations.booking_common import Refused, booking_id_for, find_slot, require_future, run_refusable
+from producer.operations.catalogue import units_for_time_type
+
+
+def update_booking(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
+    def work() -> Decoded:
+        _rebook(call, request, conn)
+        return {"resultCode": "OK"}
+
+    return run_refusable(work, conn)
+
+
+def _rebook(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
+    timeslot: Decoded = request["requestedTimeslot"]
+    reference = timeslot.get("bookingId")
+    if not reference:
+        raise Refused(texts.MISSING_BOOKING_ID)
+    view = active_by_booking_id(conn, reference, lock=True)
+    resident = timeslot.get("subject_of_care")
+    if view is None or (resident and resident != view.subject_of_care):
+        raise Refused(texts.BOOKING_NOT_FOUND)
+    target = normalise_hsa_id(timeslot["healthcare_facility"])
+    allowed = {h for h, _ in units_for_time_type(conn, view.unit_hsa_id, view.time_type_code)} | {view.unit_hsa_id}
+    # addressed at the booking's own unit, or at the unit it is being moved to
+    if call.unit.hsa_id != view.unit_hsa_id and not (call.unit.hsa_id == target and target in allowed):
+        raise Refused(texts.BOOKING_NOT_FOUND)
+    if view.kind == "open_invitation":
+        raise Refused(texts.OPEN_INVITATION_REBOOK)
+    if target not in allowed:
+        raise Refused(texts.WRONG_UNIT)
+    slot = find_slot(conn, target, timeslot, view.time_type_code)
+    if slot.id == view.slot_id:
+        return  # already there: a resend changes nothing
+    if view.starts_at is not None and view.starts_at <= call.now:
+        raise Refused(texts.ALREADY_PASSED)
+    if not view.changeable(call.now):
+        raise Refused(texts.TOO_LATE_TO_REBOOK)
+    require_future(slot, call.now)
+    if slot.booking_pk is not None:
+        raise Refused(texts.SLOT_TAKEN)
+
+    before = view.post(call.now)
+    release_slot(conn, view.pk)
+    if not take_slot(conn, slot.id, view.pk):
+        raise Refused(texts.SLOT_TAKEN)
+    booking_id = booking_id_for(call, view.pk, slot.id, view.booking_id)
+    info: Decoded = request.get("subject_of_care_info") or {}
+    conn.execute(
+        "UPDATE booking SET booking_id = %(booking_id)s, unit_hsa_id = %(unit)s, kind = 'booking',"
+        " care_type_code = %(care_type)s, reason = coalesce(%(reason)s, reason),"
+        " notification = coalesce(%(notification)s, notification), phone = coalesce(%(phone)s, phone),"
+        " email = coalesce(%(email)s, email), address = coalesce(%(address)s, address),"
+        " coaddress = coalesce(%(coaddress)s, coaddress), updated_at = now() WHERE pk = %(pk)s",
+        {
+            "booking_id": booking_id,
+            "unit": target,
+            "care_type": slot.care_type_code,
+            "reason": timeslot.get("reason"),
+            "notification": request.get("notification"),
+            "phone": info.get("phone"),
+            "email": info.get("email"),
+            "address": info.get("address"),
+            "coaddress": info.get("coaddress"),
+            "pk": view.pk,
+        },
+    )
+    record_event(
+        conn,
+        view.pk,
+        "rebook",
+        "soap",
+        call.actor_type,
+        call.actor_id,
+        {
+            "from_slot": view.slot_id,
+            "to_slot": slot.id,
+            "from_unit": view.unit_hsa_id,
+            "to_unit": target,
+            "from_booking_id": view.booking_id,
+            "booking_id": booking_id,
+            "was_invitation": view.is_invitation,
+            "consumer": call.consumer_hsa_id,
+            "correlation_id": call.correlation_id,
+        },
+    )
+    publish_change(conn, before, view.pk, "rebook", call.now)

@@ -1,0 +1,129 @@
+"""SOAP 1.1 envelopes: a hardened parse of what arrives, and the faults and envelopes we send.
+
+Faults follow the domain brief A.8: HTTP 500, a SOAP 1.1 envelope (VP passes only those through
+unchanged), a faultstring that names the problem, never patient data or a stack trace.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from producer.codec import escape_text
+from producer.contract import ACTOR, HEADERS_NS, LOGICAL_ADDRESS
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+ENVELOPE = f"{{{SOAP_ENV}}}Envelope"
+HEADER = f"{{{SOAP_ENV}}}Header"
+BODY = f"{{{SOAP_ENV}}}Body"
+CONTENT_TYPE = "text/xml; charset=utf-8"
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+    collect_ids=False,
+)
+_QUOTED_VALUE = re.compile(r"'[^']*'")
+
+
+class SoapFault(Exception):
+    """A fault to send back: code is "Client" (the caller's request is wrong) or "Server"."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def client_fault(message: str) -> SoapFault:
+    return SoapFault("Client", message)
+
+
+def server_fault(message: str) -> SoapFault:
+    return SoapFault("Server", message)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    body_root: etree._Element
+    logical_address: str | None
+    actor_id: str | None
+    actor_type: str | None
+    actor_element: etree._Element | None
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Parse with no entity expansion, no DTD and no network; reject anything that is not SOAP 1.1."""
+    if not data.strip():
+        raise client_fault("The request body is empty; expected a SOAP 1.1 envelope")
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise client_fault(f"The request is not well-formed XML: {_first_line(str(exc))}") from None
+    tree = root.getroottree()
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+        raise client_fault("Document type declarations (DTDs) are not allowed in SOAP messages")
+    if root.tag == f"{{{SOAP12_ENV}}}Envelope":
+        raise SoapFault("VersionMismatch", "SOAP 1.2 is not supported; RIVTABP21 uses SOAP 1.1")
+    if root.tag != ENVELOPE:
+        raise client_fault("The request is not a SOAP 1.1 envelope (expected soap:Envelope as the root)")
+    header = body = None
+    for child in root:
+        if child.tag == HEADER and header is None and body is None:
+            header = child
+        elif child.tag == BODY and body is None:
+            body = child
+        else:
+            raise client_fault("The SOAP envelope must hold an optional Header and then one Body")
+    if body is None:
+        raise client_fault("The SOAP envelope has no Body")
+    body_children = [c for c in body if isinstance(c.tag, str)]
+    if len(body_children) != 1:
+        raise client_fault("The SOAP Body must hold exactly one request element")
+    logical_address = actor_id = actor_type = None
+    actor_element = None
+    if header is not None:
+        for child in header:
+            if child.tag == LOGICAL_ADDRESS:
+                logical_address = (child.text or "").strip()
+            elif child.tag == ACTOR:
+                actor_element = child
+                actor_id = (child.findtext(f"{{{HEADERS_NS}}}actorId") or "").strip() or None
+                actor_type = (child.findtext(f"{{{HEADERS_NS}}}actorType") or "").strip() or None
+    return Envelope(body_children[0], logical_address, actor_id, actor_type, actor_element)
+
+
+def describe_schema_errors(log: etree._ListErrorLog) -> str:
+    """The first validation error, with quoted values removed: they could be personnummer."""
+    error = log[0] if len(log) else None
+    if error is None:
+        return "The request does not follow the contract schema"
+    message = _QUOTED_VALUE.sub("(value)", error.message)
+    message = re.sub(r"\{[^}]*\}", "", message)
+    return f"The request does not follow the contract schema: {message}"
+
+
+def _first_line(text: str) -> str:
+    return _QUOTED_VALUE.sub("(value)", text.splitlines()[0] if text else "")[:200]
+
+
+def envelope(body_xml: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body>{body_xml}</soap:Body></soap:Envelope>'
+    ).encode()
+
+
+def fault_envelope(fault: SoapFault) -> bytes:
+    return envelope(
+        f"<soap:Fault><faultcode>soap:{fault.code}</faultcode>"
+        f"<faultstring>{escape_text(fault.message)}</faultstring></soap:Fault>"
+    )

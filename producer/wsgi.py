@@ -1,0 +1,25 @@
+"""The WSGI target the server's workers import: one Producer per worker process."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+
+from producer.app import Producer
+from producer.config import Settings
+from producer.operations import HANDLERS
+
+
+def create_app() -> Producer:
+    settings = Settings.from_env()
+    url = settings.database_url or os.environ.get("DATABASE_URL")
+    if not url:
+        raise RuntimeError("DATABASE_URL must be set for the server workers (tidbok serve sets it)")
+    logging.basicConfig(
+        level=os.environ.get("TIDBOK_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    app = Producer(settings, url, HANDLERS)
+    gc.collect()
+    gc.freeze()  # the compiled schemas are long-lived: keep them out of every later GC pass
+    return app
