@@ -56,10 +56,10 @@ def cmd_serve(settings: Settings, url: str) -> None:
         port=settings.port,
         interface=Interfaces.WSGI,
         workers=settings.workers,
+        blocking_threads=settings.db_pool_size,  # a WSGI thread needs a connection; more would only queue
         factory=True,
         log_access=True,
         log_access_format='%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms',
-        backpressure=64,
     ).serve()
 
 
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:

@@ -1,0 +1,243 @@
+"""Databases and producer processes for the end-to-end tests, plus raw-HTTP helpers.
+
+The producer is exercised as a real subprocess (``python -m producer serve``, granian) so tests see
+exactly what a consumer or the VP would: the HTTP status, headers and bytes on the wire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable  # the interpreter running pytest, i.e. the project's virtualenv
+DATABASE_PREFIX = "tidbok_test_"
+STARTUP_SECONDS = 30.0
+STOP_SECONDS = 10.0
+
+_DB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+# -- databases -----------------------------------------------------------------------------------
+
+
+def database_url(url: str, name: str) -> str:
+    """The same server URL pointing at another database; the query (e.g. ``?host=/tmp/...``) is kept."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"expected a postgresql:// URL, got {parts.scheme or url!r}")
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    """Drop and recreate ``name`` (so every session starts from an empty database); returns its URL."""
+    if not _DB_NAME.match(name) or not name.startswith(DATABASE_PREFIX):
+        raise ValueError(f"test databases are named {DATABASE_PREFIX}<lower-case word>, got {name!r}")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        # FORCE: a server left over from an interrupted run may still hold connections.
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return database_url(admin_url, name)
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+def subprocess_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """Our environment minus any TIDBOK_* settings of the developer's shell, plus the overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDBOK_")}
+    env.update(overrides)
+    return env
+
+
+def run_cli(args: list[str], env: Mapping[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m producer <args>``; fails the test with the command's output if it does not succeed."""
+    command = [PYTHON, "-m", "producer", *args]
+    try:
+        result = subprocess.run(
+            command, cwd=REPO, env=subprocess_env(env), capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(
+            f"python {' '.join(command[1:])} timed out after {timeout}s\nstdout:\n{exc.stdout}\nstderr:\n{exc.stderr}",
+            pytrace=False,
+        )
+    if result.returncode != 0:
+        pytest.fail(
+            f"python {' '.join(command[1:])} exited with {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}",
+            pytrace=False,
+        )
+    return result
+
+
+def free_port() -> int:
+    """A port the kernel just considered free (racy in theory, fine for a test session)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ProducerServer:
+    """A running ``producer serve``. ``env`` holds only the variables set for it (not os.environ)."""
+
+    name: str
+    base_url: str
+    database_url: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def endpoint(self, interaction: str) -> str:
+        return f"{self.base_url}/{interaction}/1/rivtabp21"
+
+    def output(self, limit: int = 20_000) -> str:
+        """The tail of the server's captured stdout and stderr, for failure messages."""
+        parts = []
+        for stream in ("stdout", "stderr"):
+            path = self.log_dir / f"{self.name}.{stream}"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            parts.append(f"--- {stream} ---\n{text[-limit:]}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after STOP_SECONDS; also reaps granian workers left in its group."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(STOP_SECONDS)
+        # The server runs in its own session/process group (start_new_session), so this only
+        # reaches processes it spawned.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def start_server(name: str, database_url: str, extra_env: Mapping[str, str], log_dir: Path) -> ProducerServer:
+    """Start ``producer serve`` on a free port and wait until GET /health answers 200 "ok"."""
+    port = free_port()
+    env = {
+        "DATABASE_URL": database_url,
+        "TIDBOK_HOST": "127.0.0.1",
+        "TIDBOK_PORT": str(port),
+        "TIDBOK_WORKERS": "1",
+        **extra_env,
+    }
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # Files rather than pipes: nobody reads a pipe while tests run, and a full pipe blocks the server.
+    with open(log_dir / f"{name}.stdout", "wb") as out, open(log_dir / f"{name}.stderr", "wb") as err:
+        process = subprocess.Popen(
+            [PYTHON, "-m", "producer", "serve"],
+            cwd=REPO,
+            env=subprocess_env(env),
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    server = ProducerServer(
+        name=name,
+        base_url=f"http://127.0.0.1:{port}",
+        database_url=database_url,
+        env=env,
+        process=process,
+        log_dir=log_dir,
+        extra_env=dict(extra_env),
+    )
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        if process.poll() is not None:
+            server.stop()  # reap anything it spawned
+            pytest.fail(
+                f"producer serve ({name}) exited with {process.returncode} before it was healthy\n{server.output()}",
+                pytrace=False,
+            )
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            status, _, body = http_get(f"{server.base_url}/health", timeout=1)
+            if status == 200 and body.strip() == b"ok":
+                return server
+        if time.monotonic() > deadline:
+            server.stop()
+            pytest.fail(
+                f"producer serve ({name}) was not healthy within {STARTUP_SECONDS:.0f}s\n{server.output()}",
+                pytrace=False,
+            )
+        time.sleep(0.1)
+
+
+def prepare_and_start(admin_url: str, name: str, extra_env: Mapping[str, str], log_dir: Path) -> ProducerServer:
+    """Fresh database ``tidbok_test_<name>``, migrate, demo data, then serve."""
+    url = fresh_database(admin_url, f"{DATABASE_PREFIX}{name}")
+    cli_env = {"DATABASE_URL": url, **extra_env}
+    run_cli(["migrate"], cli_env)
+    run_cli(["demo"], cli_env)
+    return start_server(name, url, extra_env, log_dir)
+
+
+# -- raw HTTP ------------------------------------------------------------------------------------
+
+
+def _request(
+    method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
+) -> tuple[int, Message, bytes]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+    try:
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        conn.request(method, target, body=body, headers=dict(headers))
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()
+
+
+def http_get(url: str, timeout: float = 30) -> tuple[int, Message, bytes]:
+    """GET without following redirects or raising on 4xx/5xx (unlike urllib.request)."""
+    return _request("GET", url, None, {}, timeout)
+
+
+def soap_post(
+    base_url: str,
+    interaction: str,
+    xml: bytes | str,
+    content_type: str = "text/xml; charset=utf-8",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, Message, bytes]:
+    """POST raw bytes to an interaction endpoint; returns (status, headers, body) whatever the status.
+
+    Sends the WSDL's SOAPAction unless ``headers`` overrides it (any header can be overridden).
+    ``headers`` of the result is case-insensitive (``headers["content-type"]``).
+    """
+    data = xml.encode("utf-8") if isinstance(xml, str) else xml
+    sent = {
+        "Content-Type": content_type,
+        "SOAPAction": f'"urn:riv:crm:scheduling:{interaction}Responder:1:{interaction}"',
+    }
+    for key, value in (headers or {}).items():
+        sent = {k: v for k, v in sent.items() if k.lower() != key.lower()}
+        sent[key] = value
+    return _request("POST", f"{base_url.rstrip('/')}/{interaction}/1/rivtabp21", data, sent, timeout)
