@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,7 @@ _INTERACTION_FILE = re.compile(r"^/([A-Za-z]+)/1/([A-Za-z0-9_.]+\.xsd)$")
 _CORE_FILE = re.compile(r"^/core_components/([A-Za-z0-9_.]+\.xsd)$")
 _SOAP_ADDRESS = re.compile(r'(<soap:address\s+location=")[^"]*(")')
 
+UNIT_CACHE_SECONDS = 5.0
 _UNIT_SQL = (
     "SELECT hsa_id, name, message_allowed, extract(epoch FROM change_deadline)::float8"
     " FROM care_unit WHERE hsa_id = upper(%s)"
@@ -63,6 +65,7 @@ class Producer:
             name: i.wsdl_path.read_text(encoding="utf-8") for name, i in self.contract.interactions.items()
         }
         self._pool: ConnectionPool | None = None
+        self._units: dict[str, tuple[Unit, float]] = {}
 
     @property
     def pool(self) -> ConnectionPool:
@@ -149,7 +152,10 @@ class Producer:
     # -- dispatch ---------------------------------------------------------------------------------
 
     def handle(self, name: str, body: bytes, environ: dict[str, Any]) -> bytes:
-        """Parse, validate, decode, run the handler in one transaction, and write the response."""
+        """Parse, validate, decode, run the handler, and write the response.
+
+        Connections are in autocommit mode: queries run on their own, and the changing operations
+        open their transaction themselves (see operations.booking_common.run_refusable)."""
         interaction = self.contract.interactions[name]
         parsed = parse_envelope(body)
         self._check_root(interaction, parsed.body_root.tag)
@@ -164,15 +170,11 @@ class Producer:
             raise client_fault(describe_schema_errors(interaction.validator.error_log))
         request = decode(parsed.body_root, interaction.request_plan)
         try:
-            with self.pool.connection() as conn, conn.transaction():
-                row = conn.execute(_UNIT_SQL, (parsed.logical_address,)).fetchone()
-                if row is None:
-                    raise client_fault(
-                        f"The logical address {parsed.logical_address[:64]!r} is unknown: no such care unit here"
-                    )
+            with self.pool.connection() as conn:
+                unit = self._unit(conn, parsed.logical_address)
                 call = Call(
                     interaction=name,
-                    unit=Unit(*row),
+                    unit=unit,
                     actor_id=parsed.actor_id,
                     actor_type=parsed.actor_type,
                     consumer_hsa_id=environ.get("HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID"),
@@ -190,6 +192,21 @@ class Producer:
             log.exception("internal error in %s", name)
             raise server_fault(f"Internal error while handling {name}") from None
         return envelope(self.writers[name].write(result))
+
+    def _unit(self, conn: psycopg.Connection, logical_address: str) -> Unit:
+        """The addressed care unit. Known units are remembered for a few seconds per worker: every
+        call needs one, and units and their rules change seldom."""
+        key = logical_address.upper()
+        cached = self._units.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        row = conn.execute(_UNIT_SQL, (key,)).fetchone()
+        if row is None:
+            raise client_fault(f"The logical address {logical_address[:64]!r} is unknown: no such care unit here")
+        unit = Unit(*row)
+        self._units[key] = (unit, now + UNIT_CACHE_SECONDS)
+        return unit
 
     def _check_root(self, interaction: Interaction, tag: str) -> None:
         if tag == interaction.request_qname:

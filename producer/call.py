@@ -30,6 +30,6 @@ class Call:
     settings: Settings
 
     @property
-    def is_agent(self) -> bool:
-        """Staff acting for the resident: availability must not be selected on the resident (TKB §3.5)."""
-        return self.actor_type == "subject_of_care_agent"
+    def resident_actor(self) -> str | None:
+        """The resident calling for themselves, if the Actor says so; None for staff agents."""
+        return self.actor_id if self.actor_type == "subject_of_care" else None

@@ -74,8 +74,9 @@ def make_pool(url: str, settings: Settings) -> ConnectionPool:
         max_size=settings.db_pool_size,
         timeout=settings.db_timeout_seconds,
         # UTC sessions: datetimes come back with a fixed offset, so arithmetic on them is exact on DST days
+        # autocommit: queries need no BEGIN/COMMIT round trips; changes open a transaction explicitly
         kwargs={
-            "autocommit": False,
+            "autocommit": True,
             "connect_timeout": settings.db_timeout_seconds,
             "options": "-c TimeZone=UTC",
         },

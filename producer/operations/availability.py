@@ -8,7 +8,7 @@ id ("T…"), which MakeBooking accepts to select exactly that slot. Past times a
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -19,28 +19,46 @@ from producer.codec import Decoded
 from producer.operations.catalogue import units_for_time_type
 from producer.operations.common import require_addressed_unit, require_valid_resident
 from producer.soap import client_fault
-from producer.wire_time import WireFormatError, day_range_bounds, format_dt, format_ts, parse_dt
+from producer.wire_time import WireFormatError, day_range_bounds, parse_dt
 
 SLOT_PREFIX = "T"
 
-FREE_SLOTS_SQL = """
-SELECT s.id, s.starts_at, s.ends_at, s.performer_hsa_id, s.resource_id, r.name AS resource_name,
-       p.first_name, p.last_name, s.time_type_code, t.name AS time_type_name,
-       s.care_type_code, ct.name AS care_type_name,
-       (s.starts_at AT TIME ZONE 'Europe/Stockholm')::date AS local_date
-FROM slot s
-JOIN time_type t ON t.unit_hsa_id = s.unit_hsa_id AND t.code = s.time_type_code
-LEFT JOIN care_type ct ON ct.unit_hsa_id = s.unit_hsa_id AND ct.code = s.care_type_code
-LEFT JOIN performer p ON p.unit_hsa_id = s.unit_hsa_id AND p.hsa_id = s.performer_hsa_id
-LEFT JOIN resource r ON r.unit_hsa_id = s.unit_hsa_id AND r.resource_id = s.resource_id
+# Times are formatted as Stockholm wall time by PostgreSQL itself: 100 slots are 200 conversions.
+_FILTERS = """
 WHERE s.unit_hsa_id = %(unit)s AND s.booking_pk IS NULL
   AND s.starts_at >= %(start)s AND s.starts_at < %(end)s
   AND (%(performers)s::text[] IS NULL OR s.performer_hsa_id = ANY(%(performers)s::text[]))
   AND (%(time_type)s::text IS NULL OR s.time_type_code = %(time_type)s)
-  AND (%(time_type_name)s::text IS NULL OR t.name = %(time_type_name)s)
+  AND (%(time_type_name)s::text IS NULL OR s.time_type_code IN (
+        SELECT code FROM time_type WHERE unit_hsa_id = %(unit)s AND name = %(time_type_name)s))
   AND (%(care_type)s::text IS NULL OR s.care_type_code = %(care_type)s)
-  AND (%(care_type_name)s::text IS NULL OR ct.name = %(care_type_name)s)
-ORDER BY s.starts_at, s.id
+  AND (%(care_type_name)s::text IS NULL OR s.care_type_code IN (
+        SELECT code FROM care_type WHERE unit_hsa_id = %(unit)s AND name = %(care_type_name)s))
+"""
+_NAMES = """
+JOIN time_type t ON t.unit_hsa_id = %(unit)s AND t.code = f.time_type_code
+LEFT JOIN care_type ct ON ct.unit_hsa_id = %(unit)s AND ct.code = f.care_type_code
+LEFT JOIN performer p ON p.unit_hsa_id = %(unit)s AND p.hsa_id = f.performer_hsa_id
+LEFT JOIN resource r ON r.unit_hsa_id = %(unit)s AND r.resource_id = f.resource_id
+"""
+FREE_SLOTS_SQL = f"""
+SELECT f.id, to_char(f.starts_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'),
+       to_char(f.ends_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'), f.starts_at,
+       f.performer_hsa_id, f.resource_id, r.name, concat_ws(' ', p.first_name, p.last_name),
+       f.time_type_code, t.name, f.care_type_code, ct.name
+FROM (SELECT s.* FROM slot s {_FILTERS}) f
+{_NAMES}
+ORDER BY f.starts_at, f.id
+"""
+# One row per date and performer/resource/time type/care type, aggregated in the database.
+FREE_DATES_SQL = f"""
+SELECT to_char(f.local_date, 'YYYYMMDD'), f.performer_hsa_id, f.resource_id, r.name,
+       f.time_type_code, t.name, f.care_type_code, ct.name
+FROM (SELECT DISTINCT (s.starts_at AT TIME ZONE 'Europe/Stockholm')::date AS local_date,
+             s.performer_hsa_id, s.resource_id, s.time_type_code, s.care_type_code
+      FROM slot s {_FILTERS}) f
+{_NAMES}
+ORDER BY f.local_date, f.performer_hsa_id NULLS FIRST, f.resource_id NULLS FIRST, f.time_type_code
 """
 
 
@@ -92,35 +110,23 @@ def _filters(call: Call, request: Decoded, conn: psycopg.Connection) -> tuple[di
 
 def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
     params, booking_id = _filters(call, request, conn)
-    deadline = timedelta(seconds=call.unit.change_deadline_seconds)
+    deadline = call.now + timedelta(seconds=call.unit.change_deadline_seconds)
+    unit, unit_name, message_allowed = call.unit.hsa_id, call.unit.name, call.unit.message_allowed
     slots = []
     for row in conn.execute(FREE_SLOTS_SQL, params).fetchall():
-        (
-            slot_id,
-            starts,
-            ends,
-            performer,
-            resource_id,
-            resource_name,
-            first,
-            last,
-            tt_code,
-            tt_name,
-            ct_code,
-            ct_name,
-            _day,
-        ) = row
-        changeable = starts - deadline > call.now
+        (slot_id, start, end, starts_at, performer, resource_id, resource_name, performer_name,
+         tt_code, tt_name, ct_code, ct_name) = row  # fmt: skip
+        changeable = starts_at > deadline
         slots.append(
             {
-                "startTimeInclusive": format_ts(starts),
-                "endTimeExclusive": format_ts(ends),
-                "healthcare_facility": call.unit.hsa_id,
+                "startTimeInclusive": start,
+                "endTimeExclusive": end,
+                "healthcare_facility": unit,
                 "performer": performer,
                 "bookingId": booking_id or f"{SLOT_PREFIX}{slot_id}",
                 "resourceName": resource_name,
-                "healthcare_facility_name": call.unit.name,
-                "performerName": " ".join(n for n in (first, last) if n) or None,
+                "healthcare_facility_name": unit_name,
+                "performerName": performer_name,
                 "resourceID": resource_id,
                 "timeTypeName": tt_name,
                 "timeTypeID": tt_code,
@@ -128,7 +134,7 @@ def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connecti
                 "careTypeID": ct_code,
                 "cancel_booking_allowed": changeable,
                 "rebooking_allowed": changeable,
-                "message_allowed": call.unit.message_allowed,
+                "message_allowed": message_allowed,
             }
         )
     return {"timeslotDetail": slots}
@@ -136,19 +142,13 @@ def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connecti
 
 def get_available_dates(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
     params, _ = _filters(call, request, conn)
-    seen: set[tuple[date, str | None, str | None, str, str | None]] = set()
-    dates = []
-    for row in conn.execute(FREE_SLOTS_SQL, params).fetchall():
-        (_id, _s, _e, performer, resource_id, resource_name, _f, _l, tt_code, tt_name, ct_code, ct_name, day) = row
-        key = (day, performer, resource_id, tt_code, ct_code)
-        if key in seen:
-            continue
-        seen.add(key)
-        dates.append(
+    unit = call.unit.hsa_id
+    return {
+        "performerAvailabilityByDate": [
             {
-                "healthcare_facility": call.unit.hsa_id,
+                "healthcare_facility": unit,
                 "performer": performer,
-                "date": format_dt(day),
+                "date": day,
                 "resourceName": resource_name,
                 "resourceID": resource_id,
                 "timeTypeName": tt_name,
@@ -156,6 +156,8 @@ def get_available_dates(call: Call, request: Decoded, conn: psycopg.Connection) 
                 "careTypeName": ct_name,
                 "careTypeID": ct_code,
             }
-        )
-    dates.sort(key=lambda d: (d["date"], d["performer"] or "", d["resourceID"] or "", d["timeTypeID"]))
-    return {"performerAvailabilityByDate": dates}
+            for day, performer, resource_id, resource_name, tt_code, tt_name, ct_code, ct_name in conn.execute(
+                FREE_DATES_SQL, params
+            ).fetchall()
+        ]
+    }

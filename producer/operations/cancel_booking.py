@@ -25,8 +25,9 @@ def _cancel(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
         raise Refused(texts.FACILITY_MISMATCH)
     row = conn.execute(
         "SELECT pk FROM booking WHERE booking_id = %s AND unit_hsa_id = %s"
+        " AND (%s::text IS NULL OR subject_of_care = %s)"
         " ORDER BY status = 'active' DESC, pk DESC LIMIT 1 FOR UPDATE",
-        (request["bookingId"], call.unit.hsa_id),
+        (request["bookingId"], call.unit.hsa_id, call.resident_actor, call.resident_actor),
     ).fetchone()
     if row is None:
         raise Refused(texts.BOOKING_NOT_FOUND)

@@ -106,7 +106,7 @@ def get_all_healthcare_facilities(call: Call, request: Decoded, conn: psycopg.Co
         rows = conn.execute(
             """
             SELECT u.hsa_id, u.name FROM care_unit u
-            WHERE u.hsa_id = %(unit)s
+            WHERE (u.hsa_id = %(unit)s AND EXISTS (SELECT 1 FROM slot s WHERE s.unit_hsa_id = u.hsa_id))
                OR u.hsa_id IN (SELECT alternative_hsa_id FROM unit_alternative WHERE unit_hsa_id = %(unit)s)
             ORDER BY u.hsa_id = %(unit)s DESC, u.hsa_id
             """,

@@ -66,14 +66,13 @@ def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
 
     if slot.booking_pk is not None:
         holder = view_by_pk(conn, slot.booking_pk)
-        if holder.status == "active" and holder.subject_of_care == resident:
-            return holder.booking_id
+        if invitation is None and holder.status == "active" and holder.subject_of_care == resident:
+            return holder.booking_id  # the same booking sent again
         raise Refused(texts.SLOT_TAKEN)
-    if invitation is not None and slot.time_type_code != invitation.time_type_code:
-        raise Refused(texts.WRONG_TIME_TYPE)
-    if target != call.unit.hsa_id and target not in {
-        h for h, _ in units_for_time_type(conn, call.unit.hsa_id, slot.time_type_code)
-    }:
+    # an invitation may be booked where GetAllHealthcareFacilities with its id lists; a new booking
+    # at the addressed unit or at a unit that may be booked instead of it for this time type
+    home = invitation.unit_hsa_id if invitation is not None else call.unit.hsa_id
+    if target != home and target not in {h for h, _ in units_for_time_type(conn, home, slot.time_type_code)}:
         raise Refused(texts.WRONG_UNIT)
 
     info: Decoded = request["subject_of_care_info"]
@@ -152,7 +151,9 @@ def _quoted_invitation(call: Call, conn: psycopg.Connection, reference: str, res
     if found is None or found.subject_of_care != resident:
         raise Refused(texts.INVITATION_NOT_FOUND)
     if found.kind == "open_invitation":
-        if found.unit_hsa_id != call.unit.hsa_id:
+        if found.unit_hsa_id != call.unit.hsa_id and call.unit.hsa_id not in {
+            h for h, _ in units_for_time_type(conn, found.unit_hsa_id, found.time_type_code)
+        }:
             raise Refused(texts.INVITATION_NOT_FOUND)
         if found.valid_until is not None and found.valid_until <= call.now:
             raise Refused(texts.INVITATION_EXPIRED)

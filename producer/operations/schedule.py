@@ -14,12 +14,16 @@ DEFAULT_INVITATION_PURPOSE = "Kallelse"
 
 
 def get_booking_details(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
-    """A booking of another unit is as unknown as a missing one: there is no resultCode, so a fault."""
+    """A booking of another unit is as unknown as a missing one: there is no resultCode, so a fault.
+
+    A resident (Actor subject_of_care) sees only their own: a per-slot id can name a later booking
+    of the same slot by someone else."""
     require_addressed_unit(call, request)
     found = fetch_views(
         conn,
-        "b.booking_id = %s AND b.unit_hsa_id = %s AND b.status = 'active'",
-        (request["bookingId"], call.unit.hsa_id),
+        "b.booking_id = %s AND b.unit_hsa_id = %s AND b.status = 'active'"
+        " AND (%s::text IS NULL OR b.subject_of_care = %s)",
+        (request["bookingId"], call.unit.hsa_id, call.resident_actor, call.resident_actor),
     )
     if not found:
         raise client_fault("No booking or invitation with that bookingId at this care unit")

@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import psycopg
 
-from producer.bookings import active_by_booking_id, publish_change, record_event, release_slot, take_slot
+from producer.bookings import (
+    BookingView,
+    active_by_booking_id,
+    publish_change,
+    record_event,
+    release_slot,
+    take_slot,
+    view_by_pk,
+)
 from producer.call import Call
 from producer.codec import Decoded
 from producer.identifiers import normalise_hsa_id
 from producer.operations import resident_texts as texts
-from producer.operations.booking_common import Refused, booking_id_for, find_slot, require_future, run_refusable
+from producer.operations.booking_common import (
+    Refused,
+    booking_id_for,
+    find_slot,
+    require_future,
+    resident_of,
+    run_refusable,
+)
 from producer.operations.catalogue import units_for_time_type
 
 
@@ -30,9 +45,9 @@ def _rebook(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
     reference = timeslot.get("bookingId")
     if not reference:
         raise Refused(texts.MISSING_BOOKING_ID)
-    view = active_by_booking_id(conn, reference, lock=True)
-    resident = timeslot.get("subject_of_care")
-    if view is None or (resident and resident != view.subject_of_care):
+    resident = resident_of(call, timeslot)
+    view = active_by_booking_id(conn, reference, lock=True) or _moved_from(call, conn, reference, resident)
+    if view is None or resident != view.subject_of_care:
         raise Refused(texts.BOOKING_NOT_FOUND)
     target = normalise_hsa_id(timeslot["healthcare_facility"])
     allowed = {h for h, _ in units_for_time_type(conn, view.unit_hsa_id, view.time_type_code)} | {view.unit_hsa_id}
@@ -99,3 +114,17 @@ def _rebook(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
         },
     )
     publish_change(conn, before, view.pk, "rebook", call.now)
+
+
+def _moved_from(call: Call, conn: psycopg.Connection, reference: str, resident: str) -> BookingView | None:
+    """Under the per-slot policy a rebooking changes the id, so a consumer's resend of the same
+    UpdateBooking names the old one: find the resident's booking that was rebooked away from it."""
+    if call.settings.booking_id_policy != "per-slot":
+        return None
+    row = conn.execute(
+        "SELECT b.pk FROM booking_event e JOIN booking b ON b.pk = e.booking_pk"
+        " WHERE e.action = 'rebook' AND e.details->>'from_booking_id' = %s AND b.subject_of_care = %s"
+        " AND b.status = 'active' ORDER BY e.id DESC LIMIT 1 FOR UPDATE OF b",
+        (reference, resident),
+    ).fetchone()
+    return view_by_pk(conn, row[0]) if row else None

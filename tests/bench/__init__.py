@@ -1,0 +1,1 @@
+"""`make bench`: speed and memory figures of the producer on this machine (not part of make test)."""

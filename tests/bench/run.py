@@ -1,0 +1,300 @@
+"""`make bench`: a 1,000,000-slot calendar over 100 units, the production server with its default
+workers, a bounded load generator on loopback; prints requests/s and latency per scenario, the
+"floor" (the same server answering a pre-written response), and the workers' memory.
+
+Targets on the 2-core reference machine, everything on it: GetAvailableTimeslots ≥ 1,000 req/s,
+MakeBooking ≥ 500/s, GetAvailableDates p99 ≤ 20 ms, ≤ 150 MB per worker.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import psutil
+import psycopg
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+
+from support.server import free_port, fresh_database, http_get, run_cli, start_server  # noqa: E402
+
+from tests.bench import load  # noqa: E402
+
+UNITS = 100
+DAYS = 200
+SLOTS_PER_DAY = 50
+CLIENTS = 4
+SECONDS = float(os.environ.get("TIDBOK_BENCH_SECONDS", "10"))
+WORKERS = "2"  # the server's default
+
+ENVELOPE = (
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
+    ' xmlns:itr="urn:riv:itintegration:registry:1" xmlns:ih="urn:riv:interoperability:headers:1">'
+    "<soapenv:Header><itr:LogicalAddress>{unit}</itr:LogicalAddress>"
+    "<ih:Actor><ih:actorId>{resident}</ih:actorId><ih:actorType>subject_of_care</ih:actorType></ih:Actor>"
+    "</soapenv:Header><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
+)
+
+
+def unit_id(i: int) -> str:
+    return f"SE2321000016-B{i:03d}"
+
+
+def personnummer(n: int) -> str:
+    """A valid personnummer per n: 1980-01-01 onwards, Luhn check digit."""
+    born = date(1950, 1, 1) + timedelta(days=n % 20000)
+    serial = f"{born:%y%m%d}{(n // 20000) % 1000:03d}"
+    total = 0
+    for i, ch in enumerate(serial):
+        product = int(ch) * (2 if i % 2 == 0 else 1)
+        total += product // 10 + product % 10
+    return f"{born:%Y}{serial[2:]}{(10 - total % 10) % 10}"
+
+
+def envelope(unit: str, resident: str, body: str) -> bytes:
+    return ENVELOPE.format(unit=unit, resident=resident, body=body).encode()
+
+
+def timeslots_request(unit: str, day: date, resident: str) -> bytes:
+    d = f"{day:%Y%m%d}"
+    return envelope(
+        unit,
+        resident,
+        '<r:GetAvailableTimeslots xmlns:r="urn:riv:crm:scheduling:GetAvailableTimeslotsResponder:1"'
+        ' xmlns:e="urn:riv:crm:scheduling:GetAvailableTimeslotsResponder:1.1">'
+        f"<r:healthcare_facility>{unit}</r:healthcare_facility><r:startDateInclusive>{d}</r:startDateInclusive>"
+        f"<r:endDateInclusive>{d}</r:endDateInclusive><e:subject_of_care>{resident}</e:subject_of_care>"
+        "</r:GetAvailableTimeslots>",
+    )
+
+
+def dates_request(unit: str, first: date, resident: str) -> bytes:
+    return envelope(
+        unit,
+        resident,
+        '<r:GetAvailableDates xmlns:r="urn:riv:crm:scheduling:GetAvailableDatesResponder:1"'
+        ' xmlns:e="urn:riv:crm:scheduling:GetAvailableDatesResponder:1.1">'
+        f"<r:healthcare_facility>{unit}</r:healthcare_facility>"
+        f"<r:startDateInclusive>{first:%Y%m%d}</r:startDateInclusive>"
+        f"<r:endDateInclusive>{first + timedelta(days=61):%Y%m%d}</r:endDateInclusive>"
+        f"<e:subject_of_care>{resident}</e:subject_of_care></r:GetAvailableDates>",
+    )
+
+
+def make_booking_request(unit: str, slot_id: int, start: str, end: str, resident: str) -> bytes:
+    return envelope(
+        unit,
+        resident,
+        '<r:MakeBooking xmlns:r="urn:riv:crm:scheduling:MakeBookingResponder:1" xmlns:c="urn:riv:crm:scheduling:1"'
+        ' xmlns:x="urn:riv:crm:scheduling:1.1">'
+        f"<r:healthcare_facility_med>{unit}</r:healthcare_facility_med><r:requestedTimeslot>"
+        f"<c:startTimeInclusive>{start}</c:startTimeInclusive><c:endTimeExclusive>{end}</c:endTimeExclusive>"
+        f"<c:healthcare_facility>{unit}</c:healthcare_facility><c:bookingId>T{slot_id}</c:bookingId>"
+        f"<c:subject_of_care>{resident}</c:subject_of_care></r:requestedTimeslot>"
+        "<r:subject_of_care_info><x:firstName>Bench</x:firstName><x:lastName>Marksson</x:lastName>"
+        "</r:subject_of_care_info></r:MakeBooking>",
+    )
+
+
+def build_calendar(url: str) -> float:
+    """100 units × 200 days × 50 ten-minute slots, generated inside PostgreSQL."""
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(  # several statements, so no server-side parameters: the numbers are ours
+            f"""
+            INSERT INTO care_unit (hsa_id, name, message_allowed)
+                SELECT 'SE2321000016-B' || lpad(i::text, 3, '0'), 'Benchenhet ' || i, true
+                FROM generate_series(0, {UNITS} - 1) i;
+            INSERT INTO care_type (unit_hsa_id, code, name) SELECT hsa_id, 'ALLM', 'Allmänmedicin' FROM care_unit;
+            INSERT INTO time_type (unit_hsa_id, code, name, duration_minutes, care_type_code)
+                SELECT hsa_id, 'LAK', 'Läkarbesök', 10, 'ALLM' FROM care_unit;
+            INSERT INTO performer (unit_hsa_id, hsa_id, title, first_name, last_name)
+                SELECT hsa_id, replace(hsa_id, '-B', '-P'), 'Läkare', 'Doktor', 'Benchsson' FROM care_unit;
+            INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id)
+                SELECT u.hsa_id, t, t + interval '10 minutes', 'LAK', 'ALLM', replace(u.hsa_id, '-B', '-P')
+                FROM care_unit u,
+                     generate_series(1, {DAYS}) d,
+                     generate_series(0, {SLOTS_PER_DAY} - 1) n,
+                     LATERAL (SELECT ((current_date + d) + time '08:00' + n * interval '10 minutes')
+                              AT TIME ZONE 'Europe/Stockholm' AS t) s;
+            ANALYZE;
+            """
+        )
+    return time.perf_counter() - started
+
+
+def worker_memory(server_pid: int) -> list[float]:
+    """RSS in MB of each granian worker process (the children of the server's main process)."""
+    try:
+        main = psutil.Process(server_pid)
+        return [round(p.memory_info().rss / 2**20, 1) for p in main.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def line(name: str, result: load.Result, extra: str = "") -> None:
+    print(
+        f"{name:<40} {result.rate:>9.0f} req/s   p50 {result.p50:>7.2f} ms   p99 {result.percentile(99):>7.2f} ms"
+        f"   n={result.requests:<6} http={dict(sorted(result.statuses.items()))} {extra}"
+    )
+
+
+def race(url: str, slot: tuple[int, str, str], unit: str, rounds_seed: int) -> int:
+    """16 clients at once on one slot: returns how many were told OK."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    barrier = threading.Barrier(16)
+    results: list[bytes] = []
+
+    def one(i: int) -> None:
+        body = make_booking_request(unit, slot[0], slot[1], slot[2], personnummer(rounds_seed * 100 + i))
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        barrier.wait()
+        conn.request("POST", parts.path, body=body, headers={"Content-Type": "text/xml; charset=utf-8"})
+        results.append(conn.getresponse().read())
+        conn.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(b"<ns0:resultCode>OK<" in r or b">OK</" in r for r in results)
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="tidbok-bench-"))
+    admin = os.environ.get("DATABASE_URL")
+    if not admin:
+        from producer.database import start_embedded
+
+        admin = start_embedded(tmp / "pgdata").get_uri()
+    url = fresh_database(admin, "tidbok_test_bench")
+    run_cli(["migrate"], {"DATABASE_URL": url})
+    print(f"calendar: {UNITS * DAYS * SLOTS_PER_DAY:,} slots over {UNITS} units built in {build_calendar(url):.1f} s")
+
+    server = start_server("bench", url, {"TIDBOK_WORKERS": WORKERS, "TIDBOK_LOG_LEVEL": "WARNING"}, tmp)
+    rng = random.Random(20261121)
+    today = date.today()
+    try:
+        memory_start = worker_memory(server.process.pid)
+        print(f"server: granian, {WORKERS} workers; load: {CLIENTS} client processes, {SECONDS:.0f} s per scenario")
+        print()
+        gat_url = server.endpoint("GetAvailableTimeslots")
+        gat = load.run(
+            gat_url,
+            [
+                [
+                    timeslots_request(
+                        unit_id(rng.randrange(UNITS)), today + timedelta(days=rng.randint(2, 60)), personnummer(w)
+                    )
+                    for _ in range(200)
+                ]
+                for w in range(CLIENTS)
+            ],
+            SECONDS,
+        )
+        line("GetAvailableTimeslots (1 day, 50 slots)", gat)
+
+        sample = http_get(f"{server.base_url}/health")  # keeps the connection path warm; body unused
+        del sample
+        gad = load.run(
+            server.endpoint("GetAvailableDates"),
+            [
+                [
+                    dates_request(
+                        unit_id(rng.randrange(UNITS)), today + timedelta(days=rng.randint(1, 30)), "191212121212"
+                    )
+                    for _ in range(200)
+                ]
+                for _ in range(CLIENTS)
+            ],
+            SECONDS,
+        )
+        line("GetAvailableDates (62 days)", gad)
+
+        with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
+            rows = conn.execute(
+                "SELECT id, unit_hsa_id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS')"
+                " FROM slot WHERE starts_at > now() + interval '100 days' ORDER BY random() LIMIT 40016"
+            ).fetchall()
+        booking_rows, race_rows = rows[:40000], rows[40000:]
+        per_worker = [booking_rows[w::CLIENTS] for w in range(CLIENTS)]
+        mb = load.run(
+            server.endpoint("MakeBooking"),
+            [
+                [make_booking_request(u, i, s, e, personnummer(w * 100000 + k)) for k, (i, u, s, e) in enumerate(rows_)]
+                for w, rows_ in enumerate(per_worker)
+            ],
+            SECONDS,
+            repeat=1,
+            keep_bodies=True,
+        )
+        ok = sum(b">OK<" in body for body in mb.bodies)
+        line("MakeBooking (distinct slots)", mb, f"OK={ok}")
+
+        winners = [race(server.endpoint("MakeBooking"), (i, s, e), u, n) for n, (i, u, s, e) in enumerate(race_rows)]
+        print(
+            f"{'16 concurrent MakeBooking on one slot':<40} rounds={len(winners)}  exactly one OK in "
+            f"{sum(w == 1 for w in winners)} of {len(winners)}"
+        )
+        memory_end = worker_memory(server.process.pid)
+        status, _, gat_body = http_get(server.base_url + "/health")
+        del status
+    finally:
+        server.stop()
+
+    # the floor: the same server answering a pre-written 50-slot GetAvailableTimeslots response
+    sample_request = timeslots_request(unit_id(0), today + timedelta(days=3), "191212121212")
+    import http.client
+
+    floor_body = tmp / "floor.xml"
+    server = start_server("bench-sample", url, {"TIDBOK_WORKERS": "1", "TIDBOK_LOG_LEVEL": "WARNING"}, tmp)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", int(server.base_url.rsplit(":", 1)[1]))
+        conn.request("POST", "/GetAvailableTimeslots/1/rivtabp21", body=sample_request,
+                     headers={"Content-Type": "text/xml; charset=utf-8"})  # fmt: skip
+        floor_body.write_bytes(conn.getresponse().read())
+    finally:
+        server.stop()
+    port = free_port()
+    floor = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.floor"],
+        cwd=REPO,
+        env={**os.environ, "TIDBOK_PORT": str(port), "TIDBOK_WORKERS": WORKERS, "TIDBOK_FLOOR_BODY": str(floor_body)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                http_get(f"http://127.0.0.1:{port}/")
+                break
+            except OSError:
+                time.sleep(0.1)
+        floor_result = load.run(
+            f"http://127.0.0.1:{port}/GetAvailableTimeslots/1/rivtabp21",
+            [[sample_request] for _ in range(CLIENTS)],
+            SECONDS,
+        )
+    finally:
+        floor.terminate()
+        floor.wait(10)
+    line("floor (pre-written 50-slot response)", floor_result)
+    print(f"{'GetAvailableTimeslots / floor':<40} {gat.rate / floor_result.rate:>9.2f}")
+    print(f"{'server worker memory, start (MB)':<40} {memory_start}")
+    print(f"{'server worker memory, end (MB)':<40} {memory_end}")
+
+
+if __name__ == "__main__":
+    main()
