@@ -16,6 +16,7 @@ from producer.call import Call, Unit
 from producer.codec import Decoded, ResponseWriter, decode
 from producer.config import Settings
 from producer.contract import Contract, Interaction, load_contract
+from producer.identifiers import is_valid_hsa_id
 from producer.soap import (
     CONTENT_TYPE,
     SoapFault,
@@ -162,10 +163,7 @@ class Producer:
         if not parsed.logical_address:
             raise client_fault("The LogicalAddress header (urn:riv:itintegration:registry:1) is missing or empty")
         if parsed.actor_element is not None and not self.contract.actor_validator.validate(parsed.actor_element):
-            raise client_fault(
-                "The Actor header is invalid: "
-                + describe_schema_errors(self.contract.actor_validator.error_log).split(": ", 1)[-1]
-            )
+            raise client_fault(describe_schema_errors(self.contract.actor_validator.error_log, "The Actor header"))
         if not interaction.validator.validate(parsed.body_root):
             raise client_fault(describe_schema_errors(interaction.validator.error_log))
         request = decode(parsed.body_root, interaction.request_plan)
@@ -203,7 +201,8 @@ class Producer:
             return cached[0]
         row = conn.execute(_UNIT_SQL, (key,)).fetchone()
         if row is None:
-            raise client_fault(f"The logical address {logical_address[:64]!r} is unknown: no such care unit here")
+            shown = f" {key}" if is_valid_hsa_id(key) else ""  # anything else might be patient data
+            raise client_fault(f"The logical address{shown} is unknown: no such care unit here")
         unit = Unit(*row)
         self._units[key] = (unit, now + UNIT_CACHE_SECONDS)
         return unit

@@ -65,6 +65,7 @@ def load_demo(conn: psycopg.Connection, today: date, booking_id_policy: str = "s
         _catalogue(conn)
         _slots(conn, today)
         _tolvan(conn, today, booking_id_policy)
+    conn.execute("ANALYZE")  # fresh statistics, so the first queries get good plans
     return True
 
 
