@@ -138,12 +138,18 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
         @rule(data=st.data())
         def cancel_booking(self, data: st.DataObject) -> None:
             ids = self.conn.execute(
-                "SELECT booking_id, status FROM booking WHERE unit_hsa_id = %s ORDER BY pk", (UNIT,)
+                "SELECT booking_id, status, subject_of_care FROM booking WHERE unit_hsa_id = %s ORDER BY pk", (UNIT,)
             ).fetchall()
             if not ids:
                 return
-            booking_id, status = data.draw(st.sampled_from(ids))
-            answer = call("CancelBooking", UNIT, healthcare_facility=UNIT, bookingId=booking_id)
+            booking_id, status, resident = data.draw(st.sampled_from(ids))
+            answer = call(
+                "CancelBooking",
+                UNIT,
+                actor=(resident, "subject_of_care"),
+                healthcare_facility=UNIT,
+                bookingId=booking_id,
+            )
             active_now = self.conn.execute(
                 "SELECT count(*) FROM booking WHERE booking_id = %s AND status = 'active'", (booking_id,)
             ).fetchone()[0]
