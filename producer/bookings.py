@@ -152,6 +152,38 @@ def record_event(
     )
 
 
+def booked_post(resident: str, unit_hsa_id: str, booking_id: str, starts_at: datetime, now: datetime) -> Post | None:
+    """The EI post of an active booking (not an invitation) with a time: what a booking or rebooking leaves."""
+    return ei_post(
+        status="active",
+        kind="booking",
+        subject_of_care=resident,
+        unit_hsa_id=unit_hsa_id,
+        booking_id=booking_id,
+        starts_at=starts_at,
+        invitation_date=None,
+        valid_until=None,
+        now=now,
+    )
+
+
+def record(
+    conn: psycopg.Connection,
+    pk: int,
+    action: str,
+    who: tuple[str, str | None, str | None],
+    details: dict[str, Any],
+    before: Post | None,
+    after: Post | None,
+) -> None:
+    """The booking's history row and its EI outbox row, sent to the database in one round trip.
+
+    `who` is (channel, actor type, actor id)."""
+    with conn.pipeline():
+        record_event(conn, pk, action, *who, details)
+        record_change(conn, pk, action, before, after)
+
+
 def publish_change(conn: psycopg.Connection, before: Post | None, pk: int, reason: str, now: datetime) -> None:
     """Compare the EI post after the change with the one before and queue the difference."""
     after = view_by_pk(conn, pk).post(now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from producer.bookings import fetch_views, publish_change, record_event, release_slot
+from producer.bookings import fetch_views, record, release_slot
 from producer.call import Call
 from producer.codec import Decoded
 from producer.identifiers import normalise_hsa_id
@@ -46,13 +46,11 @@ def _cancel(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
         "UPDATE booking SET status = 'cancelled', cancel_message = %s, updated_at = now() WHERE pk = %s",
         (stored_message, view.pk),
     )
-    record_event(
+    record(
         conn,
         view.pk,
         "cancel",
-        "soap",
-        call.actor_type,
-        call.actor_id,
+        ("soap", call.actor_type, call.actor_id),
         {
             "slot": view.slot_id,
             "booking_id": view.booking_id,
@@ -61,5 +59,6 @@ def _cancel(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
             "consumer": call.consumer_hsa_id,
             "correlation_id": call.correlation_id,
         },
+        before,
+        None,
     )
-    publish_change(conn, before, view.pk, "cancel", call.now)

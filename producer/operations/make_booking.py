@@ -11,9 +11,9 @@ import psycopg
 from producer.bookings import (
     BookingView,
     active_by_booking_id,
+    booked_post,
     new_booking_pk,
-    publish_change,
-    record_event,
+    record,
     take_slot,
     view_by_pk,
 )
@@ -119,13 +119,11 @@ def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
         )
     if not take_slot(conn, slot.id, pk):
         raise Refused(texts.SLOT_TAKEN)
-    record_event(
+    record(
         conn,
         pk,
         action,
-        "soap",
-        call.actor_type,
-        call.actor_id,
+        ("soap", call.actor_type, call.actor_id),
         {
             "slot": slot.id,
             "unit": target,
@@ -134,8 +132,9 @@ def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
             "consumer": call.consumer_hsa_id,
             "correlation_id": call.correlation_id,
         },
+        before,
+        booked_post(resident, target, booking_id, slot.starts_at, call.now),
     )
-    publish_change(conn, before, pk, action, call.now)
     return booking_id
 
 

@@ -11,8 +11,8 @@ import psycopg
 from producer.bookings import (
     BookingView,
     active_by_booking_id,
-    publish_change,
-    record_event,
+    booked_post,
+    record,
     release_slot,
     take_slot,
     view_by_pk,
@@ -94,13 +94,11 @@ def _rebook(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
             "pk": view.pk,
         },
     )
-    record_event(
+    record(
         conn,
         view.pk,
         "rebook",
-        "soap",
-        call.actor_type,
-        call.actor_id,
+        ("soap", call.actor_type, call.actor_id),
         {
             "from_slot": view.slot_id,
             "to_slot": slot.id,
@@ -112,8 +110,9 @@ def _rebook(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
             "consumer": call.consumer_hsa_id,
             "correlation_id": call.correlation_id,
         },
+        before,
+        booked_post(view.subject_of_care, target, booking_id, slot.starts_at, call.now),
     )
-    publish_change(conn, before, view.pk, "rebook", call.now)
 
 
 def _moved_from(call: Call, conn: psycopg.Connection, reference: str, resident: str) -> BookingView | None:
