@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +26,7 @@ from producer.soap import (
     parse_envelope,
     server_fault,
 )
+from producer.unit_cache import UnitCache
 
 log = logging.getLogger("tidbok.soap")
 
@@ -37,12 +37,6 @@ _ENDPOINT = re.compile(r"^/([A-Za-z]+)/1/rivtabp21/?$")
 _INTERACTION_FILE = re.compile(r"^/([A-Za-z]+)/1/([A-Za-z0-9_.]+\.xsd)$")
 _CORE_FILE = re.compile(r"^/core_components/([A-Za-z0-9_.]+\.xsd)$")
 _SOAP_ADDRESS = re.compile(r'(<soap:address\s+location=")[^"]*(")')
-
-UNIT_CACHE_SECONDS = 5.0
-_UNIT_SQL = (
-    "SELECT hsa_id, name, message_allowed, extract(epoch FROM change_deadline)::float8"
-    " FROM care_unit WHERE hsa_id = upper(%s)"
-)
 
 
 class Producer:
@@ -66,7 +60,7 @@ class Producer:
             name: i.wsdl_path.read_text(encoding="utf-8") for name, i in self.contract.interactions.items()
         }
         self._pool: ConnectionPool | None = None
-        self._units: dict[str, tuple[Unit, float]] = {}
+        self.units = UnitCache()
 
     @property
     def pool(self) -> ConnectionPool:
@@ -179,6 +173,7 @@ class Producer:
                     correlation_id=environ.get("HTTP_X_SKLTP_CORRELATION_ID"),
                     now=datetime.now(UTC),
                     settings=self.settings,
+                    units=self.units,
                 )
                 result = self.handlers[name](call, request, conn)
         except SoapFault:
@@ -192,19 +187,11 @@ class Producer:
         return envelope(self.writers[name].write(result))
 
     def _unit(self, conn: psycopg.Connection, logical_address: str) -> Unit:
-        """The addressed care unit. Known units are remembered for a few seconds per worker: every
-        call needs one, and units and their rules change seldom."""
         key = logical_address.upper()
-        cached = self._units.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        row = conn.execute(_UNIT_SQL, (key,)).fetchone()
-        if row is None:
+        unit = self.units.unit(conn, key)
+        if unit is None:
             shown = f" {key}" if is_valid_hsa_id(key) else ""  # anything else might be patient data
             raise client_fault(f"The logical address{shown} is unknown: no such care unit here")
-        unit = Unit(*row)
-        self._units[key] = (unit, now + UNIT_CACHE_SECONDS)
         return unit
 
     def _check_root(self, interaction: Interaction, tag: str) -> None:

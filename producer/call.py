@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from producer.config import Settings
+
+if TYPE_CHECKING:
+    from producer.unit_cache import UnitCache
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Call:
     correlation_id: str | None
     now: datetime
     settings: Settings
+    units: UnitCache  # this worker's memory of units and their catalogue names
 
     @property
     def resident_actor(self) -> str | None:

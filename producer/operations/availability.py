@@ -16,40 +16,30 @@ import psycopg
 from producer.bookings import active_by_booking_id
 from producer.call import Call
 from producer.codec import Decoded
+from producer.operations.booking_common import SLOT_PREFIX
 from producer.operations.catalogue import units_for_time_type
 from producer.operations.common import require_addressed_unit, require_valid_resident
 from producer.soap import client_fault
+from producer.unit_cache import Names
 from producer.wire_time import WireFormatError, day_range_bounds, parse_dt
 
-SLOT_PREFIX = "T"
+_NAME_FILTERS = (("time_type", "timeType"), ("care_type", "careType"))
 
 # Times are formatted as Stockholm wall time by PostgreSQL itself: 100 slots are 200 conversions.
+# Names come from the worker's UnitCache, so the query is an index-only scan with no joins.
 _FILTERS = """
 WHERE s.unit_hsa_id = %(unit)s AND s.booking_pk IS NULL
   AND s.starts_at >= {start} AND s.starts_at < {end}
   AND (%(performers)s::text[] IS NULL OR s.performer_hsa_id = ANY(%(performers)s::text[]))
-  AND (%(time_type)s::text IS NULL OR s.time_type_code = %(time_type)s)
-  AND (%(time_type_name)s::text IS NULL OR s.time_type_code IN (
-        SELECT code FROM time_type WHERE unit_hsa_id = %(unit)s AND name = %(time_type_name)s))
-  AND (%(care_type)s::text IS NULL OR s.care_type_code = %(care_type)s)
-  AND (%(care_type_name)s::text IS NULL OR s.care_type_code IN (
-        SELECT code FROM care_type WHERE unit_hsa_id = %(unit)s AND name = %(care_type_name)s))
+  AND (%(time_types)s::text[] IS NULL OR s.time_type_code = ANY(%(time_types)s::text[]))
+  AND (%(care_types)s::text[] IS NULL OR s.care_type_code = ANY(%(care_types)s::text[]))
 """
-_NAMES = """
-JOIN time_type t ON t.unit_hsa_id = %(unit)s AND t.code = f.time_type_code
-LEFT JOIN care_type ct ON ct.unit_hsa_id = %(unit)s AND ct.code = f.care_type_code
-LEFT JOIN performer p ON p.unit_hsa_id = %(unit)s AND p.hsa_id = f.performer_hsa_id
-LEFT JOIN resource r ON r.unit_hsa_id = %(unit)s AND r.resource_id = f.resource_id
-"""
-_WINDOW = _FILTERS.format(start="%(start)s", end="%(end)s")
 FREE_SLOTS_SQL = f"""
-SELECT f.id, to_char(f.starts_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'),
-       to_char(f.ends_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'), f.starts_at,
-       f.performer_hsa_id, f.resource_id, r.name, concat_ws(' ', p.first_name, p.last_name),
-       f.time_type_code, t.name, f.care_type_code, ct.name
-FROM (SELECT s.* FROM slot s {_WINDOW}) f
-{_NAMES}
-ORDER BY f.starts_at, f.id
+SELECT s.id, to_char(s.starts_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'),
+       to_char(s.ends_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'), s.starts_at,
+       s.performer_hsa_id, s.resource_id, s.time_type_code, s.care_type_code
+FROM slot s {_FILTERS.format(start="%(start)s", end="%(end)s")}
+ORDER BY s.starts_at, s.id
 """
 # One row per date and performer/resource/time type/care type. A small DISTINCT per Stockholm day
 # (bounds converted once per day, DST-correct) costs far less than converting every slot's time.
@@ -58,13 +48,11 @@ _ONE_DAY = _FILTERS.format(
     end="least(%(end)s, (day.d + 1)::timestamp AT TIME ZONE 'Europe/Stockholm')",
 )
 FREE_DATES_SQL = f"""
-SELECT to_char(day.d, 'YYYYMMDD'), f.performer_hsa_id, f.resource_id, r.name,
-       f.time_type_code, t.name, f.care_type_code, ct.name
+SELECT to_char(day.d, 'YYYYMMDD'), f.performer_hsa_id, f.resource_id, f.time_type_code, f.care_type_code
 FROM (SELECT d::date FROM generate_series(%(first_day)s::date, %(last_day)s::date, interval '1 day') d) day
 CROSS JOIN LATERAL (
     SELECT DISTINCT s.performer_hsa_id, s.resource_id, s.time_type_code, s.care_type_code FROM slot s {_ONE_DAY}
 ) f
-{_NAMES}
 ORDER BY day.d, f.performer_hsa_id NULLS FIRST, f.resource_id NULLS FIRST, f.time_type_code
 """
 
@@ -85,46 +73,69 @@ def _window(call: Call, request: Decoded) -> tuple[date, date, datetime, datetim
     return first, last, max(start, call.now), end
 
 
-def _filters(call: Call, request: Decoded, conn: psycopg.Connection) -> tuple[dict[str, Any], str | None]:
-    """SQL parameters for the search, and the bookingId every returned slot should carry."""
+def _codes(names: Names, kind: str, code: str | None, name: str | None) -> list[str] | None:
+    """The codes a code and/or name filter selects: None for no filter, [] when nothing matches."""
+    if not code and not name:
+        return None
+    candidates = {code} if code else set(names.by_kind.get(kind, {}))
+    if name:
+        candidates = {c for c in candidates if names.get(kind, c) == name}
+    return sorted(candidates)
+
+
+def _filters(call: Call, request: Decoded, conn: psycopg.Connection) -> tuple[dict[str, Any], str | None, Names]:
+    """SQL parameters for the search, the bookingId every returned slot should carry, and the names."""
     require_addressed_unit(call, request)
     resident = require_valid_resident(request)
     first, last, start, end = _window(call, request)
-    params: dict[str, Any] = {
+    names = call.units.names(conn, call.unit.hsa_id)
+    wanted = [(kind, request.get(f"{key}ID"), request.get(f"{key}Name")) for kind, key in _NAME_FILTERS]
+    if any(name and not _codes(names, kind, None, name) for kind, _, name in wanted):
+        names = call.units.names(conn, call.unit.hsa_id, reload=True)  # a name added since we looked
+    time_types, care_types = (_codes(names, kind, code, name) for kind, code, name in wanted)
+    booking_id = request.get("bookingId") or None
+    if booking_id is not None:
+        view = active_by_booking_id(conn, booking_id)
+        if view is None or view.subject_of_care != resident:
+            raise client_fault("No booking or invitation with that bookingId for this resident")
+        if view.unit_hsa_id != call.unit.hsa_id and call.unit.hsa_id not in {
+            h for h, _ in units_for_time_type(conn, view.unit_hsa_id, view.time_type_code)
+        }:
+            raise client_fault("That booking cannot be moved to this care unit")
+        time_types = [view.time_type_code]  # a booking's or invitation's time type cannot change
+    params = {
         "unit": call.unit.hsa_id,
         "first_day": first,
         "last_day": last,
         "start": start,
         "end": end,
         "performers": [p.upper() for p in request.get("performer", [])] or None,
-        "time_type": request.get("timeTypeID") or None,
-        "time_type_name": request.get("timeTypeName") or None,
-        "care_type": request.get("careTypeID") or None,
-        "care_type_name": request.get("careTypeName") or None,
+        "time_types": time_types,
+        "care_types": care_types,
     }
-    booking_id = request.get("bookingId") or None
-    if booking_id is None:
-        return params, None
-    view = active_by_booking_id(conn, booking_id)
-    if view is None or view.subject_of_care != resident:
-        raise client_fault("No booking or invitation with that bookingId for this resident")
-    if view.unit_hsa_id != call.unit.hsa_id and call.unit.hsa_id not in {
-        h for h, _ in units_for_time_type(conn, view.unit_hsa_id, view.time_type_code)
-    }:
-        raise client_fault("That booking cannot be moved to this care unit")
-    # the time type of a booking or invitation cannot change when it is (re)booked
-    params["time_type"], params["time_type_name"] = view.time_type_code, None
-    return params, booking_id
+    return params, booking_id, names
+
+
+def _rows_with_names(
+    call: Call, conn: psycopg.Connection, names: Names, sql: str, params: dict[str, Any]
+) -> tuple[list[tuple[Any, ...]], Names]:
+    """Run the search; reload the names once if a row has a code the remembered catalogue lacks."""
+    rows = conn.execute(sql, params).fetchall()
+    fresh = all(
+        names.knows("performer", r[-4]) and names.knows("resource", r[-3]) and names.knows("care_type", r[-1])
+        and names.knows("time_type", r[-2])
+        for r in rows
+    )  # fmt: skip
+    return rows, names if fresh else call.units.names(conn, call.unit.hsa_id, reload=True)
 
 
 def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
-    params, booking_id = _filters(call, request, conn)
+    params, booking_id, names = _filters(call, request, conn)
+    rows, names = _rows_with_names(call, conn, names, FREE_SLOTS_SQL, params)
     deadline = call.now + timedelta(seconds=call.unit.change_deadline_seconds)
     unit, unit_name, message_allowed = call.unit.hsa_id, call.unit.name, call.unit.message_allowed
     slots = []
-    for row in conn.execute(FREE_SLOTS_SQL, params).fetchall():
-        (slot_id, start, end, starts_at, performer, resource_id, resource_name, performer_name,
-         tt_code, tt_name, ct_code, ct_name) = row  # fmt: skip
+    for slot_id, start, end, starts_at, performer, resource_id, tt_code, ct_code in rows:
         changeable = starts_at > deadline
         slots.append(
             {
@@ -133,13 +144,13 @@ def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connecti
                 "healthcare_facility": unit,
                 "performer": performer,
                 "bookingId": booking_id or f"{SLOT_PREFIX}{slot_id}",
-                "resourceName": resource_name,
+                "resourceName": names.get("resource", resource_id),
                 "healthcare_facility_name": unit_name,
-                "performerName": performer_name,
+                "performerName": names.get("performer", performer),
                 "resourceID": resource_id,
-                "timeTypeName": tt_name,
+                "timeTypeName": names.get("time_type", tt_code),
                 "timeTypeID": tt_code,
-                "careTypeName": ct_name,
+                "careTypeName": names.get("care_type", ct_code),
                 "careTypeID": ct_code,
                 "cancel_booking_allowed": changeable,
                 "rebooking_allowed": changeable,
@@ -150,7 +161,8 @@ def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connecti
 
 
 def get_available_dates(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
-    params, _ = _filters(call, request, conn)
+    params, _, names = _filters(call, request, conn)
+    rows, names = _rows_with_names(call, conn, names, FREE_DATES_SQL, params)
     unit = call.unit.hsa_id
     return {
         "performerAvailabilityByDate": [
@@ -158,15 +170,13 @@ def get_available_dates(call: Call, request: Decoded, conn: psycopg.Connection) 
                 "healthcare_facility": unit,
                 "performer": performer,
                 "date": day,
-                "resourceName": resource_name,
+                "resourceName": names.get("resource", resource_id),
                 "resourceID": resource_id,
-                "timeTypeName": tt_name,
+                "timeTypeName": names.get("time_type", tt_code),
                 "timeTypeID": tt_code,
-                "careTypeName": ct_name,
+                "careTypeName": names.get("care_type", ct_code),
                 "careTypeID": ct_code,
             }
-            for day, performer, resource_id, resource_name, tt_code, tt_name, ct_code, ct_name in conn.execute(
-                FREE_DATES_SQL, params
-            ).fetchall()
+            for day, performer, resource_id, tt_code, ct_code in rows
         ]
     }
