@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from lxml import etree
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from producer.call import Call, Unit
@@ -61,6 +63,7 @@ class Producer:
         }
         self._pool: ConnectionPool | None = None
         self.units = UnitCache()
+        self._schema_errors = threading.Lock()
 
     @property
     def pool(self) -> ConnectionPool:
@@ -157,9 +160,11 @@ class Producer:
         if not parsed.logical_address:
             raise client_fault("The LogicalAddress header (urn:riv:itintegration:registry:1) is missing or empty")
         if parsed.actor_element is not None and not self.contract.actor_validator.validate(parsed.actor_element):
-            raise client_fault(describe_schema_errors(self.contract.actor_validator.error_log, "The Actor header"))
+            raise client_fault(
+                self._schema_error(self.contract.actor_validator, parsed.actor_element, "The Actor header")
+            )
         if not interaction.validator.validate(parsed.body_root):
-            raise client_fault(describe_schema_errors(interaction.validator.error_log))
+            raise client_fault(self._schema_error(interaction.validator, parsed.body_root, "The request"))
         request = decode(parsed.body_root, interaction.request_plan)
         try:
             with self.pool.connection() as conn:
@@ -185,6 +190,14 @@ class Producer:
             log.exception("internal error in %s", name)
             raise server_fault(f"Internal error while handling {name}") from None
         return envelope(self.writers[name].write(result))
+
+    def _schema_error(self, validator: etree.XMLSchema, element: etree._Element, subject: str) -> str:
+        """Describe why an element is invalid. A compiled schema keeps one error log for all threads,
+        so the failing validation is repeated under a lock to read its own errors (valid requests,
+        the common case, never take the lock)."""
+        with self._schema_errors:
+            validator.validate(element)
+            return describe_schema_errors(validator.error_log, subject)
 
     def _unit(self, conn: psycopg.Connection, logical_address: str) -> Unit:
         key = logical_address.upper()

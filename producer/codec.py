@@ -51,6 +51,10 @@ def escape_text(value: str) -> str:
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
 
 
+def _text(value: Any) -> str:
+    return escape_text(value if value.__class__ is str else str(value))
+
+
 class MissingField(ValueError):
     """A handler left out a field the schema requires: a programming error, never the caller's."""
 
@@ -72,7 +76,12 @@ class ResponseWriter:
         self._source: list[str] = []
         self._names: dict[int, str] = {}
         entry = self._compile(plan)
-        namespace: dict[str, Any] = {"esc": escape_text, "MissingField": MissingField}
+        namespace: dict[str, Any] = {
+            "_text": _text,
+            "esc": escape_text,
+            "dirty": _NEEDS_WORK.search,
+            "MissingField": MissingField,
+        }
         exec("\n".join(self._source), namespace)  # noqa: S102 - our own generated code, from the XSDs
         self._write_root = namespace[entry]
 
@@ -102,7 +111,7 @@ class ResponseWriter:
                 child = self._compile(field.children)
                 lines.append(f"            append({open_!r}); {child}(item, out); append({close!r})")
             else:
-                lines.append(f"            append({open_!r} + esc(str(item)) + {close!r})")
+                lines.append(f"            append({open_!r} + _text(item) + {close!r})")
         else:
             lines.append('    if v is not None and v != "":')
             if field.children is not None:
@@ -111,7 +120,8 @@ class ResponseWriter:
             elif field.kind == "bool":
                 lines.append(f"        append({open_ + 'true' + close!r} if v else {open_ + 'false' + close!r})")
             else:
-                lines.append(f"        append({open_!r} + esc(str(v)) + {close!r})")
+                lines.append("        v = v if v.__class__ is str else str(v)")
+                lines.append(f"        append({open_!r} + (esc(v) if dirty(v) else v) + {close!r})")
         if field.required:
             lines.append("    else:" if not field.many else "    if not v:")
             lines.append(f"        raise MissingField({field.key!r})")

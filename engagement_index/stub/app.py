@@ -1,0 +1,159 @@
+"""WSGI routing: the two SOAP endpoints with their WSDLs and XSDs, /health, and the /_stub/* test API.
+
+Fault injection happens here, before the SOAP layer, because "down" must not look like SOAP at all:
+behind VP an unreachable EI is an HTTP error with no envelope.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from engagement_index.stub import faults
+from engagement_index.stub.config import StubSettings
+from engagement_index.stub.contract import EiContract, load_ei_contract
+from engagement_index.stub.control import Control, ControlError, parse_behaviour
+from engagement_index.stub.service import EngagementIndex
+from engagement_index.stub.store import Store
+from producer.soap import CONTENT_TYPE, SoapFault, fault_envelope
+
+log = logging.getLogger("tidbok.ei_stub")
+
+StartResponse = Callable[..., Any]
+
+MAX_REQUEST_BYTES = 32 * 1024 * 1024  # 1000 posts are about 1 MB; leave room for generous testers
+_ENDPOINT = re.compile(r"^/([A-Za-z]+)/1/rivtabp21/?$")
+_INTERACTION_FILE = re.compile(r"^/([A-Za-z]+)/1/([A-Za-z0-9_.]+\.xsd)$")
+_CORE_FILE = re.compile(r"^/core_components/([A-Za-z0-9_.]+\.xsd)$")
+_SOAP_ADDRESS = re.compile(r'(<soap:address\s+location=")[^"]*(")')
+_XML = "text/xml; charset=utf-8"
+_JSON = "application/json"
+
+
+class StubApp:
+    """A WSGI callable holding the whole index; granian must run exactly one worker process."""
+
+    def __init__(self, settings: StubSettings, contract: EiContract | None = None) -> None:
+        self.settings = settings
+        self.contract = contract or load_ei_contract()
+        self.store = Store(owner=settings.hsa_id)
+        self.control = Control()
+        self.index = EngagementIndex(settings, self.contract, self.store)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        endpoint = _ENDPOINT.match(path)
+        if endpoint and endpoint.group(1) in self.contract.interactions:
+            name = endpoint.group(1)
+            if method == "GET" and environ.get("QUERY_STRING", "").lower() in ("wsdl", "wsdl="):
+                return self._wsdl(name, environ, start_response)
+            if method == "POST":
+                return self._soap(name, environ, start_response)
+            return _respond(start_response, "405 Method Not Allowed", "text/plain", b"POST SOAP, or GET ?wsdl\n")
+        if path.startswith("/_stub/"):
+            return self._stub_api(method, path, environ, start_response)
+        if method == "GET":
+            if path == "/health":
+                return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ok\n")
+            served = self._contract_file(path)
+            if served is not None:
+                return _respond(start_response, "200 OK", _XML, served)
+        return _respond(start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
+
+    # -- SOAP -------------------------------------------------------------------------------------
+
+    def _soap(self, name: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        call = self.store.count_call(name)
+        behaviour = self.control.take(name)
+        if behaviour.mode == "down":
+            log.info("%s call %d: answering 503 (control: down)", name, call)
+            return _respond(start_response, "503 Service Unavailable", "text/plain", b"")
+        try:
+            if behaviour.mode == "fault":
+                raise faults.injected(behaviour.fault_code or "EI000", self.settings.hsa_id)
+            body = _read_body(environ)
+            response = self.index.update(body, call) if name == "Update" else self.index.find_content(body)
+            status = "200 OK"
+        except SoapFault as fault:
+            log.info("%s call %d: fault %s", name, call, fault.message[:200])
+            status, response = "500 Internal Server Error", fault_envelope(fault)
+        if behaviour.mode == "slow":
+            time.sleep(behaviour.delay_seconds)  # handled already: a caller that times out still changed EI
+        return _respond(start_response, status, CONTENT_TYPE, response)
+
+    def _wsdl(self, name: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}{environ.get('PATH_INFO', '')}"
+        text = _SOAP_ADDRESS.sub(lambda m: m.group(1) + url + m.group(2), self.contract.interactions[name].wsdl_text)
+        return _respond(start_response, "200 OK", _XML, text.encode())
+
+    def _contract_file(self, path: str) -> bytes | None:
+        match = _INTERACTION_FILE.match(path)
+        if match and match.group(1) in self.contract.interactions:
+            relative = f"interactions/{match.group(1)}Interaction/{match.group(2)}"
+        else:
+            match = _CORE_FILE.match(path)
+            if not match:
+                return None
+            relative = f"core_components/{match.group(1)}"
+        found = self.contract.file_for(relative)
+        return found.read_bytes() if found else None
+
+    # -- /_stub/* ---------------------------------------------------------------------------------
+
+    def _stub_api(
+        self, method: str, path: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        route = (method, path.rstrip("/"))
+        if route == ("GET", "/_stub/state"):
+            return _json(start_response, "200 OK", {**self.store.snapshot(), "control": self.control.describe()})
+        if route == ("GET", "/_stub/control"):
+            return _json(start_response, "200 OK", self.control.describe())
+        if route == ("POST", "/_stub/control"):
+            try:
+                raw = _read_body(environ) or b"{}"
+                self.control.set(parse_behaviour(json.loads(raw)))
+            except (ValueError, ControlError, SoapFault) as exc:  # JSONDecodeError is a ValueError
+                message = exc.message if isinstance(exc, SoapFault) else str(exc)
+                return _json(start_response, "400 Bad Request", {"error": message})
+            log.info("control: %s", self.control.describe())
+            return _json(start_response, "200 OK", self.control.describe())
+        if route == ("POST", "/_stub/reset"):
+            self.store.reset()
+            self.control.reset()
+            return _json(start_response, "200 OK", {"reset": True})
+        return _json(start_response, "404 Not Found", {"error": f"no {method} {path}"})
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        raise faults.not_schema_valid("Content-Length is not a number") from None
+    if length > MAX_REQUEST_BYTES:
+        raise faults.technical(f"The request is larger than the stub's limit of {MAX_REQUEST_BYTES} bytes")
+    stream = environ["wsgi.input"]
+    data = stream.read(length) if length >= 0 else stream.read(MAX_REQUEST_BYTES + 1)
+    if len(data) > MAX_REQUEST_BYTES:
+        raise faults.technical(f"The request is larger than the stub's limit of {MAX_REQUEST_BYTES} bytes")
+    return data
+
+
+def _respond(start_response: StartResponse, status: str, content_type: str, body: bytes) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _json(start_response: StartResponse, status: str, data: Any) -> list[bytes]:
+    return _respond(start_response, status, _JSON, json.dumps(data, indent=1).encode())
+
+
+def create_app() -> StubApp:
+    """The granian factory target (engagement_index.stub.app:create_app)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return StubApp(StubSettings.from_env())
