@@ -56,16 +56,22 @@ def ei_post(
 
 
 def record_change(conn: Any, booking_pk: int, reason: str, before: Post | None, after: Post | None) -> bool:
-    """Write an outbox row when the post changed; returns whether one was written."""
+    """Queue a change of a booking's EI post and remember the new post on the booking.
+
+    Call it after the booking and its slot are written: the post's expiry (start time, or an
+    invitation's validity end) is read from them for the sweeper. Returns whether a row was written.
+    """
     if before == after:
         return False
+    after_json = json.dumps(after) if after is not None else None
     conn.execute(
         "INSERT INTO ei_outbox (booking_pk, reason, before, after) VALUES (%s, %s, %s::jsonb, %s::jsonb)",
-        (
-            booking_pk,
-            reason,
-            json.dumps(before) if before is not None else None,
-            json.dumps(after) if after is not None else None,
-        ),
+        (booking_pk, reason, json.dumps(before) if before is not None else None, after_json),
+    )
+    conn.execute(
+        "UPDATE booking b SET ei_post = %(after)s::jsonb, ei_expires_at = CASE WHEN %(after)s::jsonb IS NOT NULL"
+        " THEN least((SELECT s.starts_at FROM slot s WHERE s.booking_pk = b.pk),"
+        " CASE WHEN b.kind <> 'booking' THEN b.valid_until END) END WHERE b.pk = %(pk)s",
+        {"after": after_json, "pk": booking_pk},
     )
     return True

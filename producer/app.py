@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -29,16 +28,12 @@ from producer.soap import (
     server_fault,
 )
 from producer.unit_cache import UnitCache
+from producer.wsdl import ENDPOINT, ContractFiles
 
 log = logging.getLogger("tidbok.soap")
 
 Handler = Callable[[Call, Decoded, psycopg.Connection], Decoded]
 StartResponse = Callable[..., Any]
-
-_ENDPOINT = re.compile(r"^/([A-Za-z]+)/1/rivtabp21/?$")
-_INTERACTION_FILE = re.compile(r"^/([A-Za-z]+)/1/([A-Za-z0-9_.]+\.xsd)$")
-_CORE_FILE = re.compile(r"^/core_components/([A-Za-z0-9_.]+\.xsd)$")
-_SOAP_ADDRESS = re.compile(r'(<soap:address\s+location=")[^"]*(")')
 
 
 class Producer:
@@ -58,9 +53,9 @@ class Producer:
         self.writers = {
             name: ResponseWriter(i.response_qname, i.response_plan) for name, i in self.contract.interactions.items()
         }
-        self._wsdl_text = {
-            name: i.wsdl_path.read_text(encoding="utf-8") for name, i in self.contract.interactions.items()
-        }
+        self.files = ContractFiles(
+            self.contract.root, {name: i.wsdl_path for name, i in self.contract.interactions.items()}
+        )
         self._pool: ConnectionPool | None = None
         self.units = UnitCache()
         self._schema_errors = threading.Lock()
@@ -82,42 +77,20 @@ class Producer:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
-        endpoint = _ENDPOINT.match(path)
+        served = self.files.get(environ)
+        if served is not None:
+            return _respond(start_response, "200 OK", "text/xml; charset=utf-8", served)
+        endpoint = ENDPOINT.match(path)
         if endpoint and endpoint.group(1) in self.contract.interactions:
             name = endpoint.group(1)
-            if method == "GET" and environ.get("QUERY_STRING", "").lower() in ("wsdl", "wsdl="):
-                return self._wsdl(name, environ, start_response)
             if method != "POST":
                 return _fault(start_response, client_fault(f"Use POST to call {name}; GET {path}?wsdl gives the WSDL"))
             return self._soap(name, environ, start_response)
-        if method == "GET":
-            served = self._contract_file(path)
-            if served is not None:
-                return _respond(start_response, "200 OK", "text/xml; charset=utf-8", served)
-            if path == "/health":
-                return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ok\n")
+        if method == "GET" and path == "/health":
+            return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ok\n")
         if endpoint:
             return _fault(start_response, client_fault(f"There is no interaction {endpoint.group(1)!r} here"))
         return _respond(start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
-
-    def _wsdl(self, name: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme", "http")
-        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
-        url = f"{scheme}://{host}{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
-        text = _SOAP_ADDRESS.sub(lambda m: m.group(1) + url + m.group(2), self._wsdl_text[name])
-        return _respond(start_response, "200 OK", "text/xml; charset=utf-8", text.encode())
-
-    def _contract_file(self, path: str) -> bytes | None:
-        match = _INTERACTION_FILE.match(path)
-        if match and match.group(1) in self.contract.interactions:
-            relative = f"interactions/{match.group(1)}Interaction/{match.group(2)}"
-        else:
-            match = _CORE_FILE.match(path)
-            if not match:
-                return None
-            relative = f"core_components/{match.group(1)}"
-        found = self.contract.file_for(relative)
-        return found.read_bytes() if found else None
 
     def _soap(self, name: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:

@@ -27,7 +27,7 @@ SELECT b.pk, b.booking_id, b.unit_hsa_id, u.name AS unit_name, u.message_allowed
        ct.name AS care_type_name, b.invitation_date, b.valid_until,
        s.id AS slot_id, s.starts_at, s.ends_at, s.performer_hsa_id, s.resource_id,
        p.first_name AS performer_first_name, p.last_name AS performer_last_name, p.title AS performer_title,
-       r.name AS resource_name
+       r.name AS resource_name, b.ei_post
 FROM booking b
 JOIN care_unit u ON u.hsa_id = b.unit_hsa_id
 JOIN time_type tt ON tt.unit_hsa_id = b.unit_hsa_id AND tt.code = b.time_type_code
@@ -75,6 +75,7 @@ class BookingView:
     performer_last_name: str | None
     performer_title: str | None
     resource_name: str | None
+    ei_post: Post | None  # what the EI outbox was last told: the "before" of the next change
 
     @property
     def is_invitation(self) -> bool:
@@ -184,7 +185,7 @@ def record(
         record_change(conn, pk, action, before, after)
 
 
-def publish_change(conn: psycopg.Connection, before: Post | None, pk: int, reason: str, now: datetime) -> None:
-    """Compare the EI post after the change with the one before and queue the difference."""
-    after = view_by_pk(conn, pk).post(now)
-    record_change(conn, pk, reason, before, after)
+def publish_change(conn: psycopg.Connection, pk: int, reason: str, now: datetime) -> None:
+    """Queue the difference between the booking's last published post and what it should be now."""
+    view = view_by_pk(conn, pk)
+    record_change(conn, pk, reason, view.ei_post, view.post(now))

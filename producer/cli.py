@@ -1,4 +1,4 @@
-"""The `tidbok` command: migrate, load the demo data, serve, or all three (`run`, what `make run` does)."""
+"""The `tidbok` command: set up the database, serve, publish to EI, and look after the outbox."""
 
 from __future__ import annotations
 
@@ -63,27 +63,121 @@ def cmd_serve(settings: Settings, url: str) -> None:
     ).serve()
 
 
+def cmd_publish(settings: Settings, url: str) -> None:
+    """Publish the outbox to EI until SIGTERM/SIGINT, finishing the batch in hand."""
+    import signal
+    import threading
+
+    import psycopg
+
+    from engagement_index.client import UpdateClient
+    from engagement_index.config import EiSettings
+    from engagement_index.publisher import run
+    from engagement_index.sweeper import sweep
+
+    ei = EiSettings.from_env()
+    if not ei.update_url:
+        raise ConfigError("TIDBOK_EI_UPDATE_URL is not set: where is EI's Update endpoint?")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("publishing the EI outbox to %s", ei.update_url)
+    client = UpdateClient(ei, ei.update_url)
+    run(lambda: psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC"), ei, client.update, stop, sweep)
+    log.info("publisher stopped")
+
+
+def cmd_outbox(url: str, action: str, arguments: list[str]) -> int:
+    import psycopg
+
+    from engagement_index import admin
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if action == "status":
+            print("\n".join(admin.status(conn).lines()))
+        elif action == "parked":
+            for row_id, booking_pk, booking_id, reason in admin.parked(conn):
+                print(f"{row_id}\tbooking {booking_pk} ({booking_id})\t{reason}")
+        elif action == "retry":
+            print(f"{admin.retry_parked(conn, [int(a) for a in arguments] or None)} parked row(s) queued again")
+        elif action == "resync":
+            if len(arguments) != 1:
+                print("tidbok outbox resync: name one care unit's HSA-id", file=sys.stderr)
+                return 2
+            print(f"{admin.resync(conn, arguments[0])} post(s) of {arguments[0].upper()} queued for EI")
+    return 0
+
+
+def cmd_run(settings: Settings, url: str) -> None:
+    """What `make run` does: the EI stub (when no EI is configured), a publisher, and the server."""
+    from engagement_index.config import EiSettings
+    from producer.children import Children
+
+    ei = EiSettings.from_env()
+    env = {"DATABASE_URL": url}
+    with Children() as children:
+        if not ei.update_url:
+            port = os.environ.get("TIDBOK_EI_STUB_PORT", "8081")
+            children.start(
+                "EI stub", [sys.executable, "-m", "engagement_index.stub"], {}, health=f"http://127.0.0.1:{port}/health"
+            )
+            env["TIDBOK_EI_UPDATE_URL"] = f"http://127.0.0.1:{port}/Update/1/rivtabp21"
+            log.info("no TIDBOK_EI_UPDATE_URL: publishing to the EI stub at %s", env["TIDBOK_EI_UPDATE_URL"])
+        children.start("publisher", [sys.executable, "-m", "producer", "publish"], env)
+        cmd_serve(settings, url)
+
+
+COMMANDS = {
+    "run": "migrate, demo data (empty calendar), EI stub (no EI configured), a publisher, serve",
+    "migrate": "bring the database schema up to date",
+    "demo": "load the demo data into an empty calendar",
+    "serve": "serve the SOAP endpoints",
+    "publish": "publish the EI outbox (TIDBOK_EI_UPDATE_URL) until stopped",
+    "sweep": "queue EI removals of passed bookings and expired invitations now",
+    "outbox": "outbox status | parked | retry [ROW_ID ...] | resync UNIT_HSA_ID",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tidbok", description=__doc__)
-    parser.add_argument(
-        "command",
-        choices=("run", "migrate", "demo", "serve"),
-        help="run = migrate + demo (into an empty calendar) + serve",
+    parser = argparse.ArgumentParser(
+        prog="tidbok",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items()),
     )
+    parser.add_argument("command", choices=tuple(COMMANDS), metavar="command")
+    parser.add_argument("arguments", nargs="*", help="for outbox: the action and its arguments")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if args.command == "outbox" and (
+        not args.arguments or args.arguments[0] not in ("status", "parked", "retry", "resync")
+    ):
+        parser.error("outbox needs an action: status, parked, retry or resync")
     try:
         settings = Settings.from_env()
+        url, _server = _database(settings)
+        if args.command in ("run", "migrate"):
+            cmd_migrate(settings, url)
+        if args.command in ("run", "demo"):
+            cmd_demo(settings, url)
+        if args.command == "outbox":
+            return cmd_outbox(url, args.arguments[0], args.arguments[1:])
+        if args.command == "sweep":
+            import psycopg
+
+            from engagement_index.sweeper import sweep
+
+            with psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC") as conn:
+                print(f"{sweep(conn)} removal(s) queued")
+        if args.command == "publish":
+            cmd_publish(settings, url)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: granian has stopped its workers
+            if args.command == "run":
+                cmd_run(settings, url)
+            elif args.command == "serve":
+                cmd_serve(settings, url)
     except ConfigError as exc:
         print(f"tidbok: configuration error: {exc}", file=sys.stderr)
         return 2
-    url, _server = _database(settings)
-    if args.command in ("run", "migrate"):
-        cmd_migrate(settings, url)
-    if args.command in ("run", "demo"):
-        cmd_demo(settings, url)
-    if args.command in ("run", "serve"):
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: granian has stopped its workers
-            cmd_serve(settings, url)
     return 0

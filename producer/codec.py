@@ -21,8 +21,11 @@ _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 _NEEDS_WORK = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def decode(element: etree._Element, plan: TypePlan) -> Decoded:
-    """Map a validated element's children to {local name: value}; unknown (xs:any) children are ignored."""
+def decode(element: etree._Element, plan: TypePlan, strip: bool = True) -> Decoded:
+    """Map a validated element's children to {local name: value}; unknown (xs:any) children are ignored.
+
+    strip=False keeps the text as sent, for callers that must judge white space themselves
+    (the EI stub refuses leading/trailing white space with EI004)."""
     out: Decoded = {}
     index = plan.by_qname
     for child in element:
@@ -30,11 +33,11 @@ def decode(element: etree._Element, plan: TypePlan) -> Decoded:
         if field is None:
             continue
         if field.children is not None:
-            value: Any = decode(child, field.children)
+            value: Any = decode(child, field.children, strip)
         elif field.kind == "bool":
             value = (child.text or "").strip() in ("true", "1")
         else:
-            value = (child.text or "").strip()
+            value = (child.text or "").strip() if strip else child.text or ""
         if field.many:
             out.setdefault(field.key, []).append(value)
         else:

@@ -2,11 +2,13 @@
 
 For each interaction: the qualified names of its request and response roots, a libxml2 schema that
 validates the request body, and the walker plans (child QName -> key, simple kind, cardinality, in
-schema order) that the codec uses to read requests and write responses.
+schema order) that the codec uses to read requests and write responses. load_interaction works for
+any RIV-TA responder XSD, so the EI stub builds its contract with the same engine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -71,7 +73,8 @@ class TypePlan:
         return found
 
 
-def _plan(group: xmlschema.validators.XsdGroup, seen: dict[str, TypePlan]) -> TypePlan:
+def plan_for(group: xmlschema.validators.XsdGroup, seen: dict[str, TypePlan]) -> TypePlan:
+    """The walker plan of a content group; `seen` shares one plan per named type across interactions."""
     fields: list[Field] = []
     for particle in group.iter_model():
         if isinstance(particle, xmlschema.validators.XsdAnyElement):
@@ -83,7 +86,7 @@ def _plan(group: xmlschema.validators.XsdGroup, seen: dict[str, TypePlan]) -> Ty
             kind = "complex"
             key = xsd_type.name or particle.name
             if key not in seen:
-                seen[key] = _plan(xsd_type.content, seen)
+                seen[key] = plan_for(xsd_type.content, seen)
             children = seen[key]
         fields.append(
             Field(
@@ -107,10 +110,7 @@ class Interaction:
     request_plan: TypePlan
     response_plan: TypePlan
     validator: etree.XMLSchema
-
-    @property
-    def wsdl_path(self) -> Path:
-        return self.directory / f"{self.name}Interaction_1.1_RIVTABP21.wsdl"
+    wsdl_path: Path  # the file name carries the domain's version, so it is given, not derived
 
 
 @dataclass(frozen=True)
@@ -120,40 +120,62 @@ class Contract:
     actor_validator: etree.XMLSchema
     root: Path
 
-    def file_for(self, relative: str) -> Path | None:
-        """A contract file served next to the WSDLs, or None if the path leaves the contract tree."""
-        candidate = (self.root / relative).resolve()
-        if self.root.resolve() not in candidate.parents or not candidate.is_file():
-            return None
-        return candidate
+
+def contract_file(root: Path, relative: str) -> Path | None:
+    """A file of the contract tree at root, or None if the path leaves that tree or is no file."""
+    candidate = (root / relative).resolve()
+    if root.resolve() not in candidate.parents or not candidate.is_file():
+        return None
+    return candidate
 
 
-def _libxml2_schema(path: Path) -> etree.XMLSchema:
+def compile_schema(path: Path) -> etree.XMLSchema:
+    """A libxml2 validator for an XSD, never fetching anything over the network."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     return etree.XMLSchema(etree.parse(str(path), parser))
+
+
+def load_interaction(
+    directory: Path, name: str, xsd_name: str, wsdl_name: str, seen: dict[str, TypePlan]
+) -> Interaction:
+    """Plans and validator of one request/response interaction from its responder XSD, for any RIV-TA domain."""
+    xsd = directory / xsd_name
+    model = xmlschema.XMLSchema10(str(xsd))
+    request = model.elements[name]
+    response = model.elements[f"{name}Response"]
+    return Interaction(
+        name=name,
+        directory=directory,
+        request_qname=request.name,
+        response_qname=response.name,
+        request_plan=plan_for(request.type.content, seen),
+        response_plan=plan_for(response.type.content, seen),
+        validator=compile_schema(xsd),
+        wsdl_path=directory / wsdl_name,
+    )
+
+
+def load_interactions(root: Path, names: Iterable[str], version: str) -> dict[str, Interaction]:
+    """Every named interaction of a contract laid out as RIV-TA releases are:
+    interactions/<Name>Interaction/<Name>Responder_<version>.xsd and <Name>Interaction_<version>_RIVTABP21.wsdl."""
+    seen: dict[str, TypePlan] = {}
+    return {
+        name: load_interaction(
+            root / "interactions" / f"{name}Interaction",
+            name,
+            f"{name}Responder_{version}.xsd",
+            f"{name}Interaction_{version}_RIVTABP21.wsdl",
+            seen,
+        )
+        for name in names
+    }
 
 
 def load_contract(contracts_dir: Path = CONTRACTS_DIR) -> Contract:
     """Compile every interaction once; cheap enough for start-up, far too slow per request."""
     root = contracts_dir / SCHEDULING_DIR
-    interactions: dict[str, Interaction] = {}
-    seen: dict[str, TypePlan] = {}
-    for name in INTERACTIONS:
-        directory = root / "interactions" / f"{name}Interaction"
-        xsd = directory / f"{name}Responder_1.1.xsd"
-        model = xmlschema.XMLSchema10(str(xsd))
-        request = model.elements[name]
-        response = model.elements[f"{name}Response"]
-        interactions[name] = Interaction(
-            name=name,
-            directory=directory,
-            request_qname=request.name,
-            response_qname=response.name,
-            request_plan=_plan(request.type.content, seen),
-            response_plan=_plan(response.type.content, seen),
-            validator=_libxml2_schema(xsd),
-        )
-    actor = _libxml2_schema(root / "core_components" / "interoperability_headers_1.0.xsd")
+    interactions = load_interactions(root, INTERACTIONS, "1.1")
+    actor = compile_schema(root / "core_components" / "interoperability_headers_1.0.xsd")
     return Contract(
         interactions=interactions,
         by_request_qname={i.request_qname: i for i in interactions.values()},

@@ -203,4 +203,4 @@ def _add(
     if slot_id is not None and not take_slot(conn, slot_id, pk):
         raise RuntimeError("demo slot already taken")
     record_event(conn, pk, "create" if kind != "booking" else "book", "demo", "staff", None, {"slot": slot_id})
-    publish_change(conn, None, pk, "demo", now)
+    publish_change(conn, pk, "demo", now)

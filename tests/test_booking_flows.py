@@ -26,6 +26,7 @@ from support import OfficialClient, ProducerServer, soap_post, validate_response
 from support.official import PatchingTransport, ResponseValidator, binding_qname, wsdl_path
 from zeep.helpers import serialize_object
 
+from producer.bookings import publish_change
 from producer.operations import resident_texts
 
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
@@ -368,6 +369,7 @@ class Api:
                 "UPDATE slot SET booking_pk = %s WHERE id = %s AND booking_pk IS NULL", (pk, slot.id)
             ).rowcount
             assert taken == 1
+        publish_change(self.db, pk, "staff", now)  # as staff tools do: the invitation reaches the EI outbox
         return booking_id
 
     def lak_slot_at_a200(self) -> Slot:

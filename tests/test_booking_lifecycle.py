@@ -5,7 +5,6 @@ cancelled holds one, and the EI outbox of every booking replays to exactly its c
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -15,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from engagement_index.outbox import ei_post
+from engagement_index.outbox import ei_post, record_change
 from producer.wire_time import STOCKHOLM, format_ts
 
 UNIT = "SE2321000016-A100"
@@ -182,10 +181,7 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
                     valid_until=self.now + timedelta(days=30),
                     now=self.now,
                 )
-                self.conn.execute(
-                    "INSERT INTO ei_outbox (booking_pk, reason, after) VALUES (%s, 'test', %s::jsonb)",
-                    (pk, json.dumps(after)),
-                )
+                record_change(self.conn, pk, "test", None, after)
 
         @precondition(lambda self: bool(self._active_ids("open_invitation")))
         @rule(index=st.integers(0, 7), data=st.data())
@@ -243,6 +239,7 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
                 last[pk] = after
             for view in fetch_views(self.conn, "b.unit_hsa_id = %s", (UNIT,)):
                 assert last.get(view.pk) == view.post(now), f"booking {view.booking_id}: outbox != current post"
+                assert view.ei_post == last.get(view.pk), f"booking {view.booking_id}: ei_post != last outbox row"
 
     return Lifecycle
 

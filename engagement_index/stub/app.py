@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,16 +19,13 @@ from engagement_index.stub.control import Control, ControlError, parse_behaviour
 from engagement_index.stub.service import EngagementIndex
 from engagement_index.stub.store import Store
 from producer.soap import CONTENT_TYPE, SoapFault, fault_envelope
+from producer.wsdl import ENDPOINT, ContractFiles
 
 log = logging.getLogger("tidbok.ei_stub")
 
 StartResponse = Callable[..., Any]
 
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # 1000 posts are about 1 MB; leave room for generous testers
-_ENDPOINT = re.compile(r"^/([A-Za-z]+)/1/rivtabp21/?$")
-_INTERACTION_FILE = re.compile(r"^/([A-Za-z]+)/1/([A-Za-z0-9_.]+\.xsd)$")
-_CORE_FILE = re.compile(r"^/core_components/([A-Za-z0-9_.]+\.xsd)$")
-_SOAP_ADDRESS = re.compile(r'(<soap:address\s+location=")[^"]*(")')
 _XML = "text/xml; charset=utf-8"
 _JSON = "application/json"
 
@@ -43,26 +39,26 @@ class StubApp:
         self.store = Store(owner=settings.hsa_id)
         self.control = Control()
         self.index = EngagementIndex(settings, self.contract, self.store)
+        self.files = ContractFiles(
+            self.contract.root, {name: i.wsdl_path for name, i in self.contract.interactions.items()}
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
-        endpoint = _ENDPOINT.match(path)
+        served = self.files.get(environ)
+        if served is not None:
+            return _respond(start_response, "200 OK", _XML, served)
+        endpoint = ENDPOINT.match(path)
         if endpoint and endpoint.group(1) in self.contract.interactions:
             name = endpoint.group(1)
-            if method == "GET" and environ.get("QUERY_STRING", "").lower() in ("wsdl", "wsdl="):
-                return self._wsdl(name, environ, start_response)
             if method == "POST":
                 return self._soap(name, environ, start_response)
             return _respond(start_response, "405 Method Not Allowed", "text/plain", b"POST SOAP, or GET ?wsdl\n")
         if path.startswith("/_stub/"):
             return self._stub_api(method, path, environ, start_response)
-        if method == "GET":
-            if path == "/health":
-                return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ok\n")
-            served = self._contract_file(path)
-            if served is not None:
-                return _respond(start_response, "200 OK", _XML, served)
+        if method == "GET" and path == "/health":
+            return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ok\n")
         return _respond(start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
 
     # -- SOAP -------------------------------------------------------------------------------------
@@ -77,6 +73,7 @@ class StubApp:
             if behaviour.mode == "fault":
                 raise faults.injected(behaviour.fault_code or "EI000", self.settings.hsa_id)
             body = _read_body(environ)
+            self.store.keep_request(name, call, body)
             response = self.index.update(body, call) if name == "Update" else self.index.find_content(body)
             status = "200 OK"
         except SoapFault as fault:
@@ -86,24 +83,6 @@ class StubApp:
             time.sleep(behaviour.delay_seconds)  # handled already: a caller that times out still changed EI
         return _respond(start_response, status, CONTENT_TYPE, response)
 
-    def _wsdl(self, name: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
-        url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}{environ.get('PATH_INFO', '')}"
-        text = _SOAP_ADDRESS.sub(lambda m: m.group(1) + url + m.group(2), self.contract.interactions[name].wsdl_text)
-        return _respond(start_response, "200 OK", _XML, text.encode())
-
-    def _contract_file(self, path: str) -> bytes | None:
-        match = _INTERACTION_FILE.match(path)
-        if match and match.group(1) in self.contract.interactions:
-            relative = f"interactions/{match.group(1)}Interaction/{match.group(2)}"
-        else:
-            match = _CORE_FILE.match(path)
-            if not match:
-                return None
-            relative = f"core_components/{match.group(1)}"
-        found = self.contract.file_for(relative)
-        return found.read_bytes() if found else None
-
     # -- /_stub/* ---------------------------------------------------------------------------------
 
     def _stub_api(
@@ -112,6 +91,8 @@ class StubApp:
         route = (method, path.rstrip("/"))
         if route == ("GET", "/_stub/state"):
             return _json(start_response, "200 OK", {**self.store.snapshot(), "control": self.control.describe()})
+        if route == ("GET", "/_stub/requests"):
+            return _json(start_response, "200 OK", self.store.requests())
         if route == ("GET", "/_stub/control"):
             return _json(start_response, "200 OK", self.control.describe())
         if route == ("POST", "/_stub/control"):

@@ -13,10 +13,11 @@ from lxml import etree
 
 from engagement_index.stub import faults
 from engagement_index.stub.config import StubSettings
-from engagement_index.stub.contract import EiContract, EiInteraction, decode_verbatim
+from engagement_index.stub.contract import EiContract
 from engagement_index.stub.rules import UpdateRules
 from engagement_index.stub.store import Store, Transaction
 from producer.codec import ResponseWriter, decode
+from producer.contract import Interaction
 from producer.soap import Envelope, SoapFault, describe_schema_errors, envelope, parse_envelope
 from producer.wire_time import format_ts
 
@@ -45,7 +46,7 @@ class EngagementIndex:
         transaction_tag = interaction.request_plan.fields[0].qname
         self.rules.check_count(sum(1 for child in parsed.body_root if child.tag == transaction_tag))
         _validate(interaction, parsed.body_root)
-        request = decode_verbatim(parsed.body_root, interaction.request_plan)
+        request = decode(parsed.body_root, interaction.request_plan, strip=False)  # EI004 judges white space
         transactions = [
             Transaction(delete=t["deleteFlag"], engagement=t["engagement"]) for t in request["engagementTransaction"]
         ]
@@ -62,7 +63,7 @@ class EngagementIndex:
         return envelope(self.writers["FindContent"].write({"engagement": self.store.find(criteria)}))
 
 
-def _parse(interaction: EiInteraction, body: bytes) -> Envelope:
+def _parse(interaction: Interaction, body: bytes) -> Envelope:
     try:
         parsed = parse_envelope(body)
     except SoapFault as fault:
@@ -75,7 +76,7 @@ def _parse(interaction: EiInteraction, body: bytes) -> Envelope:
     return parsed
 
 
-def _validate(interaction: EiInteraction, element: etree._Element) -> None:
+def _validate(interaction: Interaction, element: etree._Element) -> None:
     with _VALIDATION_LOCK:
         if interaction.validator.validate(element):
             return

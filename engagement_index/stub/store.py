@@ -8,6 +8,7 @@ transaction with a monotonic sequence number, so tests can check order, not just
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -48,6 +49,9 @@ class Applied:
     effect: str
 
 
+KEPT_REQUESTS = 200  # the last raw requests, for GET /_stub/requests
+
+
 class Store:
     def __init__(self, owner: str) -> None:
         self.owner = owner
@@ -55,6 +59,16 @@ class Store:
         self._posts: dict[Key, Post] = {}
         self._log: list[Applied] = []
         self._calls = {"Update": 0, "FindContent": 0}
+        self._requests: deque[dict[str, Any]] = deque(maxlen=KEPT_REQUESTS)
+
+    def keep_request(self, operation: str, call: int, body: bytes) -> None:
+        """Keep the raw request, so testers can check what a client really sent."""
+        with self._lock:
+            self._requests.append({"operation": operation, "call": call, "body": body.decode("utf-8", "replace")})
+
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._requests)
 
     def count_call(self, operation: str) -> int:
         """Count a SOAP call as it arrives (whatever control does with it); returns its number."""
@@ -131,3 +145,4 @@ class Store:
             self._posts.clear()
             self._log.clear()
             self._calls = dict.fromkeys(self._calls, 0)
+            self._requests.clear()

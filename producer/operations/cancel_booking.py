@@ -40,7 +40,7 @@ def _cancel(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
         raise Refused(texts.TOO_LATE_TO_CANCEL)
     message = request.get("message") or None
     stored_message = message if call.unit.message_allowed else None
-    before = view.post(call.now)
+    before = view.ei_post
     release_slot(conn, view.pk)
     conn.execute(
         "UPDATE booking SET status = 'cancelled', cancel_message = %s, updated_at = now() WHERE pk = %s",

@@ -88,7 +88,7 @@ def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
         "notification": request.get("notification"),
     }
     if invitation is not None:
-        pk, before, action = invitation.pk, invitation.post(call.now), "book_invitation"
+        pk, before, action = invitation.pk, invitation.ei_post, "book_invitation"
         booking_id = booking_id_for(call, pk, slot.id, invitation.booking_id)
         conn.execute(
             "UPDATE booking SET kind = 'booking', booking_id = %(booking_id)s, unit_hsa_id = %(unit)s,"

@@ -69,7 +69,7 @@ def _rebook(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
     if slot.booking_pk is not None:
         raise Refused(texts.SLOT_TAKEN)
 
-    before = view.post(call.now)
+    before = view.ei_post
     release_slot(conn, view.pk)
     if not take_slot(conn, slot.id, view.pk):
         raise Refused(texts.SLOT_TAKEN)

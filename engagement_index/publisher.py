@@ -1,0 +1,235 @@
+"""The outbox publisher: sends pending EI changes in Update calls of up to `batch_size` engagements.
+
+Several publishers may run at once. Each claims bookings, not rows: in one database transaction it
+takes transaction-level advisory locks on the booking ids its pending rows name (a booking id can
+recur under the per-slot policy, so that is the unit of order), sends, marks the rows published,
+and commits, which releases the locks. A booking's changes therefore go out in order and never from
+two publishers at once; a publisher killed mid-batch leaves its rows pending, to be sent again
+(Update is idempotent). A booking with a parked row is held back until an operator retries it,
+so a later change never overtakes an earlier one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from engagement_index.client import DataError, Unavailable
+from engagement_index.config import EiSettings
+from engagement_index.transactions import Key, Transaction, keys, net_transactions
+
+log = logging.getLogger("tidbok.ei.publisher")
+
+LOCK_CLASS = 7201  # the advisory-lock namespace of booking ids being published
+Send = Callable[[Sequence[Transaction]], None]
+
+_CANDIDATES = """
+SELECT booking_pk FROM ei_outbox o
+WHERE published_at IS NULL AND parked_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM ei_outbox p WHERE p.booking_pk = o.booking_pk
+                  AND p.parked_at IS NOT NULL AND p.published_at IS NULL)
+GROUP BY booking_pk ORDER BY min(id) LIMIT %s
+"""
+_PENDING = """
+SELECT id, booking_pk, before, after FROM ei_outbox
+WHERE booking_pk = ANY(%s) AND published_at IS NULL AND parked_at IS NULL ORDER BY id
+"""
+_LOCK_FAILURES = "SELECT DISTINCT x FROM unnest(%s::text[]) x WHERE NOT pg_try_advisory_xact_lock(%s, hashtext(x))"
+
+
+@dataclass
+class Claim:
+    """One booking's pending rows, oldest first."""
+
+    booking_pk: int
+    ids: list[int] = field(default_factory=list)
+    changes: list[tuple[Any, Any]] = field(default_factory=list)
+
+    def booking_ids(self) -> set[str]:
+        return {post["booking_id"] for change in self.changes for post in change if post is not None}
+
+
+@dataclass
+class Outcome:
+    published: int = 0
+    parked: int = 0
+    failed: int = 0
+
+
+def _claims(rows: Sequence[tuple[Any, ...]]) -> list[Claim]:
+    by_booking: dict[int, Claim] = {}
+    for row_id, booking_pk, before, after in rows:
+        claim = by_booking.setdefault(booking_pk, Claim(booking_pk))
+        claim.ids.append(row_id)
+        claim.changes.append((before, after))
+    return sorted(by_booking.values(), key=lambda c: c.ids[0])
+
+
+class Publisher:
+    def __init__(self, conn: psycopg.Connection, settings: EiSettings, send: Send) -> None:
+        self.conn = conn  # autocommit; each batch is one explicit transaction
+        self.settings = settings
+        self.send = send
+
+    def publish_once(self) -> Outcome:
+        """Claim, send and mark one round of pending rows. Raises Unavailable after recording it."""
+        outcome = Outcome()
+        unavailable: Unavailable | None = None
+        with self.conn.transaction():
+            claims = self._claim()
+            calls = self._calls(claims, outcome)
+            for index, call in enumerate(calls):
+                try:
+                    self._send_call(call, outcome)
+                except Unavailable as exc:
+                    unavailable = exc
+                    self._failed([c for rest in calls[index:] for c in rest], exc, outcome)
+                    break
+        if unavailable is not None:
+            raise unavailable
+        return outcome
+
+    # -- claiming ---------------------------------------------------------------------------------
+
+    def _claim(self) -> list[Claim]:
+        candidates = [r[0] for r in self.conn.execute(_CANDIDATES, (self.settings.batch_size,)).fetchall()]
+        if not candidates:
+            return []
+        claims = _claims(self.conn.execute(_PENDING, (candidates,)).fetchall())
+        wanted = sorted({i for c in claims for i in c.booking_ids()})
+        busy = {r[0] for r in self.conn.execute(_LOCK_FAILURES, (wanted, LOCK_CLASS)).fetchall()}
+        mine = [c.booking_pk for c in claims if not (c.booking_ids() & busy)]
+        if not mine:
+            return []
+        # re-read under the locks: another publisher may have published some rows meanwhile
+        return _claims(self.conn.execute(_PENDING, (mine,)).fetchall())
+
+    def _calls(self, claims: list[Claim], outcome: Outcome) -> list[list[tuple[Claim, list[Transaction]]]]:
+        """Group bookings into Update calls: at most batch_size engagements, no key twice in a call."""
+        calls: list[list[tuple[Claim, list[Transaction]]]] = []
+        current: list[tuple[Claim, list[Transaction]]] = []
+        size, used = 0, set[Key]()
+        for claim in claims:
+            transactions = net_transactions(claim.changes, self.settings)
+            if not transactions:  # e.g. a reserve-number resident: nothing to publish, ever
+                self._mark_published(claim.ids)
+                outcome.published += len(claim.ids)
+                continue
+            if current and (size + len(transactions) > self.settings.batch_size or keys(transactions) & used):
+                calls.append(current)
+                current, size, used = [], 0, set()
+            current.append((claim, transactions))
+            size += len(transactions)
+            used |= keys(transactions)
+        if current:
+            calls.append(current)
+        return calls
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _send_call(self, call: list[tuple[Claim, list[Transaction]]], outcome: Outcome) -> None:
+        """Send; on a data error find the booking(s) at fault by halving, park them, send the rest."""
+        try:
+            self.send([t for _, transactions in call for t in transactions])
+        except DataError as exc:
+            if len(call) == 1:
+                self._park(call[0][0], exc.message, outcome)
+                return
+            middle = len(call) // 2
+            self._send_call(call[:middle], outcome)
+            self._send_call(call[middle:], outcome)
+            return
+        ids = [i for claim, _ in call for i in claim.ids]
+        self._mark_published(ids)
+        outcome.published += len(ids)
+
+    def _mark_published(self, ids: list[int]) -> None:
+        self.conn.execute("UPDATE ei_outbox SET published_at = now() WHERE id = ANY(%s)", (ids,))
+
+    def _park(self, claim: Claim, reason: str, outcome: Outcome) -> None:
+        log.warning("EI refused booking %s; %d row(s) parked: %s", claim.booking_pk, len(claim.ids), reason)
+        self.conn.execute(
+            "UPDATE ei_outbox SET parked_at = now(), parked_reason = %s, last_error = %s WHERE id = ANY(%s)",
+            (reason, reason, claim.ids),
+        )
+        outcome.parked += len(claim.ids)
+
+    def _failed(self, claims: list[tuple[Claim, list[Transaction]]], exc: Unavailable, outcome: Outcome) -> None:
+        """Count the attempt; rows that have used up their attempts are parked, never dropped."""
+        ids = [i for claim, _ in claims for i in claim.ids]
+        self.conn.execute(
+            "UPDATE ei_outbox SET attempts = attempts + 1, last_error = %s,"
+            " parked_at = CASE WHEN attempts + 1 >= %s THEN now() END,"
+            " parked_reason = CASE WHEN attempts + 1 >= %s THEN %s END"
+            " WHERE id = ANY(%s) AND published_at IS NULL AND parked_at IS NULL",
+            (
+                exc.message,
+                self.settings.retry_max_attempts,
+                self.settings.retry_max_attempts,
+                f"gave up after {self.settings.retry_max_attempts} attempts: {exc.message}",
+                ids,
+            ),
+        )
+        outcome.failed += len(ids)
+
+
+class Backoff:
+    """Exponential backoff from the initial to the maximum interval (BP 2.1 rule 22)."""
+
+    def __init__(self, settings: EiSettings) -> None:
+        self.initial = settings.retry_initial_ms / 1000
+        self.maximum = settings.retry_max_ms / 1000
+        self.current = 0.0
+
+    def failed(self) -> float:
+        self.current = self.initial if self.current == 0 else min(self.current * 2, self.maximum)
+        return self.current
+
+    def succeeded(self) -> None:
+        self.current = 0.0
+
+
+def run(
+    connect: Callable[[], psycopg.Connection],
+    settings: EiSettings,
+    send: Send,
+    stop: threading.Event,
+    sweep: Callable[[psycopg.Connection], int] | None = None,
+) -> None:
+    """Publish until `stop` is set (finishing the batch in hand); sweep every sweep_seconds."""
+    backoff = Backoff(settings)
+    conn: psycopg.Connection | None = None
+    next_sweep = 0.0
+    while not stop.is_set():
+        try:
+            if conn is None or conn.closed:
+                conn = connect()
+            if sweep is not None and time.monotonic() >= next_sweep:
+                swept = sweep(conn)
+                if swept:
+                    log.info("sweeper queued %d removal(s) of passed or expired posts", swept)
+                next_sweep = time.monotonic() + settings.sweep_seconds
+            outcome = Publisher(conn, settings, send).publish_once()
+            backoff.succeeded()
+            if outcome.published or outcome.parked:
+                log.info("published %d outbox row(s), parked %d", outcome.published, outcome.parked)
+                continue
+            stop.wait(settings.poll_seconds)
+        except Unavailable as exc:
+            delay = backoff.failed()
+            log.warning("EI unavailable (%s); next attempt in %.1f s", exc.message, delay)
+            stop.wait(delay)
+        except psycopg.OperationalError as exc:
+            log.warning("database unavailable (%s); reconnecting", exc)
+            if conn is not None:
+                conn.close()
+            conn = None
+            stop.wait(min(5.0, settings.retry_initial_ms / 1000))
+    if conn is not None:
+        conn.close()

@@ -1,0 +1,87 @@
+"""From outbox rows to EI Update transactions.
+
+A booking's pending rows are sent together, as their net effect: every EI key the booking had or
+passed through is deleted, except the key of its final post, which is created or updated. So a
+rebooking that changes the id (per-slot policy), the unit, or the categorization (Invitation ->
+Booking) becomes delete(old key) + create(new key) in one call; an unchanged key is a plain upsert
+of mostRecentContent; and a key never appears twice in a call (EI002). Deleting a key EI never had
+is harmless there, and it is what makes a resend after a crash correct: a post sent by a batch that
+never got marked published is still deleted when a later change moves the booking on.
+Residents with a reserve number (letters) are never published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engagement_index.config import EiSettings
+from engagement_index.outbox import Post
+from producer.identifiers import is_reserve_number
+
+SERVICE_DOMAIN = "riv:crm:scheduling"
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Transaction:
+    delete: bool
+    engagement: dict[str, Any]
+
+    @property
+    def key(self) -> Key:
+        e = self.engagement
+        return (
+            e["registeredResidentIdentification"],
+            e["serviceDomain"],
+            e["categorization"],
+            e["logicalAddress"],
+            e["businessObjectInstanceIdentifier"],
+            e["clinicalProcessInterestId"],
+            e["sourceSystem"],
+            e["dataController"],
+        )
+
+    def as_zeep(self) -> dict[str, Any]:
+        return {"deleteFlag": self.delete, "engagement": self.engagement}
+
+
+def engagement(post: Post, settings: EiSettings, with_content: bool) -> dict[str, Any]:
+    """The EngagementType fields, in schema order; never owner, creationTime or updateTime."""
+    categorization = "NA" if settings.categorization == "NA" else post["kind"].capitalize()
+    fields: dict[str, Any] = {
+        "registeredResidentIdentification": post["subject_of_care"],
+        "serviceDomain": SERVICE_DOMAIN,
+        "categorization": categorization,
+        "logicalAddress": post["unit"].upper(),
+        "businessObjectInstanceIdentifier": post["booking_id"],
+        "clinicalProcessInterestId": "NA",
+    }
+    if with_content:
+        fields["mostRecentContent"] = post["most_recent_content"]
+    fields["sourceSystem"] = settings.source_system
+    fields["dataController"] = settings.data_controller
+    return fields
+
+
+def net_transactions(changes: Sequence[tuple[Post | None, Post | None]], settings: EiSettings) -> list[Transaction]:
+    """One booking's pending (before, after) changes, oldest first, as the transactions to send."""
+    final = changes[-1][1]
+    final_key = Transaction(False, engagement(final, settings, True)).key if final else None
+    deletes: dict[Key, Transaction] = {}
+    for before, after in changes:
+        for post in (before, after):
+            if post is None or is_reserve_number(post["subject_of_care"]):
+                continue
+            tx = Transaction(True, engagement(post, settings, with_content=False))
+            if tx.key != final_key:
+                deletes.setdefault(tx.key, tx)
+    result = list(deletes.values())
+    if final is not None and not is_reserve_number(final["subject_of_care"]):
+        result.append(Transaction(False, engagement(final, settings, with_content=True)))
+    return result
+
+
+def keys(transactions: Iterable[Transaction]) -> set[Key]:
+    return {t.key for t in transactions}
