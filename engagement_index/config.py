@@ -53,6 +53,7 @@ class EiSettings:
     retry_max_attempts: int = 50
     poll_seconds: float = 0.2
     sweep_seconds: int = 60
+    publisher_threads: int = 2
     client_cert: Path | None = None
     client_key: Path | None = None
     ca_bundle: Path | None = None
@@ -85,6 +86,7 @@ class EiSettings:
             retry_max_attempts=_int("TIDBOK_EI_RETRY_MAX_ATTEMPTS", 50, 1),
             poll_seconds=_int("TIDBOK_EI_POLL_MS", 200, 10) / 1000,
             sweep_seconds=_int("TIDBOK_EI_SWEEP_SECONDS", 60, 1),
+            publisher_threads=_int("TIDBOK_EI_PUBLISHER_THREADS", 2, 1),
             client_cert=cert,
             client_key=key,
             ca_bundle=_path("TIDBOK_EI_CA_BUNDLE"),

@@ -1,9 +1,10 @@
 """The outbox publisher: sends pending EI changes in Update calls of up to `batch_size` engagements.
 
-Several publishers may run at once. Each claims bookings, not rows: in one database transaction it
-takes transaction-level advisory locks on the booking ids its pending rows name (a booking id can
-recur under the per-slot policy, so that is the unit of order), sends, marks the rows published,
-and commits, which releases the locks. A booking's changes therefore go out in order and never from
+Several publishers may run at once. Each takes the oldest pending rows that no other publisher has
+locked (SKIP LOCKED), but sends bookings, not rows: it takes transaction-level advisory locks on the
+booking ids those rows name (a booking id can recur under the per-slot policy, so that is the unit
+of order), re-reads every pending row of those bookings, sends their net effect, marks the rows
+published, and commits, which releases the locks. A booking's changes therefore go out in order and never from
 two publishers at once; a publisher killed mid-batch leaves its rows pending, to be sent again
 (Update is idempotent). A booking with a parked row is held back until an operator retries it,
 so a later change never overtakes an earlier one.
@@ -29,12 +30,16 @@ log = logging.getLogger("tidbok.ei.publisher")
 LOCK_CLASS = 7201  # the advisory-lock namespace of booking ids being published
 Send = Callable[[Sequence[Transaction]], None]
 
+# The oldest pending rows not row-locked by another publisher (index-only, O(batch)); their bookings
+# are the candidates. A booking with a parked row waits for the operator.
 _CANDIDATES = """
-SELECT booking_pk FROM ei_outbox o
-WHERE published_at IS NULL AND parked_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM ei_outbox p WHERE p.booking_pk = o.booking_pk
-                  AND p.parked_at IS NOT NULL AND p.published_at IS NULL)
-GROUP BY booking_pk ORDER BY min(id) LIMIT %s
+SELECT DISTINCT booking_pk FROM (
+    SELECT o.booking_pk FROM ei_outbox o
+    WHERE o.published_at IS NULL AND o.parked_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM ei_outbox p WHERE p.booking_pk = o.booking_pk
+                      AND p.parked_at IS NOT NULL AND p.published_at IS NULL)
+    ORDER BY o.id LIMIT %s FOR UPDATE OF o SKIP LOCKED
+) oldest
 """
 _PENDING = """
 SELECT id, booking_pk, before, after FROM ei_outbox
@@ -150,12 +155,17 @@ class Publisher:
         outcome.published += len(ids)
 
     def _mark_published(self, ids: list[int]) -> None:
-        self.conn.execute("UPDATE ei_outbox SET published_at = now() WHERE id = ANY(%s)", (ids,))
+        self.conn.execute(
+            "UPDATE ei_outbox SET published_at = clock_timestamp()"
+            " WHERE id = ANY(%s) AND published_at IS NULL AND parked_at IS NULL",
+            (ids,),
+        )
 
     def _park(self, claim: Claim, reason: str, outcome: Outcome) -> None:
         log.warning("EI refused booking %s; %d row(s) parked: %s", claim.booking_pk, len(claim.ids), reason)
         self.conn.execute(
-            "UPDATE ei_outbox SET parked_at = now(), parked_reason = %s, last_error = %s WHERE id = ANY(%s)",
+            "UPDATE ei_outbox SET parked_at = now(), parked_reason = %s, last_error = %s"
+            " WHERE id = ANY(%s) AND published_at IS NULL AND parked_at IS NULL",
             (reason, reason, claim.ids),
         )
         outcome.parked += len(claim.ids)

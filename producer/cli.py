@@ -64,7 +64,11 @@ def cmd_serve(settings: Settings, url: str) -> None:
 
 
 def cmd_publish(settings: Settings, url: str) -> None:
-    """Publish the outbox to EI until SIGTERM/SIGINT, finishing the batch in hand."""
+    """Publish the outbox to EI until SIGTERM/SIGINT, finishing the batches in hand.
+
+    TIDBOK_EI_PUBLISHER_THREADS loops run side by side (default 2): one builds and sends a batch
+    while another waits for EI's answer. They coordinate through the database like separate
+    processes do."""
     import signal
     import threading
 
@@ -81,9 +85,24 @@ def cmd_publish(settings: Settings, url: str) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    log.info("publishing the EI outbox to %s", ei.update_url)
-    client = UpdateClient(ei, ei.update_url)
-    run(lambda: psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC"), ei, client.update, stop, sweep)
+    log.info("publishing the EI outbox to %s with %d thread(s)", ei.update_url, ei.publisher_threads)
+
+    def connect() -> psycopg.Connection:
+        return psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC")
+
+    threads = [
+        threading.Thread(
+            target=run,
+            args=(connect, ei, UpdateClient(ei, ei.update_url).update, stop, sweep if n == 0 else None),
+            name=f"publisher-{n}",
+        )
+        for n in range(ei.publisher_threads)
+    ]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        for thread in threads:
+            thread.join(0.5)
     log.info("publisher stopped")
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support.server import free_port, fresh_database, http_get, run_cli, start_server  # noqa: E402
 
-from tests.bench import load  # noqa: E402
+from tests.bench import ei_drain, load  # noqa: E402
 
 UNITS = 100
 DAYS = 200
@@ -227,9 +227,9 @@ def main() -> None:
         with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
             rows = conn.execute(
                 "SELECT id, unit_hsa_id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS')"
-                " FROM slot WHERE starts_at > now() + interval '100 days' ORDER BY random() LIMIT 40016"
+                " FROM slot WHERE starts_at > now() + interval '100 days' ORDER BY random() LIMIT 42016"
             ).fetchall()
-        booking_rows, race_rows = rows[:40000], rows[40000:]
+        booking_rows, race_rows, lag_rows = rows[:40000], rows[40000:40016], rows[40016:]
         per_worker = [booking_rows[w::CLIENTS] for w in range(CLIENTS)]
         mb = load.run(
             server.endpoint("MakeBooking"),
@@ -250,6 +250,14 @@ def main() -> None:
             f"{sum(w == 1 for w in winners)} of {len(winners)}"
         )
         memory_end = worker_memory(server.process.pid)
+        lag_bodies = [
+            make_booking_request(u, i, s, e, personnummer(900000 + k)) for k, (i, u, s, e) in enumerate(lag_rows)
+        ]
+        lags = ei_drain.lag(server, lag_bodies, tmp)
+        print(
+            f"{'EI lag, bookings at 200/s (s)':<40} p50 {ei_drain.median(lags):.3f}"
+            f"   p99 {ei_drain.percentile(lags, 99):.3f}   n={len(lags)}"
+        )
         status, _, gat_body = http_get(server.base_url + "/health")
         del status
     finally:
@@ -292,6 +300,11 @@ def main() -> None:
         floor.terminate()
         floor.wait(10)
     line("floor (pre-written 50-slot response)", floor_result)
+    seconds = ei_drain.drain(admin, fresh_database, tmp)
+    print(
+        f"{'EI drain of a 100,000-row backlog':<40} {ei_drain.BACKLOG / seconds:>9.0f} engagements/s"
+        f"   ({seconds:.1f} s, one publisher process)"
+    )
     print(f"{'GetAvailableTimeslots / floor':<40} {gat.rate / floor_result.rate:>9.2f}")
     print(f"{'server worker memory, start (MB)':<40} {memory_start}")
     print(f"{'server worker memory, end (MB)':<40} {memory_end}")

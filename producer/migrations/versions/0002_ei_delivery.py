@@ -30,10 +30,15 @@ ALTER TABLE ei_outbox
     ADD COLUMN parked_reason text;
 DROP INDEX ei_outbox_pending;
 CREATE INDEX ei_outbox_pending ON ei_outbox (id) INCLUDE (booking_pk) WHERE published_at IS NULL AND parked_at IS NULL;
+-- Published rows stay as history, so the queue must only ever be read through the pending index:
+-- with a full index on id, a plan prepared while most rows were pending walks every published row
+-- on each claim. ids come from a sequence and stay unique without the constraint.
+ALTER TABLE ei_outbox DROP CONSTRAINT ei_outbox_pkey;
 CREATE INDEX ei_outbox_parked ON ei_outbox (booking_pk) WHERE parked_at IS NOT NULL AND published_at IS NULL;
 """
 
 DOWNGRADE = """
+ALTER TABLE ei_outbox ADD PRIMARY KEY (id);
 DROP INDEX ei_outbox_parked;
 DROP INDEX ei_outbox_pending;
 CREATE INDEX ei_outbox_pending ON ei_outbox (id) WHERE published_at IS NULL;
