@@ -23,7 +23,7 @@ import psycopg
 
 from engagement_index.client import DataError, Unavailable
 from engagement_index.config import EiSettings
-from engagement_index.transactions import Key, Transaction, keys, net_transactions
+from engagement_index.transactions import Key, Transaction, engagement, keys, net_transactions
 
 log = logging.getLogger("tidbok.ei.publisher")
 
@@ -107,21 +107,49 @@ class Publisher:
         if not candidates:
             return []
         claims = _claims(self.conn.execute(_PENDING, (candidates,)).fetchall())
-        wanted = sorted({i for c in claims for i in c.booking_ids()})
-        busy = {r[0] for r in self.conn.execute(_LOCK_FAILURES, (wanted, LOCK_CLASS)).fetchall()}
-        mine = [c.booking_pk for c in claims if not (c.booking_ids() & busy)]
-        if not mine:
-            return []
-        # re-read under the locks: another publisher may have published some rows meanwhile
-        return _claims(self.conn.execute(_PENDING, (mine,)).fetchall())
+        locked: set[str] = set()
+        # Lock the ids the rows name, then re-read under the locks (another publisher may have
+        # published some rows meanwhile, and new rows may name new ids: lock those too, once more).
+        for _ in range(2):
+            wanted = sorted({i for c in claims for i in c.booking_ids()} - locked)
+            busy = {r[0] for r in self.conn.execute(_LOCK_FAILURES, (wanted, LOCK_CLASS)).fetchall()}
+            locked |= set(wanted) - busy
+            mine = [c.booking_pk for c in claims if c.booking_ids() <= locked]
+            if not mine:
+                return []
+            claims = _claims(self.conn.execute(_PENDING, (mine,)).fetchall())
+        return [c for c in claims if c.booking_ids() <= locked]
+
+    def _owned_elsewhere(self, claims: list[Claim], nets: list[list[Transaction]]) -> set[tuple[Key, int]]:
+        """(key, booking) pairs where the key is another booking's current post.
+
+        Under the per-slot policy one resident's two bookings can hand a key (a slot's id) from one to
+        the other; the booking giving it up must not delete what the other one now holds in EI. The
+        database's booking.ei_post is what each booking's post is now, whatever is still queued."""
+        deletes = {t.engagement["businessObjectInstanceIdentifier"] for txs in nets for t in txs if t.delete}
+        if not deletes:
+            return set()
+        owners: dict[Key, int] = {}
+        for pk, post in self.conn.execute(
+            "SELECT pk, ei_post FROM booking WHERE booking_id = ANY(%s) AND ei_post IS NOT NULL", (sorted(deletes),)
+        ).fetchall():
+            owners[Transaction(False, engagement(post, self.settings, True)).key] = pk
+        return {
+            (t.key, claim.booking_pk)
+            for claim, txs in zip(claims, nets, strict=True)
+            for t in txs
+            if t.delete and owners.get(t.key, claim.booking_pk) != claim.booking_pk
+        }
 
     def _calls(self, claims: list[Claim], outcome: Outcome) -> list[list[tuple[Claim, list[Transaction]]]]:
         """Group bookings into Update calls: at most batch_size engagements, no key twice in a call."""
+        nets = [net_transactions(claim.changes, self.settings) for claim in claims]
+        skip = self._owned_elsewhere(claims, nets)
         calls: list[list[tuple[Claim, list[Transaction]]]] = []
         current: list[tuple[Claim, list[Transaction]]] = []
         size, used = 0, set[Key]()
-        for claim in claims:
-            transactions = net_transactions(claim.changes, self.settings)
+        for claim, net in zip(claims, nets, strict=True):
+            transactions = [t for t in net if (t.key, claim.booking_pk) not in skip]
             if not transactions:  # e.g. a reserve-number resident: nothing to publish, ever
                 self._mark_published(claim.ids)
                 outcome.published += len(claim.ids)
