@@ -154,17 +154,37 @@ COMMANDS = {
     "publish": "publish the EI outbox (TIDBOK_EI_UPDATE_URL) until stopped",
     "sweep": "queue EI removals of passed bookings and expired invitations now",
     "outbox": "outbox status | parked | retry [ROW_ID ...] | resync UNIT_HSA_ID",
+    "load": "load units, schedules and slots from files (tidbok load --help)",
+    "staff": "invitations and bookings on a resident's behalf (tidbok staff --help)",
 }
+# Commands with their own arguments, handled by the module named: main(argv, database_url) -> int.
+DELEGATED = {"load": "producer.loading.cli", "staff": "producer.staff.cli"}
+
+
+def _delegate(command: str, argv: list[str]) -> int:
+    import importlib
+
+    try:
+        settings = Settings.from_env()
+        url, _server = _database(settings)
+        return importlib.import_module(DELEGATED[command]).main(argv, url)
+    except ConfigError as exc:
+        print(f"tidbok: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return _delegate(argv[0], argv[1:])
     parser = argparse.ArgumentParser(
         prog="tidbok",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items()),
     )
-    parser.add_argument("command", choices=tuple(COMMANDS), metavar="command")
+    parser.add_argument("command", choices=tuple(c for c in COMMANDS if c not in DELEGATED), metavar="command")
     parser.add_argument("arguments", nargs="*", help="for outbox: the action and its arguments")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
