@@ -45,8 +45,10 @@ class Producer:
         database_url: str,
         handlers: dict[str, Handler],
         contract: Contract | None = None,
+        admin: Callable[..., Iterable[bytes]] | None = None,
     ) -> None:
         self.settings = settings
+        self.admin = admin  # the /admin JSON API, served by the same process
         self.database_url = database_url
         self.contract = contract or load_contract()
         self.handlers = handlers
@@ -77,6 +79,8 @@ class Producer:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
+        if self.admin is not None and (path == "/admin" or path.startswith("/admin/")):
+            return self.admin(environ, start_response)
         served = self.files.get(environ)
         if served is not None:
             return _respond(start_response, "200 OK", "text/xml; charset=utf-8", served)

@@ -48,6 +48,10 @@ def cmd_serve(settings: Settings, url: str) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
+    from producer.admin_api.auth import Tokens
+
+    Tokens.parse(settings.admin_tokens)  # a bad token setting stops here, naming it, not in every worker
+
     os.environ["DATABASE_URL"] = url  # the workers are new processes; they read it from the environment
     log.info("serving on http://%s:%s/<Interaction>/1/rivtabp21", settings.host, settings.port)
     Granian(

@@ -43,6 +43,7 @@ class Settings:
     db_pool_size: int = 8
     db_timeout_seconds: int = 5
     pgdata: Path = field(default=REPO_ROOT / ".pgdata")
+    admin_tokens: str = ""  # TIDBOK_ADMIN_TOKENS: see producer.admin_api.auth
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,4 +66,5 @@ class Settings:
             db_pool_size=_int("TIDBOK_DB_POOL_SIZE", 8, minimum=1),
             db_timeout_seconds=_int("TIDBOK_DB_TIMEOUT", 5, minimum=1),
             pgdata=Path(os.environ.get("TIDBOK_PGDATA", str(REPO_ROOT / ".pgdata"))),
+            admin_tokens=os.environ.get("TIDBOK_ADMIN_TOKENS", ""),
         )

@@ -6,6 +6,10 @@ import gc
 import logging
 import os
 
+from producer.admin_api import tracing
+from producer.admin_api.app import AdminApi
+from producer.admin_api.auth import Tokens
+from producer.admin_api.routes import ROUTES
 from producer.app import Producer
 from producer.config import Settings
 from producer.operations import HANDLERS
@@ -17,9 +21,12 @@ def create_app() -> Producer:
     if not url:
         raise RuntimeError("DATABASE_URL must be set for the server workers (tidbok serve sets it)")
     logging.basicConfig(
-        level=os.environ.get("TIDBOK_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=os.environ.get("TIDBOK_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s %(context_id)s] %(message)s",
     )
+    tracing.install()
     app = Producer(settings, url, HANDLERS)
+    app.admin = AdminApi(ROUTES, Tokens.parse(settings.admin_tokens), lambda: app.pool)
     gc.collect()
     gc.freeze()  # the compiled schemas are long-lived: keep them out of every later GC pass
     return app

@@ -1,0 +1,1 @@
+"""The clinics' JSON API under /admin: loading schedules, invitations and staff actions over HTTP."""

@@ -1,0 +1,183 @@
+"""The /admin JSON API: routing, authentication, traceability headers and error shapes.
+
+Endpoints live in producer.admin_api.routes; each is declared once (method, path, summary, schemas)
+and that declaration drives both the routing and the OpenAPI description served at
+GET /admin/openapi.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from producer.admin_api import tracing
+from producer.admin_api.auth import Grant, Tokens
+
+log = logging.getLogger("tidbok.admin")
+
+MAX_BODY = 256 * 1024 * 1024  # a 1,000,000-slot CSV is about 80 MB
+StartResponse = Callable[..., Any]
+
+
+class ApiError(Exception):
+    """An answer other than success: status, a message for people, and the field it is about."""
+
+    def __init__(self, status: int, message: str, field: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field, self.details = status, message, field, details
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    grant: Grant
+
+    def json(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.body or b"{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"The body is not valid JSON: {exc}", "body") from None
+        if not isinstance(value, dict):
+            raise ApiError(400, "The body must be a JSON object", "body")
+        return value
+
+    def require_unit(self, unit: str) -> None:
+        if not self.grant.covers(unit):
+            raise ApiError(403, f"This token does not cover care unit {unit}", "unit")
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+Handler = Callable[[Request, psycopg.Connection], tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # with {name} placeholders, e.g. /admin/units/{unit}/bookings
+    handler: Handler
+    summary: str
+    request_body: dict[str, Any] | None = None  # OpenAPI requestBody content, by media type
+    response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
+    success: int = 200
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "/?$")
+
+
+class AdminApi:
+    """A WSGI callable for paths under /admin, sharing the producer's connection pool."""
+
+    def __init__(self, routes: list[Route], tokens: Tokens, pool: Callable[[], ConnectionPool]) -> None:
+        self.routes = [(route, route.pattern) for route in routes]
+        self.tokens = tokens
+        self.pool = pool
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request_id, context_id = tracing.ids_from(environ)
+        id_token, context_token = tracing.request_id.set(request_id), tracing.context_id.set(context_id or "-")
+        echo = [(tracing.REQUEST_ID, request_id)] + ([(tracing.CONTEXT_ID, context_id)] if context_id else [])
+        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
+        try:
+            status, payload = self._dispatch(method, path, environ)
+        except ApiError as exc:
+            error: dict[str, Any] = {"message": exc.message, "field": exc.field}
+            if exc.details is not None:
+                error["details"] = exc.details
+            status, payload = exc.status, {"error": error}
+        log.info("admin %s %s -> %d", method, path, status)
+        tracing.request_id.reset(id_token)
+        tracing.context_id.reset(context_token)
+        body = json.dumps(payload, ensure_ascii=False, default=str).encode()
+        headers = [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(body)))] + echo
+        if status == 401:
+            headers.append(("WWW-Authenticate", 'Bearer realm="tidbok admin"'))
+        start_response(f"{status} {_REASONS.get(status, 'Status')}", headers)
+        return [body]
+
+    def _dispatch(self, method: str, path: str, environ: dict[str, Any]) -> tuple[int, Any]:
+        if method == "GET" and path.rstrip("/") == "/admin/openapi.json":
+            from producer.admin_api.openapi import describe
+
+            return 200, describe([route for route, _ in self.routes])
+        found = [(route, match) for route, pattern in self.routes if (match := pattern.match(path))]
+        if not found:
+            raise ApiError(404, f"No such resource: {path}")
+        chosen = next(((r, m) for r, m in found if r.method == method), None)
+        if chosen is None:
+            raise ApiError(405, f"{method} is not allowed on {path}; use {', '.join(r.method for r, _ in found)}")
+        route, match = chosen
+        grant = self.tokens.grant(_bearer(environ))
+        if grant is None:
+            raise ApiError(401, "A valid API token is required (Authorization: Bearer <token>)")
+        request = Request(
+            method=method,
+            path=path,
+            params=match.groupdict(),
+            query={k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()},
+            headers={k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+            | {"content-type": environ.get("CONTENT_TYPE", "")},
+            body=_read(environ),
+            grant=grant,
+        )
+        if "unit" in request.params:
+            request.require_unit(request.params["unit"])
+        try:
+            with self.pool().connection() as conn:
+                return route.handler(request, conn)
+        except (PoolTimeout, psycopg.OperationalError):
+            log.warning("database unavailable", exc_info=True)
+            raise ApiError(503, "The database is temporarily unavailable; try again later") from None
+        except ApiError:
+            raise
+        except Exception:
+            log.exception("internal error in %s %s", method, path)
+            raise ApiError(500, "Internal error") from None
+
+
+def _bearer(environ: dict[str, Any]) -> str | None:
+    scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _read(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApiError(400, "Content-Length is not a number", "Content-Length") from None
+    if length > MAX_BODY:
+        raise ApiError(413, f"The body is larger than {MAX_BODY} bytes")
+    return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}

@@ -1,0 +1,61 @@
+"""API tokens: each token covers all units or a list of units (TIDBOK_ADMIN_TOKENS).
+
+Format: entries separated by whitespace or ";", each `TOKEN=*` (all units) or
+`TOKEN=SE2321000016-A100,SE2321000016-A200`. No token configured means the API is closed (every
+request gets 401): an open administration API is never the default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+from producer.config import ConfigError
+from producer.identifiers import is_valid_hsa_id, normalise_hsa_id
+
+ALL_UNITS = "*"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one token may touch: every unit, or these (upper-case HSA-ids)."""
+
+    all_units: bool
+    units: frozenset[str]
+
+    def covers(self, unit: str) -> bool:
+        return self.all_units or normalise_hsa_id(unit) in self.units
+
+
+class Tokens:
+    def __init__(self, grants: dict[str, Grant]) -> None:
+        # compared by digest in constant time, so neither timing nor a memory dump reveals a token
+        self._grants = {hashlib.sha256(token.encode()).digest(): grant for token, grant in grants.items()}
+
+    @classmethod
+    def parse(cls, text: str) -> Tokens:
+        grants: dict[str, Grant] = {}
+        for entry in (e for e in re.split(r"[\s;]+", text.strip()) if e):
+            token, sep, scope = entry.partition("=")
+            if not sep or len(token) < 16:
+                raise ConfigError("TIDBOK_ADMIN_TOKENS entries are TOKEN=* or TOKEN=HSA-ID,…; tokens ≥ 16 characters")
+            if scope == ALL_UNITS:
+                grants[token] = Grant(True, frozenset())
+                continue
+            units = frozenset(normalise_hsa_id(u) for u in scope.split(",") if u)
+            bad = [u for u in units if not is_valid_hsa_id(u)]
+            if not units or bad:
+                raise ConfigError(f"TIDBOK_ADMIN_TOKENS names an invalid HSA-id: {', '.join(bad) or '(none)'}")
+            grants[token] = Grant(False, units)
+        return cls(grants)
+
+    def grant(self, token: str | None) -> Grant | None:
+        if not token:
+            return None
+        digest = hashlib.sha256(token.encode()).digest()
+        for known, grant in self._grants.items():
+            if hmac.compare_digest(known, digest):
+                return grant
+        return None

@@ -1,0 +1,7 @@
+"""The /admin endpoints: each declared once, for routing and for the OpenAPI description."""
+
+from __future__ import annotations
+
+from producer.admin_api.app import Route
+
+ROUTES: list[Route] = []
