@@ -42,8 +42,11 @@ SELECT DISTINCT booking_pk FROM (
 ) oldest
 """
 _PENDING = """
-SELECT id, booking_pk, before, after FROM ei_outbox
-WHERE booking_pk = ANY(%s) AND published_at IS NULL AND parked_at IS NULL ORDER BY id
+SELECT id, booking_pk, before, after FROM ei_outbox o
+WHERE booking_pk = ANY(%s) AND published_at IS NULL AND parked_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM ei_outbox p WHERE p.booking_pk = o.booking_pk
+                  AND p.parked_at IS NOT NULL AND p.published_at IS NULL)
+ORDER BY id
 """
 _LOCK_FAILURES = "SELECT DISTINCT x FROM unnest(%s::text[]) x WHERE NOT pg_try_advisory_xact_lock(%s, hashtext(x))"
 
@@ -58,6 +61,19 @@ class Claim:
 
     def booking_ids(self) -> set[str]:
         return {post["booking_id"] for change in self.changes for post in change if post is not None}
+
+
+@dataclass
+class Entry:
+    """A booking's transactions in one call. A booking with more transactions than a call may carry
+    is split over consecutive calls (deletes first); only its final entry marks its rows published."""
+
+    claim: Claim
+    transactions: list[Transaction]
+    final: bool = True
+
+
+Call = list[Entry]
 
 
 @dataclass
@@ -89,12 +105,15 @@ class Publisher:
         with self.conn.transaction():
             claims = self._claim()
             calls = self._calls(claims, outcome)
+            parked: set[int] = set()
             for index, call in enumerate(calls):
+                call = [entry for entry in call if entry.claim.booking_pk not in parked]
                 try:
-                    self._send_call(call, outcome)
+                    self._send_call(call, outcome, parked)
                 except Unavailable as exc:
                     unavailable = exc
-                    self._failed([c for rest in calls[index:] for c in rest], exc, outcome)
+                    rest = {e.claim.booking_pk: e.claim for later in calls[index:] for e in later}
+                    self._failed([c for pk, c in rest.items() if pk not in parked], exc, outcome)
                     break
         if unavailable is not None:
             raise unavailable
@@ -141,12 +160,13 @@ class Publisher:
             if t.delete and owners.get(t.key, claim.booking_pk) != claim.booking_pk
         }
 
-    def _calls(self, claims: list[Claim], outcome: Outcome) -> list[list[tuple[Claim, list[Transaction]]]]:
+    def _calls(self, claims: list[Claim], outcome: Outcome) -> list[Call]:
         """Group bookings into Update calls: at most batch_size engagements, no key twice in a call."""
         nets = [net_transactions(claim.changes, self.settings) for claim in claims]
         skip = self._owned_elsewhere(claims, nets)
-        calls: list[list[tuple[Claim, list[Transaction]]]] = []
-        current: list[tuple[Claim, list[Transaction]]] = []
+        limit = self.settings.batch_size
+        calls: list[Call] = []
+        current: Call = []
         size, used = 0, set[Key]()
         for claim, net in zip(claims, nets, strict=True):
             transactions = [t for t in net if (t.key, claim.booking_pk) not in skip]
@@ -154,10 +174,14 @@ class Publisher:
                 self._mark_published(claim.ids)
                 outcome.published += len(claim.ids)
                 continue
-            if current and (size + len(transactions) > self.settings.batch_size or keys(transactions) & used):
+            if current and (size + len(transactions) > limit or keys(transactions) & used):
                 calls.append(current)
                 current, size, used = [], 0, set()
-            current.append((claim, transactions))
+            if len(transactions) > limit:  # a call of its own per piece, in order
+                pieces = [transactions[n : n + limit] for n in range(0, len(transactions), limit)]
+                calls.extend([Entry(claim, piece, final=piece is pieces[-1])] for piece in pieces)
+                continue
+            current.append(Entry(claim, transactions))
             size += len(transactions)
             used |= keys(transactions)
         if current:
@@ -166,19 +190,22 @@ class Publisher:
 
     # -- sending ----------------------------------------------------------------------------------
 
-    def _send_call(self, call: list[tuple[Claim, list[Transaction]]], outcome: Outcome) -> None:
+    def _send_call(self, call: Call, outcome: Outcome, parked: set[int]) -> None:
         """Send; on a data error find the booking(s) at fault by halving, park them, send the rest."""
+        if not call:
+            return
         try:
-            self.send([t for _, transactions in call for t in transactions])
+            self.send([t for entry in call for t in entry.transactions])
         except DataError as exc:
             if len(call) == 1:
-                self._park(call[0][0], exc.message, outcome)
+                self._park(call[0].claim, exc.message, outcome)
+                parked.add(call[0].claim.booking_pk)
                 return
             middle = len(call) // 2
-            self._send_call(call[:middle], outcome)
-            self._send_call(call[middle:], outcome)
+            self._send_call(call[:middle], outcome, parked)
+            self._send_call(call[middle:], outcome, parked)
             return
-        ids = [i for claim, _ in call for i in claim.ids]
+        ids = [i for entry in call if entry.final for i in entry.claim.ids]
         self._mark_published(ids)
         outcome.published += len(ids)
 
@@ -198,9 +225,9 @@ class Publisher:
         )
         outcome.parked += len(claim.ids)
 
-    def _failed(self, claims: list[tuple[Claim, list[Transaction]]], exc: Unavailable, outcome: Outcome) -> None:
+    def _failed(self, claims: list[Claim], exc: Unavailable, outcome: Outcome) -> None:
         """Count the attempt; rows that have used up their attempts are parked, never dropped."""
-        ids = [i for claim, _ in claims for i in claim.ids]
+        ids = [i for claim in claims for i in claim.ids]
         self.conn.execute(
             "UPDATE ei_outbox SET attempts = attempts + 1, last_error = %s,"
             " parked_at = CASE WHEN attempts + 1 >= %s THEN now() END,"

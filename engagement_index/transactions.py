@@ -65,6 +65,27 @@ def engagement(post: Post, settings: EiSettings, with_content: bool) -> dict[str
     return fields
 
 
+# EI's field limits (EI004): a post breaking them was never stored, so there is nothing to delete.
+_LIMITS = {
+    "registeredResidentIdentification": 32,
+    "serviceDomain": 255,
+    "categorization": 255,
+    "logicalAddress": 64,
+    "businessObjectInstanceIdentifier": 128,
+    "clinicalProcessInterestId": 128,
+    "sourceSystem": 64,
+    "dataController": 64,
+}
+
+
+def storable(engagement: dict[str, Any]) -> bool:
+    """Could EI ever have stored this key? (No field too long, none with surrounding white space.)"""
+    return all(
+        (value := engagement.get(name)) is not None and len(value) <= limit and value == value.strip()
+        for name, limit in _LIMITS.items()
+    )
+
+
 def net_transactions(changes: Sequence[tuple[Post | None, Post | None]], settings: EiSettings) -> list[Transaction]:
     """One booking's pending (before, after) changes, oldest first, as the transactions to send."""
     final = changes[-1][1]
@@ -75,7 +96,7 @@ def net_transactions(changes: Sequence[tuple[Post | None, Post | None]], setting
             if post is None or is_reserve_number(post["subject_of_care"]):
                 continue
             tx = Transaction(True, engagement(post, settings, with_content=False))
-            if tx.key != final_key:
+            if tx.key != final_key and storable(tx.engagement):
                 deletes.setdefault(tx.key, tx)
     result = list(deletes.values())
     if final is not None and not is_reserve_number(final["subject_of_care"]):

@@ -110,6 +110,9 @@ def cmd_publish(settings: Settings, url: str) -> None:
     log.info("publisher stopped")
 
 
+PARKED_SHOWN = 50
+
+
 def cmd_outbox(url: str, action: str, arguments: list[str]) -> int:
     import psycopg
 
@@ -119,9 +122,15 @@ def cmd_outbox(url: str, action: str, arguments: list[str]) -> int:
         if action == "status":
             print("\n".join(admin.status(conn).lines()))
         elif action == "parked":
-            for row_id, booking_pk, booking_id, reason in admin.parked(conn):
+            rows = admin.parked(conn, limit=PARKED_SHOWN + 1)
+            for row_id, booking_pk, booking_id, reason in rows[:PARKED_SHOWN]:
                 print(f"{row_id}\tbooking {booking_pk} ({booking_id})\t{reason}")
+            if len(rows) > PARKED_SHOWN:
+                print("… and more: see `outbox status` for the count; retry some to see the next ones")
         elif action == "retry":
+            if not all(a.isdigit() for a in arguments):
+                print("tidbok outbox retry: row ids are whole numbers (see `outbox parked`)", file=sys.stderr)
+                return 2
             print(f"{admin.retry_parked(conn, [int(a) for a in arguments] or None)} parked row(s) queued again")
         elif action == "resync":
             if len(arguments) != 1:
