@@ -3,7 +3,8 @@
 TKB §3.4: a booking whose start time has passed, and an invitation whose validity has ended, must
 be deleted from EI by the producer. booking.ei_expires_at says when each published post stops
 being current; the sweeper queues its removal through the outbox like any other change, and marks
-open invitations past their validity as expired (they can no longer be booked).
+invitations past their validity as expired (they can no longer be booked; a timed one frees its
+slot). A booking whose start has passed stays as it is: it happened, it is only no longer in EI.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ def sweep(conn: psycopg.Connection, now: datetime | None = None, limit: int = 10
         if not conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", SWEEP_LOCK).fetchone()[0]:
             return 0
         rows = conn.execute(
-            "SELECT pk, kind, ei_post FROM booking WHERE ei_post IS NOT NULL AND ei_expires_at <= %s"
-            " ORDER BY ei_expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            (now, limit),
+            "SELECT pk, kind, ei_post, kind <> 'booking' AND valid_until <= %s FROM booking"
+            " WHERE ei_post IS NOT NULL AND ei_expires_at <= %s ORDER BY ei_expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (now, now, limit),
         ).fetchall()
         with conn.pipeline():
-            for pk, kind, post in rows:
-                if kind == "open_invitation":
+            for pk, _kind, post, invitation_expired in rows:
+                if invitation_expired:  # no longer bookable; a timed invitation frees its slot
                     conn.execute("UPDATE booking SET status = 'expired', updated_at = now() WHERE pk = %s", (pk,))
-                reason = "invitation expired" if kind == "open_invitation" else "start passed"
-                record_change(conn, pk, reason, post, None)
+                    conn.execute("UPDATE slot SET booking_pk = NULL WHERE booking_pk = %s", (pk,))
+                record_change(conn, pk, "invitation expired" if invitation_expired else "start passed", post, None)
                 swept += 1
     return swept

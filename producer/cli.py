@@ -177,6 +177,8 @@ DELEGATED = {"load": "producer.loading.cli", "staff": "producer.staff.cli"}
 def _delegate(command: str, argv: list[str]) -> int:
     import importlib
 
+    if {"-h", "--help"} & set(argv):  # help needs no database (and must not start one)
+        return importlib.import_module(DELEGATED[command]).main(argv, "")
     try:
         settings = Settings.from_env()
         url, _server = _database(settings)

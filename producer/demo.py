@@ -11,13 +11,16 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 
-from producer.bookings import new_booking_pk, publish_change, record_event, take_slot
+from producer.config import Settings
+from producer.staff import Contact, Staff, book, invite_open, invite_timed
+from producer.wire_time import STOCKHOLM
 
 A100 = "SE2321000016-A100"
 A200 = "SE2321000016-A200"
 P001, P002, P003 = "SE2321000016-P001", "SE2321000016-P002", "SE2321000016-P003"
 LAB_ROOM = "PROVRUM1"
 TOLVAN = "191212121212"
+DEMO_STAFF = "SE2321000016-S001"  # the staff member who made the demo bookings
 DAYS = 90
 OPENING_HOURS = ((time(8), time(12)), (time(13), time(16)))
 
@@ -93,8 +96,6 @@ def _catalogue(conn: psycopg.Connection) -> None:
 
 def _slots(conn: psycopg.Connection, today: date) -> None:
     """Every weekday 08–12 and 13–16 Stockholm time, cut into each schedule's slot length."""
-    from producer.wire_time import STOCKHOLM
-
     care_type = {(unit, code): ct for unit, code, _n, _d, ct in TIME_TYPES}
     rows = []
     for offset in range(DAYS):
@@ -127,8 +128,6 @@ def _next_weekday(today: date, weekday: int) -> date:
 
 
 def _slot_at(conn: psycopg.Connection, unit: str, code: str, day: date, at: time) -> int:
-    from producer.wire_time import STOCKHOLM
-
     start = datetime.combine(day, at, tzinfo=STOCKHOLM)
     return conn.execute(
         "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s AND starts_at = %s",
@@ -137,70 +136,24 @@ def _slot_at(conn: psycopg.Connection, unit: str, code: str, day: date, at: time
 
 
 def _tolvan(conn: psycopg.Connection, today: date, policy: str) -> None:
+    """Made by a member of staff through the same service layer clinics use, so the bookings get
+    ids by the policy, history rows and EI outbox rows like any others."""
+    staff = Staff(DEMO_STAFF, Settings(booking_id_policy=policy))
+    tolvan = Contact(first_name="Tolvan", last_name="Tolvansson", phone="070-1212121")
     now = datetime.now(UTC)
-    names = {"first_name": "Tolvan", "last_name": "Tolvansson", "phone": "070-1212121"}
     lak = _slot_at(conn, A100, "LAK", _next_weekday(today, 0), time(9))
     prov = _slot_at(conn, A200, "PROV", _next_weekday(today, 2), time(8, 30))
-    _add(
+    book(conn, staff, resident=TOLVAN, slot=lak, contact=tolvan, reason="Återbesök", now=now)
+    invite_timed(conn, staff, resident=TOLVAN, slot=prov, purpose=DOCBOOK_PURPOSE, contact=tolvan, now=now)
+    invite_open(
         conn,
-        now,
-        A100,
-        "booking",
-        "T" if policy == "per-slot" else "B",
-        "LAK",
-        "ALLM",
-        lak,
-        None,
-        None,
-        names,
-        reason="Återbesök",
+        staff,
+        resident=TOLVAN,
+        unit=A100,
+        time_type="PROV",
+        purpose=OPEN_PURPOSE,
+        valid_until=now + timedelta(days=60),
+        invitation_date=today,
+        contact=tolvan,
+        now=now,
     )
-    _add(conn, now, A200, "timed_invitation", "K", "PROV", "LAB", prov, DOCBOOK_PURPOSE, None, names)
-    _add(
-        conn,
-        now,
-        A100,
-        "open_invitation",
-        "K",
-        "PROV",
-        "LAB",
-        None,
-        OPEN_PURPOSE,
-        (today, now + timedelta(days=60)),
-        names,
-    )
-
-
-def _add(
-    conn: psycopg.Connection,
-    now: datetime,
-    unit: str,
-    kind: str,
-    prefix: str,
-    time_type: str,
-    care_type: str,
-    slot_id: int | None,
-    purpose: str | None,
-    open_validity: tuple[date, datetime] | None,
-    names: dict[str, str],
-    reason: str | None = None,
-) -> None:
-    """A booking or invitation made by staff (channel demo), with its history and outbox row."""
-    pk = new_booking_pk(conn)
-    booking_id = f"{prefix}{slot_id if prefix == 'T' else pk}"
-    invitation_date, valid_until = open_validity or (None, None)
-    if kind == "timed_invitation":
-        valid_until = None
-    conn.execute(
-        "INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, first_name, last_name, phone,"
-        " reason, purpose, time_type_code, care_type_code, invitation_date, valid_until)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            pk, booking_id, unit, kind, TOLVAN, names["first_name"], names["last_name"], names["phone"],
-            reason, purpose, time_type, care_type, invitation_date, valid_until,
-        ),
-    )  # fmt: skip
-    if slot_id is not None and not take_slot(conn, slot_id, pk):
-        raise RuntimeError("demo slot already taken")
-    record_event(conn, pk, "create" if kind != "booking" else "book", "demo", "staff", None, {"slot": slot_id})
-    publish_change(conn, pk, "demo", now)

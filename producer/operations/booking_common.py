@@ -15,7 +15,9 @@ from producer.identifiers import check_subject_of_care_id
 from producer.operations import resident_texts as texts
 from producer.wire_time import WireFormatError, parse_ts
 
-SLOT_PREFIX = "T"
+SLOT_PREFIX = "T"  # a slot as availability names it, and a booking's id under the per-slot policy
+BOOKING_PREFIX = "B"
+INVITATION_PREFIX = "K"  # an invitation's id (kallelse), kept through rebookings under `stable`
 # A lost race that reaches a constraint instead of the conditional update is still a lost race.
 RACE_ERRORS = (
     pg_errors.ExclusionViolation,
@@ -128,11 +130,11 @@ def require_future(slot: SlotRow, now: datetime) -> None:
         raise Refused(texts.SLOT_PASSED)
 
 
-def booking_id_for(call: Call, pk: int, slot_id: int, current: str | None) -> str:
+def booking_id_for(policy: str, pk: int, slot_id: int, current: str | None) -> str:
     """A-4: `stable` keeps the id through rebookings; `per-slot` makes it the booked slot's id."""
-    if call.settings.booking_id_policy == "per-slot":
+    if policy == "per-slot":
         return f"{SLOT_PREFIX}{slot_id}"
-    return current or f"B{pk}"
+    return current or f"{BOOKING_PREFIX}{pk}"
 
 
 def change_deadline(call: Call) -> timedelta:

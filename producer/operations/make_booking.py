@@ -22,6 +22,7 @@ from producer.codec import Decoded
 from producer.identifiers import normalise_hsa_id
 from producer.operations import resident_texts as texts
 from producer.operations.booking_common import (
+    INVITATION_PREFIX,
     Refused,
     SlotRow,
     booking_id_for,
@@ -89,7 +90,7 @@ def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
     }
     if invitation is not None:
         pk, before, action = invitation.pk, invitation.ei_post, "book_invitation"
-        booking_id = booking_id_for(call, pk, slot.id, invitation.booking_id)
+        booking_id = booking_id_for(call.settings.booking_id_policy, pk, slot.id, invitation.booking_id)
         conn.execute(
             "UPDATE booking SET kind = 'booking', booking_id = %(booking_id)s, unit_hsa_id = %(unit)s,"
             " care_type_code = %(care_type)s, first_name = %(first_name)s, middle_name = %(middle_name)s,"
@@ -100,7 +101,7 @@ def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
         )
     else:
         pk, before, action = new_booking_pk(conn), None, "book"
-        booking_id = booking_id_for(call, pk, slot.id, None)
+        booking_id = booking_id_for(call.settings.booking_id_policy, pk, slot.id, None)
         conn.execute(
             "INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, first_name, middle_name,"
             " last_name, phone, email, address, coaddress, reason, notification, time_type_code, care_type_code)"
@@ -142,7 +143,7 @@ def _quoted_invitation(call: Call, conn: psycopg.Connection, reference: str, res
     """The invitation a MakeBooking quotes, locked. Under the per-slot policy a booked invitation has
     a new id, so its original id ("K" + pk) still finds it, for a resend to be recognised."""
     found = active_by_booking_id(conn, reference, lock=True)
-    if found is None and reference.startswith("K") and reference[1:].isdigit():
+    if found is None and reference.startswith(INVITATION_PREFIX) and reference[1:].isdigit():
         row = conn.execute(
             "SELECT booking_id FROM booking WHERE pk = %s AND status = 'active' FOR UPDATE", (int(reference[1:]),)
         ).fetchone()

@@ -73,7 +73,7 @@ def _rebook(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
     release_slot(conn, view.pk)
     if not take_slot(conn, slot.id, view.pk):
         raise Refused(texts.SLOT_TAKEN)
-    booking_id = booking_id_for(call, view.pk, slot.id, view.booking_id)
+    booking_id = booking_id_for(call.settings.booking_id_policy, view.pk, slot.id, view.booking_id)
     info: Decoded = request.get("subject_of_care_info") or {}
     conn.execute(
         "UPDATE booking SET booking_id = %(booking_id)s, unit_hsa_id = %(unit)s, kind = 'booking',"

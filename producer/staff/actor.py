@@ -1,0 +1,34 @@
+"""Who acts: the staff member recorded in booking_event, and the settings their new ids follow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from producer.config import Settings
+from producer.identifiers import is_valid_hsa_id, normalise_hsa_id
+from producer.staff.errors import StaffError
+
+CHANNEL = "staff"
+ACTOR_TYPE = "staff"
+
+
+@dataclass(frozen=True)
+class Staff:
+    """A staff member, by HSA-id (validated and upper-cased on creation).
+
+    `settings` carries the booking-id policy, so staff bookings get ids as SOAP bookings do; it is
+    also what booking_common.booking_id_for reads of a SOAP Call (`.settings.booking_id_policy`)."""
+
+    hsa_id: str
+    settings: Settings = field(default_factory=Settings)
+
+    def __post_init__(self) -> None:
+        hsa_id = normalise_hsa_id(self.hsa_id or "")
+        if not is_valid_hsa_id(hsa_id):
+            raise StaffError("staff", "must be the staff member's HSA-id, e.g. SE2321000016-ABCD")
+        object.__setattr__(self, "hsa_id", hsa_id)
+
+    @property
+    def who(self) -> tuple[str, str, str]:
+        """(channel, actor type, actor id) as producer.bookings.record takes it."""
+        return (CHANNEL, ACTOR_TYPE, self.hsa_id)

@@ -1,0 +1,157 @@
+"""What staff functions return: plain dataclasses, and their JSON form for the API and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from producer.bookings import BookingView
+from producer.operations.booking_common import SLOT_PREFIX
+from producer.wire_time import STOCKHOLM
+
+
+def slot_ref(slot_id: int | None) -> str | None:
+    """A slot's id as GetAvailableTimeslots hands it out ("T123"), which staff functions accept."""
+    return None if slot_id is None else f"{SLOT_PREFIX}{slot_id}"
+
+
+def local(moment: datetime | None) -> datetime | None:
+    """Stockholm wall time with its offset, so both occurrences of the autumn hour stay apart."""
+    return None if moment is None else moment.astimezone(STOCKHOLM)
+
+
+@dataclass(frozen=True)
+class BookingInfo:
+    """A booking or invitation as staff see it (times in Stockholm, with their offset)."""
+
+    booking_id: str
+    kind: str  # booking | timed_invitation | open_invitation
+    status: str  # active | cancelled | expired
+    unit: str
+    unit_name: str
+    resident: str
+    first_name: str | None
+    last_name: str | None
+    time_type: str
+    time_type_name: str
+    slot: str | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    performer: str | None
+    resource: str | None
+    purpose: str | None
+    reason: str | None
+    invitation_date: date | None
+    valid_until: datetime | None
+
+    @classmethod
+    def of(cls, view: BookingView) -> BookingInfo:
+        return cls(
+            booking_id=view.booking_id,
+            kind=view.kind,
+            status=view.status,
+            unit=view.unit_hsa_id,
+            unit_name=view.unit_name,
+            resident=view.subject_of_care,
+            first_name=view.first_name,
+            last_name=view.last_name,
+            time_type=view.time_type_code,
+            time_type_name=view.time_type_name,
+            slot=slot_ref(view.slot_id),
+            starts_at=local(view.starts_at),
+            ends_at=local(view.ends_at),
+            performer=view.performer_hsa_id,
+            resource=view.resource_id,
+            purpose=view.purpose,
+            reason=view.reason,
+            invitation_date=view.invitation_date,
+            valid_until=local(view.valid_until),
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """The booking or invitation after an action; `changed` is False when there was nothing to do
+    (cancelled already, moved to the slot it holds), so a repeated request is harmless."""
+
+    booking: BookingInfo
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Invited:
+    line: int
+    resident: str
+    booking_id: str
+
+
+@dataclass(frozen=True)
+class AlreadyInvited:
+    """A resident the campaign has invited already (earlier, or on an earlier line of this file)."""
+
+    line: int
+    resident: str
+    booking_id: str
+
+
+@dataclass(frozen=True)
+class InvalidLine:
+    """A line whose personnummer cannot be used; the number itself is not repeated."""
+
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    unit: str
+    campaign: str
+    invited: list[Invited]
+    already_invited: list[AlreadyInvited]
+    invalid: list[InvalidLine]
+
+
+@dataclass(frozen=True)
+class DaySlot:
+    """One slot of a unit's day, with the booking or invitation holding it (None when free)."""
+
+    slot: str
+    starts_at: datetime
+    ends_at: datetime
+    time_type: str
+    performer: str | None
+    resource: str | None
+    booking: BookingInfo | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One booking_event row: who did what, when, and through which channel."""
+
+    at: datetime
+    action: str
+    channel: str
+    actor_type: str | None
+    actor_id: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class History:
+    booking: BookingInfo
+    events: list[Event]
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses, lists and dicts with ISO 8601 dates and times, ready for json.dumps."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
