@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 import os
 
 from producer.admin_api import tracing
@@ -20,13 +19,9 @@ def create_app() -> Producer:
     url = settings.database_url or os.environ.get("DATABASE_URL")
     if not url:
         raise RuntimeError("DATABASE_URL must be set for the server workers (tidbok serve sets it)")
-    logging.basicConfig(
-        level=os.environ.get("TIDBOK_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s %(context_id)s] %(message)s",
-    )
-    tracing.install()
+    tracing.configure_logging(os.environ.get("TIDBOK_LOG_LEVEL", "INFO"))
     app = Producer(settings, url, HANDLERS)
-    app.admin = AdminApi(ROUTES, Tokens.parse(settings.admin_tokens), lambda: app.pool)
+    app.admin = AdminApi(ROUTES, Tokens.parse(settings.admin_tokens), lambda: app.pool, settings)
     gc.collect()
     gc.freeze()  # the compiled schemas are long-lived: keep them out of every later GC pass
     return app

@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from producer.admin_api import tracing
 from producer.admin_api.auth import Grant, Tokens
+from producer.config import Settings
 
 log = logging.getLogger("tidbok.admin")
 
@@ -44,6 +45,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     grant: Grant
+    settings: Settings
 
     def json(self) -> dict[str, Any]:
         try:
@@ -85,10 +87,13 @@ class Route:
 class AdminApi:
     """A WSGI callable for paths under /admin, sharing the producer's connection pool."""
 
-    def __init__(self, routes: list[Route], tokens: Tokens, pool: Callable[[], ConnectionPool]) -> None:
+    def __init__(
+        self, routes: list[Route], tokens: Tokens, pool: Callable[[], ConnectionPool], settings: Settings
+    ) -> None:
         self.routes = [(route, route.pattern) for route in routes]
         self.tokens = tokens
         self.pool = pool
+        self.settings = settings
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request_id, context_id = tracing.ids_from(environ)
@@ -136,6 +141,7 @@ class AdminApi:
             | {"content-type": environ.get("CONTENT_TYPE", "")},
             body=_read(environ),
             grant=grant,
+            settings=self.settings,
         )
         if "unit" in request.params:
             request.require_unit(request.params["unit"])

@@ -12,6 +12,8 @@ REQUEST_ID = "X-Request-ID"
 CONTEXT_ID = "X-Context-ID"
 _SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [request %(request_id)s context %(context_id)s] %(message)s"
+
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 context_id: contextvars.ContextVar[str] = contextvars.ContextVar("context_id", default="-")
 
@@ -32,9 +34,19 @@ class TraceFilter(logging.Filter):
         return True
 
 
-def install() -> None:
-    """Every handler of the root logger shows the ids (format: `… [%(request_id)s %(context_id)s] …`)."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if not any(isinstance(f, TraceFilter) for f in handler.filters):
-            handler.addFilter(TraceFilter())
+def configure_logging(level: str = "INFO") -> None:
+    """The `tidbok` loggers write one line per record with the request's ids, whatever the server
+    did to the root logger (granian configures its own)."""
+    logger = logging.getLogger("tidbok")
+    if any(isinstance(f, TraceFilter) for h in logger.handlers for f in h.filters):
+        return
+    handler = logging.StreamHandler()
+    handler.addFilter(TraceFilter())
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s [request %(request_id)s context %(context_id)s] %(message)s"
+        )
+    )
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False

@@ -10,7 +10,7 @@ import psycopg
 from producer.bookings import BookingView, fetch_views
 from producer.identifiers import check_subject_of_care_id, normalise_hsa_id
 from producer.staff.errors import StaffError
-from producer.wire_time import local_day_bounds
+from producer.wire_time import STOCKHOLM, WireFormatError, local_day_bounds, parse_ts
 
 MAX_TEXT = 2000  # reason, note, names: free text staff type; a purpose may be longer
 MAX_CAMPAIGN = 100
@@ -103,3 +103,30 @@ def booking_row(
         state = "active " if active_only else ""
         raise StaffError("booking_id", f"no {state}booking or invitation {wanted or '(empty)'}{where}", "not_found")
     return fetch_views(conn, "b.pk = %s", (row[0],))[0]
+
+
+def moment(field: str, text: str) -> datetime:
+    """A time as people and programs write it: Stockholm wall time unless an offset is given;
+    the wire's 14 digits are read as the wire does."""
+    try:
+        if text.isdigit() and len(text) == 14:
+            return parse_ts(text)
+        moment = datetime.fromisoformat(text)
+    except (ValueError, WireFormatError):
+        raise StaffError(field, "must be a time like 2026-12-01T09:00 (Stockholm) or 20261201090000") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=STOCKHOLM)
+
+
+def calendar_date(field: str, text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise StaffError(field, "must be a date like 2026-12-01") from None
+
+
+def moment_or_date(field: str, text: str | None) -> date | datetime | None:
+    if text is None:
+        return None
+    return calendar_date(field, text) if len(text) == 10 else moment(field, text)

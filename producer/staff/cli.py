@@ -11,20 +11,19 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from producer.config import Settings
-from producer.staff import actions, invitations, listing, screening
+from producer.staff import actions, checks, invitations, listing, screening
 from producer.staff.actor import Staff
 from producer.staff.checks import Contact
 from producer.staff.errors import StaffError
 from producer.staff.results import BatchReport, BookingInfo, Change, DaySlot, History, jsonable
 from producer.staff.slots import SlotChoice, Timeslot
-from producer.wire_time import STOCKHOLM, WireFormatError, parse_ts
 
 EXAMPLES = """\
 examples:
@@ -64,7 +63,7 @@ def _invite(args: argparse.Namespace, conn: psycopg.Connection) -> Change:
     common: dict[str, Any] = {
         "resident": args.resident,
         "purpose": _purpose(args),
-        "valid_until": _moment_or_date("valid_until", args.valid_until),
+        "valid_until": checks.moment_or_date("valid_until", args.valid_until),
         "contact": _contact(args),
         "campaign": args.campaign,
     }
@@ -75,7 +74,7 @@ def _invite(args: argparse.Namespace, conn: psycopg.Connection) -> Change:
         _staff(args),
         unit=args.unit,
         time_type=args.time_type,
-        invitation_date=_date("invitation_date", args.invitation_date),
+        invitation_date=checks.calendar_date("invitation_date", args.invitation_date),
         **common,
     )
 
@@ -93,8 +92,8 @@ def _invite_batch(args: argparse.Namespace, conn: psycopg.Connection) -> BatchRe
         time_type=args.time_type,
         campaign=args.campaign,
         purpose=_purpose(args),
-        valid_until=_moment_or_date("valid_until", args.valid_until),
-        invitation_date=_date("invitation_date", args.invitation_date),
+        valid_until=checks.moment_or_date("valid_until", args.valid_until),
+        invitation_date=checks.calendar_date("invitation_date", args.invitation_date),
     )
 
 
@@ -119,7 +118,7 @@ def _cancel(args: argparse.Namespace, conn: psycopg.Connection) -> Change:
 
 
 def _day(args: argparse.Namespace, conn: psycopg.Connection) -> list[DaySlot]:
-    on = _date("day", args.day)
+    on = checks.calendar_date("day", args.day)
     assert on is not None
     return listing.day(conn, args.unit, on, free=args.free)
 
@@ -236,34 +235,12 @@ def _slot(args: argparse.Namespace) -> SlotChoice:
     if not (args.unit and args.start and args.end):
         raise StaffError("slot", "give --slot, or --unit with --start and --end")
     return Timeslot(
-        args.unit, _moment("start", args.start), _moment("end", args.end), args.time_type or None, args.performer
+        args.unit,
+        checks.moment("start", args.start),
+        checks.moment("end", args.end),
+        args.time_type or None,
+        args.performer,
     )
-
-
-def _moment(field: str, text: str) -> datetime:
-    """Stockholm wall time unless an offset is given; the wire's 14 digits are read as the wire does."""
-    try:
-        if text.isdigit() and len(text) == 14:
-            return parse_ts(text)
-        moment = datetime.fromisoformat(text)
-    except (ValueError, WireFormatError):
-        raise StaffError(field, "must be a time like 2026-12-01T09:00 (Stockholm) or 20261201090000") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=STOCKHOLM)
-
-
-def _date(field: str, text: str | None) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise StaffError(field, "must be a date like 2026-12-01") from None
-
-
-def _moment_or_date(field: str, text: str | None) -> date | datetime | None:
-    if text is None:
-        return None
-    return _date(field, text) if len(text) == 10 else _moment(field, text)
 
 
 # -- output --------------------------------------------------------------------------------------

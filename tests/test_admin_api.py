@@ -1,0 +1,210 @@
+"""The /admin JSON API through real HTTP against a real producer: tokens (401/403), the
+traceability headers and log lines, JSON errors that name the field, the OpenAPI description, and
+staff actions that residents then see over SOAP and that reach the engagement index."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from support.ei import Ei, Stub, official_client, start_publisher, start_stub
+from support.server import ProducerServer
+
+from producer.wire_time import STOCKHOLM
+
+A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
+ALL = "all-units-token-000001"
+ONLY_A100 = "a100-only-token-000001"
+STAFF = "SE2321000016-S042"
+RESIDENT = "196408233234"
+
+
+@pytest.fixture(scope="module")
+def server(start_producer: Any) -> ProducerServer:
+    return start_producer("admin", {"TIDBOK_ADMIN_TOKENS": f"{ALL}=* {ONLY_A100}={A100.lower()}"})
+
+
+@pytest.fixture(scope="module")
+def ei(server: ProducerServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stub, Ei]]:
+    logs = tmp_path_factory.mktemp("admin-ei")
+    stub = start_stub(logs / "stub")
+    publisher = start_publisher(server.database_url, stub.endpoint("Update"), logs / "publisher.log")
+    yield (
+        stub,
+        Ei(
+            official_client("Update", stub.endpoint("Update")),
+            official_client("FindContent", stub.endpoint("FindContent")),
+        ),
+    )
+    publisher.stop()
+    stub.stop()
+
+
+def api(
+    server: ProducerServer,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = ALL,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    parts = urlsplit(server.base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    sent = dict(headers or {})
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        sent["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=data, headers=sent)
+        response = conn.getresponse()
+        raw = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(raw)
+    finally:
+        conn.close()
+
+
+def free_slot(server: ProducerServer, unit: str, time_type: str, days: int) -> str:
+    with psycopg.connect(server.database_url) as conn:
+        row = conn.execute(
+            "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
+            " AND starts_at > now() + make_interval(days => %s) ORDER BY starts_at, id LIMIT 1",
+            (unit, time_type, days),
+        ).fetchone()
+    return f"T{row[0]}"
+
+
+@pytest.mark.parametrize("token", [None, "not-a-token-at-all-xx"])
+def test_without_a_valid_token_the_answer_is_401(server: ProducerServer, token: str | None) -> None:
+    status, headers, body = api(server, "GET", f"/admin/units/{A100}/bookings?date=2026-12-01", token=token)
+    assert status == 401
+    assert headers["www-authenticate"].startswith("Bearer")
+    assert "token" in body["error"]["message"]
+
+
+def test_a_token_for_another_unit_is_403(server: ProducerServer) -> None:
+    status, _, body = api(server, "GET", f"/admin/units/{A200}/bookings?date=2026-12-01", token=ONLY_A100)
+    assert status == 403 and body["error"]["field"] == "unit"
+    status, _, _ = api(server, "GET", f"/admin/units/{A100.lower()}/bookings?date=2026-12-01", token=ONLY_A100)
+    assert status == 200  # HSA-ids compare case-insensitively
+
+
+def test_request_and_context_ids_are_echoed_and_logged(server: ProducerServer) -> None:
+    ids = {"X-Request-ID": "req-4711-abc", "X-Context-ID": "ctx-0815"}
+    status, headers, _ = api(server, "GET", f"/admin/units/{A100}/bookings?date=2026-12-01", headers=ids)
+    assert status == 200
+    assert headers["x-request-id"] == "req-4711-abc" and headers["x-context-id"] == "ctx-0815"
+    _, generated, _ = api(server, "GET", f"/admin/units/{A100}/bookings?date=2026-12-01", token=None)
+    assert len(generated["x-request-id"]) == 36 and "x-context-id" not in generated
+    deadline = time.monotonic() + 10
+    while "request req-4711-abc context ctx-0815" not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "request req-4711-abc context ctx-0815" in server.output()
+
+
+def test_errors_are_json_naming_the_field(server: ProducerServer) -> None:
+    cases = [
+        ("GET", f"/admin/units/{A100}/bookings", None, "date"),
+        ("GET", f"/admin/units/{A100}/bookings?date=2026-13-40", None, "date"),
+        ("POST", f"/admin/units/{A100}/bookings", {"staff": STAFF, "resident": "191212121213", "slot": "T1"},
+         "resident"),
+        ("POST", f"/admin/units/{A100}/bookings", {"staff": "nobody", "resident": RESIDENT, "slot": "T1"}, "staff"),
+        ("POST", f"/admin/units/{A100}/bookings", {"staff": STAFF, "resident": RESIDENT}, "slot"),
+        ("POST", f"/admin/units/{A100}/invitations",
+         {"staff": STAFF, "resident": RESIDENT, "time_type": "PROV", "valid_until": "2027-01-01",
+          "purpose": "<article><table/></article>"}, "purpose"),
+    ]  # fmt: skip
+    for method, path, body, field in cases:
+        status, headers, answer = api(server, method, path, body)
+        assert status == 400, (path, answer)
+        assert headers["content-type"].startswith("application/json")
+        assert answer["error"]["field"] == field and answer["error"]["message"]
+    status, _, answer = api(server, "GET", "/admin/no/such/thing")
+    assert status == 404 and answer["error"]["message"]
+
+
+def test_openapi_describes_every_route(server: ProducerServer) -> None:
+    status, _, spec = api(server, "GET", "/admin/openapi.json", token=None)
+    assert status == 200 and spec["openapi"].startswith("3.1")
+    operations = {(path, method) for path, item in spec["paths"].items() for method in item}
+    assert ("/admin/units/{unit}/bookings", "post") in operations
+    assert ("/admin/units/{unit}/bookings/{booking_id}", "delete") in operations
+    assert ("/admin/units/{unit}/invitation-batches", "post") in operations
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_staff_actions_through_the_api_reach_soap_and_ei(
+    server: ProducerServer, ei: tuple[Stub, Ei], official: Any
+) -> None:
+    _stub, index = ei
+    first, second = free_slot(server, A100, "LAK", 10), free_slot(server, A100, "LAK", 11)
+    status, _, made = api(
+        server, "POST", f"/admin/units/{A100}/bookings",
+        {"staff": STAFF, "resident": RESIDENT, "slot": first, "contact": {"first_name": "Anna", "last_name": "Test"}},
+    )  # fmt: skip
+    assert status == 201, made
+    booking_id = made["booking"]["booking_id"]
+    schedule = official.caller(server.base_url)(
+        "GetSubjectOfCareSchedule", A100, actor=(RESIDENT, "subject_of_care"),
+        healthcare_facility=A100, subject_of_care=RESIDENT,
+    )  # fmt: skip
+    assert [t.bookingId for t in schedule.timeslotDetail] == [booking_id]
+
+    status, _, moved = api(
+        server, "PUT", f"/admin/units/{A100}/bookings/{booking_id}", {"staff": STAFF, "slot": second}
+    )
+    assert status == 200 and moved["booking"]["slot"] == second
+    status, _, history = api(server, "GET", f"/admin/units/{A100}/bookings/{booking_id}/history")
+    assert [(e["action"], e["channel"], e["actor_id"]) for e in history["events"]][:2] == [
+        ("book", "staff", STAFF),
+        ("rebook", "staff", STAFF),
+    ]
+    wait_until_published(server)
+    (post,) = index.find(registeredResidentIdentification=RESIDENT)
+    assert post.businessObjectInstanceIdentifier == booking_id and post.logicalAddress == A100
+
+    status, _, cancelled = api(server, "DELETE", f"/admin/units/{A100}/bookings/{booking_id}?staff={STAFF}")
+    assert status == 200 and cancelled["booking"]["status"] == "cancelled"
+    wait_until_published(server)
+    assert index.find(registeredResidentIdentification=RESIDENT) == []
+
+
+def test_invitations_and_batches_through_the_api(server: ProducerServer, official: Any) -> None:
+    valid = (datetime.now(STOCKHOLM) + timedelta(days=30)).strftime("%Y-%m-%d")
+    status, _, invited = api(
+        server, "POST", f"/admin/units/{A100}/invitations",
+        {"staff": STAFF, "resident": "197010632391", "time_type": "PROV", "valid_until": valid,
+         "purpose": "<article><title>Kallelse</title><para>Välkommen.</para></article>"},
+    )  # fmt: skip
+    assert status == 201, invited
+    details = official.caller(server.base_url)(
+        "GetBookingDetails", A100, actor=None, healthcare_facility=A100, bookingId=invited["booking"]["booking_id"]
+    )
+    assert details.timeslotDetail.isInvitation is True and details.timeslotDetail.startTimeInclusive is None
+    batch = {"staff": STAFF, "csv": "191212121212\n191212121213\n", "time_type": "PROV", "campaign": "screening-2027",
+             "purpose": "Välkommen till provtagning.", "valid_until": valid}  # fmt: skip
+    status, _, report = api(server, "POST", f"/admin/units/{A100}/invitation-batches", batch)
+    assert status == 200 and len(report["invited"]) == 1 and len(report["invalid"]) == 1
+    status, _, again = api(server, "POST", f"/admin/units/{A100}/invitation-batches", batch)
+    assert status == 200 and again["invited"] == [] and len(again["already_invited"]) == 1
+
+
+def wait_until_published(server: ProducerServer, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    with psycopg.connect(server.database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            pending = conn.execute(
+                "SELECT count(*) FROM ei_outbox WHERE published_at IS NULL AND parked_at IS NULL"
+            ).fetchone()[0]
+            if pending == 0:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the outbox was not drained within {seconds} s")
