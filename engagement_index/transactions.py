@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engagement_index.config import EiSettings
+from engagement_index.fields import FIELD_LIMITS, MANDATORY_FIELDS
 from engagement_index.outbox import Post
 from producer.identifiers import is_reserve_number
 
@@ -31,17 +32,7 @@ class Transaction:
 
     @property
     def key(self) -> Key:
-        e = self.engagement
-        return (
-            e["registeredResidentIdentification"],
-            e["serviceDomain"],
-            e["categorization"],
-            e["logicalAddress"],
-            e["businessObjectInstanceIdentifier"],
-            e["clinicalProcessInterestId"],
-            e["sourceSystem"],
-            e["dataController"],
-        )
+        return tuple(self.engagement[name] for name in MANDATORY_FIELDS)
 
     def as_zeep(self) -> dict[str, Any]:
         return {"deleteFlag": self.delete, "engagement": self.engagement}
@@ -65,24 +56,13 @@ def engagement(post: Post, settings: EiSettings, with_content: bool) -> dict[str
     return fields
 
 
-# EI's field limits (EI004): a post breaking them was never stored, so there is nothing to delete.
-_LIMITS = {
-    "registeredResidentIdentification": 32,
-    "serviceDomain": 255,
-    "categorization": 255,
-    "logicalAddress": 64,
-    "businessObjectInstanceIdentifier": 128,
-    "clinicalProcessInterestId": 128,
-    "sourceSystem": 64,
-    "dataController": 64,
-}
-
-
 def storable(engagement: dict[str, Any]) -> bool:
-    """Could EI ever have stored this key? (No field too long, none with surrounding white space.)"""
+    """Could EI ever have stored this key? (No field too long, none with surrounding white space.)
+
+    A post breaking EI's field limits (EI004) was never stored, so there is nothing to delete."""
     return all(
-        (value := engagement.get(name)) is not None and len(value) <= limit and value == value.strip()
-        for name, limit in _LIMITS.items()
+        (value := engagement.get(name)) is not None and len(value) <= FIELD_LIMITS[name] and value == value.strip()
+        for name in MANDATORY_FIELDS
     )
 
 

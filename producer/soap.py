@@ -13,6 +13,7 @@ from lxml import etree
 
 from producer.codec import escape_text
 from producer.contract import ACTOR, HEADERS_NS, LOGICAL_ADDRESS
+from producer.hardened_xml import hardened_parser
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
@@ -21,16 +22,7 @@ HEADER = f"{{{SOAP_ENV}}}Header"
 BODY = f"{{{SOAP_ENV}}}Body"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-    collect_ids=False,
-)
+_PARSER = hardened_parser(remove_comments=True, remove_pis=True, collect_ids=False)
 _QUOTED_VALUE = re.compile(r"'[^']*'")
 
 

@@ -77,7 +77,7 @@ def producer_server(start_producer: StartProducer) -> ProducerServer:
 @pytest.fixture
 def db(producer_server: ProducerServer) -> Iterator[psycopg.Connection]:
     """For assertions on what the server stored (e.g. ei_outbox); autocommit so every read is fresh."""
-    with psycopg.connect(producer_server.database_url, autocommit=True) as conn:
+    with producer_server.connect() as conn:
         yield conn
 
 

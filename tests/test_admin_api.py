@@ -12,9 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
-from support.ei import Ei, Stub, official_client, start_publisher, start_stub
+from support.ei import EiLoop, publishing_into_a_stub, wait_until_drained
 from support.server import ProducerServer
 
 from producer.wire_time import STOCKHOLM
@@ -32,19 +31,9 @@ def server(start_producer: Any) -> ProducerServer:
 
 
 @pytest.fixture(scope="module")
-def ei(server: ProducerServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stub, Ei]]:
-    logs = tmp_path_factory.mktemp("admin-ei")
-    stub = start_stub(logs / "stub")
-    publisher = start_publisher(server.database_url, stub.endpoint("Update"), logs / "publisher.log")
-    yield (
-        stub,
-        Ei(
-            official_client("Update", stub.endpoint("Update")),
-            official_client("FindContent", stub.endpoint("FindContent")),
-        ),
-    )
-    publisher.stop()
-    stub.stop()
+def ei(server: ProducerServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EiLoop]:
+    with publishing_into_a_stub(server.database_url, tmp_path_factory.mktemp("admin-ei")) as loop:
+        yield loop
 
 
 def api(
@@ -73,7 +62,7 @@ def api(
 
 
 def free_slot(server: ProducerServer, unit: str, time_type: str, days: int) -> str:
-    with psycopg.connect(server.database_url) as conn:
+    with server.connect() as conn:
         row = conn.execute(
             "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
             " AND starts_at > now() + make_interval(days => %s) ORDER BY starts_at, id LIMIT 1",
@@ -141,10 +130,8 @@ def test_openapi_describes_every_route(server: ProducerServer) -> None:
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
 
-def test_staff_actions_through_the_api_reach_soap_and_ei(
-    server: ProducerServer, ei: tuple[Stub, Ei], official: Any
-) -> None:
-    _stub, index = ei
+def test_staff_actions_through_the_api_reach_soap_and_ei(server: ProducerServer, ei: EiLoop, official: Any) -> None:
+    index = ei.ei
     first, second = free_slot(server, A100, "LAK", 10), free_slot(server, A100, "LAK", 11)
     status, _, made = api(
         server, "POST", f"/admin/units/{A100}/bookings",
@@ -198,13 +185,5 @@ def test_invitations_and_batches_through_the_api(server: ProducerServer, officia
 
 
 def wait_until_published(server: ProducerServer, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    with psycopg.connect(server.database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            pending = conn.execute(
-                "SELECT count(*) FROM ei_outbox WHERE published_at IS NULL AND parked_at IS NULL"
-            ).fetchone()[0]
-            if pending == 0:
-                return
-            time.sleep(0.05)
-    raise AssertionError(f"the outbox was not drained within {seconds} s")
+    with server.connect() as conn:
+        wait_until_drained(conn, seconds=seconds)

@@ -13,9 +13,10 @@ from typing import Any
 
 import psycopg
 import pytest
-import zeep.exceptions
 from support import DEMO_RESIDENT, Caller, Official, ProducerServer
-from zeep.helpers import serialize_object
+from support.calendar import last_sunday, today, weekday_on_or_after
+from support.official import as_data, client_fault
+from support.server import booking_ids_by_kind
 
 from producer.wire_time import STOCKHOLM, format_dt, parse_dt, parse_ts
 
@@ -42,15 +43,13 @@ def call(official: Official, server: ProducerServer) -> Caller:
 
 @pytest.fixture(scope="module")
 def conn(server: ProducerServer) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(server.database_url, autocommit=True) as connection:
+    with server.connect() as connection:
         yield connection
 
 
 @pytest.fixture(scope="module")
 def demo_ids(conn: psycopg.Connection) -> dict[str, str]:
-    """The demo's booking ids by kind (looked up rather than assumed to be B1/K2/K3)."""
-    rows = conn.execute("SELECT kind, booking_id FROM booking WHERE subject_of_care = %s", (DEMO_RESIDENT,))
-    return dict(rows.fetchall())
+    return booking_ids_by_kind(conn, DEMO_RESIDENT)
 
 
 @pytest.fixture(scope="module")
@@ -64,28 +63,6 @@ def lak_start(conn: psycopg.Connection, demo_ids: dict[str, str]) -> datetime:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-
-
-def today() -> date:
-    return datetime.now(STOCKHOLM).date()
-
-
-def weekday_on_or_after(day: date) -> date:
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
-
-
-def as_data(response: Any) -> Any:
-    return serialize_object(response, dict)
-
-
-def client_fault(request: Callable[[], Any]) -> zeep.exceptions.Fault:
-    with pytest.raises(zeep.exceptions.Fault) as caught:
-        request()
-    fault = caught.value
-    assert (fault.code or "").rsplit(":", 1)[-1] == "Client", (fault.code, fault.message)
-    return fault
 
 
 def timeslots(
@@ -470,11 +447,6 @@ def test_an_open_invitation_slot_at_a200_passed_back_as_is_books_it(
 
 
 # -- daylight saving time ------------------------------------------------------------------------------
-
-
-def last_sunday(year: int, month: int) -> date:
-    day = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
-    return day - timedelta(days=(day.weekday() - 6) % 7)
 
 
 def next_change(month: int) -> date:

@@ -11,30 +11,24 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import psycopg
 import pytest
-import requests
 import zeep
 from lxml import etree
-from psycopg.rows import dict_row
 from support import OfficialClient, ProducerServer, soap_post, validate_response
-from support.official import PatchingTransport, ResponseValidator, binding_qname, wsdl_path
+from support.calendar import CalendarDb, Slot, staff_invitation, wire, wire_date
+from support.official import client_fault, zeep_client
+from support.residents import Residents, as_resident, booking_details, schedule
 from zeep.helpers import serialize_object
 
-from producer.bookings import publish_change
 from producer.operations import resident_texts
 
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
 CONSUMER_HEADER = "x-rivta-original-serviceconsumer-hsaid"
 CONSUMER_HSA_ID = "SE2321000016-1177"
 AGENT: tuple[str, str] = ("SE2321000016-AG01", "subject_of_care_agent")
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
-CARE_TYPE = {"LAK": "ALLM", "SSK": "ALLM", "PROV": "LAB"}
 
 # The plain-Swedish texts 1177 shows as they are; a refusal must be one of them, never a technical message.
 RESIDENT_TEXTS = {v for k, v in vars(resident_texts).items() if k.isupper() and isinstance(v, str)}
@@ -48,110 +42,27 @@ DOCBOOK = (
 PLAIN_PURPOSE = "Du är välkommen att boka en tid för provtagning."
 
 
-# -- residents and wire times --------------------------------------------------------------------
-
-
-def luhn(nine_digits: str) -> int:
-    """The personnummer check digit over YYMMDDNNN (written here, not imported: tests judge the producer)."""
-    total = 0
-    for index, char in enumerate(nine_digits):
-        product = int(char) * (2 if index % 2 == 0 else 1)
-        total += product // 10 + product % 10
-    return (10 - total % 10) % 10
-
-
-_residents = itertools.count(1)
-
-
-def new_resident(bad_check_digit: bool = False) -> str:
-    """A valid personnummer nobody else in this module uses (one birth date per resident)."""
-    born = date(1950, 1, 1) + timedelta(days=next(_residents))
-    body = f"{born:%Y%m%d}123"
-    digit = luhn(body[2:])
-    return body + str((digit + 1) % 10 if bad_check_digit else digit)
-
-
-def wire(moment: datetime) -> str:
-    """Stockholm wall time as the wire carries it (TS)."""
-    return moment.astimezone(STOCKHOLM).strftime("%Y%m%d%H%M%S")
-
-
-def wire_date(moment: datetime) -> str:
-    return moment.astimezone(STOCKHOLM).strftime("%Y%m%d")
-
-
-def as_resident(resident: str) -> tuple[str, str]:
-    return (resident, "subject_of_care")
+# One birth date per resident, from 1950 on: nobody else in this module uses them (test_races: 1990 on).
+new_resident = Residents(date(1950, 1, 1), "123")
 
 
 # -- the producer under test ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Slot:
-    id: int
-    unit: str
-    starts_at: datetime
-    ends_at: datetime
-    time_type: str
-    performer: str | None
-    resource: str | None
-
-    @property
-    def start(self) -> str:
-        return wire(self.starts_at)
-
-    @property
-    def end(self) -> str:
-        return wire(self.ends_at)
-
-    @property
-    def ref(self) -> str:
-        """The slot's own id as GetAvailableTimeslots hands it out."""
-        return f"T{self.id}"
-
-    def timeslot(self, resident: str | None, **overrides: Any) -> dict[str, Any]:
-        """A requestedTimeslot naming this slot by its times (no bookingId unless given)."""
-        fields = {
-            "startTimeInclusive": self.start,
-            "endTimeExclusive": self.end,
-            "healthcare_facility": self.unit,
-            "performer": self.performer,
-            "subject_of_care": resident,
-            "resourceID": self.resource,
-            "timeTypeID": self.time_type,
-        }
-        fields.update(overrides)
-        return fields
-
-
-class Api:
+class Api(CalendarDb):
     """One producer: zeep clients (official WSDL, consumer header sent) and its database."""
 
     def __init__(self, server: ProducerServer, policy: str) -> None:
-        self.server = server
+        super().__init__(server)
         self.policy = policy
-        self.db = psycopg.connect(server.database_url, autocommit=True, row_factory=dict_row)
         self._clients: dict[str, OfficialClient] = {}
-        self._used: set[int] = set()
         self._moves = itertools.count()
-
-    def close(self) -> None:
-        self.db.close()
 
     # SOAP
 
     def client(self, op: str) -> OfficialClient:
         if op not in self._clients:
-            session = requests.Session()
-            session.headers[CONSUMER_HEADER] = CONSUMER_HSA_ID
-            client = zeep.Client(
-                str(wsdl_path(op)),
-                transport=PatchingTransport(session=session, operation_timeout=30),
-                plugins=[ResponseValidator(op)],
-            )
-            address = self.server.endpoint(op)
-            self._clients[op] = OfficialClient(op, client, client.create_service(binding_qname(op), address), address)
+            self._clients[op] = zeep_client(op, self.server.base_url, http_headers={CONSUMER_HEADER: CONSUMER_HSA_ID})
         return self._clients[op]
 
     def call(self, op: str, unit: str, actor: tuple[str, str] | None, **body: Any) -> Any:
@@ -215,16 +126,10 @@ class Api:
 
     def details(self, booking_id: str, resident: str, unit: str) -> Any:
         """GetBookingDetails' timeslotDetail (raises zeep Fault for an unknown bookingId)."""
-        response = self.call(
-            "GetBookingDetails", unit, as_resident(resident), healthcare_facility=unit, bookingId=booking_id
-        )
-        return response.timeslotDetail
+        return booking_details(self.call, unit, resident, booking_id)
 
     def schedule(self, resident: str, unit: str) -> list[Any]:
-        response = self.call(
-            "GetSubjectOfCareSchedule", unit, as_resident(resident), healthcare_facility=unit, subject_of_care=resident
-        )
-        return list(response.timeslotDetail or [])
+        return schedule(self.call, unit, resident)
 
     def available(
         self, resident: str, unit: str, day: datetime, time_type: str | None = None, booking_id: str | None = None
@@ -245,42 +150,6 @@ class Api:
 
     # database
 
-    def rows(self, query: str, *params: Any) -> list[dict[str, Any]]:
-        return self.db.execute(query, params).fetchall()
-
-    def one(self, query: str, *params: Any) -> dict[str, Any] | None:
-        return self.db.execute(query, params).fetchone()
-
-    def slot(self, slot_id: int) -> Slot:
-        row = self.one(
-            "SELECT id, unit_hsa_id AS unit, starts_at, ends_at, time_type_code AS time_type,"
-            " performer_hsa_id AS performer, resource_id AS resource FROM slot WHERE id = %s",
-            slot_id,
-        )
-        assert row is not None
-        return Slot(**row)
-
-    def free_slot(self, unit: str, time_type: str) -> Slot:
-        """A free slot at least two days ahead that no other test of this module has been given."""
-        row = self.one(
-            "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
-            " AND starts_at > now() + interval '2 days' AND NOT id = ANY(%s::bigint[]) ORDER BY starts_at, id LIMIT 1",
-            unit,
-            time_type,
-            list(self._used),
-        )
-        assert row is not None, f"no free {time_type} slot left at {unit}"
-        self._used.add(row["id"])
-        return self.slot(row["id"])
-
-    def claim(self, slot_id: int) -> None:
-        """Keep free_slot from handing out a slot a test found through GetAvailableTimeslots."""
-        assert slot_id not in self._used
-        self._used.add(slot_id)
-
-    def holder(self, slot_id: int) -> int | None:
-        return self.one("SELECT booking_pk FROM slot WHERE id = %s", slot_id)["booking_pk"]
-
     def booking(self, booking_id: str) -> dict[str, Any] | None:
         """The active booking or invitation with this id."""
         return self.one("SELECT * FROM booking WHERE booking_id = %s AND status = 'active'", booking_id)
@@ -289,13 +158,6 @@ class Api:
         row = self.one("SELECT * FROM booking WHERE pk = %s", pk)
         assert row is not None
         return row
-
-    def slot_of(self, pk: int) -> int | None:
-        row = self.one("SELECT id FROM slot WHERE booking_pk = %s", pk)
-        return row["id"] if row else None
-
-    def outbox(self, pk: int) -> list[dict[str, Any]]:
-        return self.rows("SELECT reason, before, after FROM ei_outbox WHERE booking_pk = %s ORDER BY id", pk)
 
     def events(self, pk: int) -> list[dict[str, Any]]:
         return self.rows(
@@ -334,43 +196,9 @@ class Api:
             (starts, starts, slot_id),
         )
 
-    def create_invitation(
-        self,
-        resident: str,
-        unit: str,
-        slot: Slot | None,
-        purpose: str = PLAIN_PURPOSE,
-        time_type: str = "PROV",
-        valid_days: int = 30,
-    ) -> str:
+    def create_invitation(self, resident: str, unit: str, slot: Slot | None, purpose: str = PLAIN_PURPOSE) -> str:
         """A clinic's invitation, as staff would write it: timed when given a slot, open otherwise."""
-        pk = self.one("SELECT nextval(pg_get_serial_sequence('booking', 'pk')) AS pk")["pk"]
-        booking_id = f"K{pk}"
-        now = datetime.now(UTC)
-        self.db.execute(
-            "INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, first_name, last_name, purpose,"
-            " time_type_code, care_type_code, invitation_date, valid_until)"
-            " VALUES (%s, %s, %s, %s, %s, 'Testa', 'Testsson', %s, %s, %s, %s, %s)",
-            (
-                pk,
-                booking_id,
-                unit,
-                "timed_invitation" if slot else "open_invitation",
-                resident,
-                purpose,
-                time_type,
-                CARE_TYPE[time_type],
-                None if slot else now.astimezone(STOCKHOLM).date(),
-                None if slot else now + timedelta(days=valid_days),
-            ),
-        )
-        if slot is not None:
-            taken = self.db.execute(
-                "UPDATE slot SET booking_pk = %s WHERE id = %s AND booking_pk IS NULL", (pk, slot.id)
-            ).rowcount
-            assert taken == 1
-        publish_change(self.db, pk, "staff", now)  # as staff tools do: the invitation reaches the EI outbox
-        return booking_id
+        return staff_invitation(self.db, resident, slot, unit, purpose=purpose, names=("Testa", "Testsson"))
 
     def lak_slot_at_a200(self) -> Slot:
         """A LAK slot at A200, which A100's LAK bookings may NOT move to (no unit_alternative row).
@@ -389,7 +217,7 @@ class Api:
             starts,
             starts + timedelta(minutes=20),
         )
-        self._used.add(row["id"])
+        self.claim(row["id"])
         return self.slot(row["id"])
 
     def current_id(self, pk: int) -> str:
@@ -414,13 +242,6 @@ def perslot(start_producer: Callable[..., ProducerServer]) -> Iterator[Api]:
 def api(request: pytest.FixtureRequest) -> Api:
     """The same test under both booking-id policies."""
     return request.getfixturevalue("flows" if request.param == "stable" else "perslot")
-
-
-def assert_client_fault(action: Callable[[], Any]) -> zeep.exceptions.Fault:
-    with pytest.raises(zeep.exceptions.Fault) as info:
-        action()
-    assert (info.value.code or "").endswith("Client"), info.value.code
-    return info.value
 
 
 def assert_refused(response: Any, text: str | None = None) -> None:
@@ -615,7 +436,7 @@ def test_prov_booked_at_the_alternative_unit(api: Api) -> None:
     row = api.booking(response.bookingId)
     assert row["unit_hsa_id"] == A200 and api.holder(slot.id) == row["pk"]
     assert api.details(response.bookingId, resident, A200).healthcare_facility == A200
-    assert_client_fault(lambda: api.details(response.bookingId, resident, A100))
+    client_fault(lambda: api.details(response.bookingId, resident, A100))
     assert api.outbox(row["pk"])[-1]["after"]["unit"] == A200
 
 
@@ -646,7 +467,7 @@ def test_rebook_to_another_slot(api: Api) -> None:
     detail = api.details(new_id, resident, A100)
     assert (detail.startTimeInclusive, detail.endTimeExclusive) == (hint.start, hint.end)
     if new_id != booking_id:
-        assert_client_fault(lambda: api.details(booking_id, resident, A100))
+        client_fault(lambda: api.details(booking_id, resident, A100))
     assert old.ref in {s.bookingId for s in api.available(resident, A100, old.starts_at, "LAK")}
 
     change = api.outbox(pk)[-1]
@@ -700,7 +521,7 @@ def test_rebook_prov_to_the_alternative_unit(api: Api) -> None:
     assert (row["unit_hsa_id"], row["booking_id"]) == (A200, new_id)
     assert api.holder(old.id) is None and api.holder(new.id) == pk
     assert api.details(new_id, resident, A200).startTimeInclusive == new.start
-    assert_client_fault(lambda: api.details(new_id, resident, A100))
+    client_fault(lambda: api.details(new_id, resident, A100))
     change = api.outbox(pk)[-1]
     assert (change["before"]["unit"], change["after"]["unit"]) == (A100, A200)
 
@@ -877,7 +698,7 @@ def test_cancel_frees_the_slot_at_once(api: Api) -> None:
     assert row["status"] == "cancelled" and row["cancel_message"] == "Jag är bortrest."
     assert api.holder(slot.id) is None
     assert slot.ref in {s.bookingId for s in api.available(resident, A100, slot.starts_at, "LAK")}
-    assert_client_fault(lambda: api.details(booking_id, resident, A100))
+    client_fault(lambda: api.details(booking_id, resident, A100))
     assert api.schedule(resident, A100) == []
     change = api.outbox(pk)[-1]
     assert change["reason"] == "cancel" and change["after"] is None
@@ -930,7 +751,7 @@ def test_cancel_an_open_invitation(flows: Api) -> None:
     pk = flows.booking(invitation)["pk"]
     assert flows.cancel(invitation, resident, A100).resultCode == "OK"
     assert flows.booking_by_pk(pk)["status"] == "cancelled"
-    assert_client_fault(lambda: flows.details(invitation, resident, A100))
+    client_fault(lambda: flows.details(invitation, resident, A100))
     assert flows.outbox(pk)[-1]["after"] is None
     assert [e["action"] for e in flows.events(pk)] == ["cancel"]
 
@@ -976,9 +797,9 @@ def test_booking_details_at_another_unit_is_a_client_fault(flows: Api) -> None:
     """There is no resultCode in GetBookingDetails: another unit's booking is as unknown as none."""
     resident = new_resident()
     booking_id = flows.book(resident, flows.free_slot(A100, "LAK"))
-    fault = assert_client_fault(lambda: flows.details(booking_id, resident, A200))
+    fault = client_fault(lambda: flows.details(booking_id, resident, A200))
     assert resident not in (fault.message or "")
-    assert_client_fault(lambda: flows.details("B999999999", resident, A100))
+    client_fault(lambda: flows.details("B999999999", resident, A100))
 
 
 def test_schedule_lists_future_bookings_and_timed_invitations_only(flows: Api) -> None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import psycopg
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from support.calendar import SLOT_COLUMNS, STOCKHOLM, Slot, today, weekday_on_or_after
+from support.machines import run_machine
 
 from engagement_index.outbox import ei_post, record_change
-from producer.wire_time import STOCKHOLM, format_ts
 
 UNIT = "SE2321000016-A100"
 RESIDENTS = ("191212121212", "196408233234", "197010632391", "198112189876")
@@ -24,10 +23,7 @@ OK_TEXTS = ("OK", "ERROR", "INFO")
 
 def _day_far_ahead() -> date:
     """A weekday well past the 24-hour deadline and the demo bookings, inside the 90 demo days."""
-    day = datetime.now(STOCKHOLM).date() + timedelta(days=40)
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
+    return weekday_on_or_after(today() + timedelta(days=40))
 
 
 def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]:
@@ -36,23 +32,26 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
     class Lifecycle(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            self.conn = psycopg.connect(server.database_url, autocommit=True, options="-c TimeZone=UTC")
+            self.conn = server.connect(utc=True)
             # every example starts from the same calendar: this producer's database is the machine's own
             with self.conn.transaction():
                 self.conn.execute("UPDATE slot SET booking_pk = NULL WHERE booking_pk IS NOT NULL")
                 self.conn.execute("DELETE FROM ei_outbox; DELETE FROM booking_event; DELETE FROM booking")
             self.slots = [
-                row
-                for row in self.conn.execute(
-                    "SELECT id, starts_at, ends_at, time_type_code, performer_hsa_id, resource_id FROM slot"
-                    " WHERE unit_hsa_id = %s AND starts_at >= %s AND starts_at < %s ORDER BY starts_at, id",
-                    (
-                        UNIT,
-                        datetime.combine(day, time(8), tzinfo=STOCKHOLM),
-                        datetime.combine(day, time(9), tzinfo=STOCKHOLM),
-                    ),
-                ).fetchall()
-                if row[3] in ("LAK", "PROV")
+                slot
+                for slot in (
+                    Slot(*row)
+                    for row in self.conn.execute(
+                        f"SELECT {SLOT_COLUMNS} FROM slot"
+                        " WHERE unit_hsa_id = %s AND starts_at >= %s AND starts_at < %s ORDER BY starts_at, id",
+                        (
+                            UNIT,
+                            datetime.combine(day, time(8), tzinfo=STOCKHOLM),
+                            datetime.combine(day, time(9), tzinfo=STOCKHOLM),
+                        ),
+                    ).fetchall()
+                )
+                if slot.time_type in ("LAK", "PROV")
             ][:8]
             self.now = datetime.now(UTC)
 
@@ -61,18 +60,16 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
 
         # -- helpers ------------------------------------------------------------------------------
 
-        def _timeslot(self, slot: tuple[Any, ...], resident: str, booking_id: str | None = None) -> dict[str, Any]:
-            _id, starts, ends, time_type, performer, resource = slot
-            return {
-                "startTimeInclusive": format_ts(starts),
-                "endTimeExclusive": format_ts(ends),
-                "healthcare_facility": UNIT,
-                "performer": performer,
-                "bookingId": booking_id,
-                "subject_of_care": resident,
-                "resourceID": resource,
-                "timeTypeID": time_type,
-            }
+        def _make_booking(self, slot: Slot, resident: str, booking_id: str | None = None) -> Any:
+            """MakeBooking of the slot (or of an open invitation quoting its id), as the resident."""
+            return call(
+                "MakeBooking",
+                UNIT,
+                actor=(resident, "subject_of_care"),
+                healthcare_facility_med=UNIT,
+                requestedTimeslot=slot.timeslot(resident, booking_id),
+                subject_of_care_info={"firstName": "Test", "lastName": "Testsson"},
+            )
 
         def _holder(self, slot_id: int) -> tuple[str, str] | None:
             row = self.conn.execute(
@@ -95,15 +92,8 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
         @rule(resident=st.sampled_from(RESIDENTS), index=st.integers(0, 7))
         def make_booking(self, resident: str, index: int) -> None:
             slot = self.slots[index % len(self.slots)]
-            holder = self._holder(slot[0])
-            answer = call(
-                "MakeBooking",
-                UNIT,
-                actor=(resident, "subject_of_care"),
-                healthcare_facility_med=UNIT,
-                requestedTimeslot=self._timeslot(slot, resident),
-                subject_of_care_info={"firstName": "Test", "lastName": "Testsson"},
-            )
+            holder = self._holder(slot.id)
+            answer = self._make_booking(slot, resident)
             if holder is None or holder[1] == resident:
                 assert answer.resultCode == "OK", answer.resultText
                 assert answer.bookingId
@@ -122,14 +112,14 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
                 return
             booking_id, resident, time_type, _kind = data.draw(st.sampled_from(active))
             slot = self.slots[index % len(self.slots)]
-            holder = self._holder(slot[0])
+            holder = self._holder(slot.id)
             answer = call(
                 "UpdateBooking",
                 UNIT,
                 actor=(resident, "subject_of_care"),
-                requestedTimeslot=self._timeslot(slot, resident, booking_id),
+                requestedTimeslot=slot.timeslot(resident, booking_id),
             )
-            if slot[3] != time_type or (holder is not None and holder[0] != booking_id):
+            if slot.time_type != time_type or (holder is not None and holder[0] != booking_id):
                 assert answer.resultCode == "ERROR"
             else:
                 assert answer.resultCode == "OK", answer.resultText
@@ -191,16 +181,9 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
                 "SELECT subject_of_care FROM booking WHERE booking_id = %s AND status = 'active'", (booking_id,)
             ).fetchone()[0]
             slot = self.slots[index % len(self.slots)]
-            holder = self._holder(slot[0])
-            answer = call(
-                "MakeBooking",
-                UNIT,
-                actor=(resident, "subject_of_care"),
-                healthcare_facility_med=UNIT,
-                requestedTimeslot=self._timeslot(slot, resident, booking_id),
-                subject_of_care_info={"firstName": "Test", "lastName": "Testsson"},
-            )
-            if slot[3] == "PROV" and holder is None:
+            holder = self._holder(slot.id)
+            answer = self._make_booking(slot, resident, booking_id)
+            if slot.time_type == "PROV" and holder is None:
                 assert answer.resultCode == "OK", answer.resultText
             else:
                 assert answer.resultCode == "ERROR"
@@ -248,10 +231,4 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
 def test_booking_lifecycle(policy: str, start_producer: Any, official: Any) -> None:
     server = start_producer(f"lifecycle_{policy.replace('-', '')}", {"TIDBOK_BOOKING_ID_POLICY": policy})
     machine = _machine(server, official.caller(server.base_url), policy)
-    machine.TestCase.settings = settings(
-        max_examples=15,
-        stateful_step_count=12,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-    machine.TestCase().runTest()
+    run_machine(machine, examples=15, steps=12)

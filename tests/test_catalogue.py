@@ -11,11 +11,10 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
-import zeep.exceptions
 from support import DEMO_RESIDENT, Caller, Official, ProducerServer
-from zeep.helpers import serialize_object
+from support.official import as_data, client_fault
+from support.server import booking_ids_by_kind
 
 from producer.wire_time import STOCKHOLM, format_dt
 
@@ -37,25 +36,9 @@ def call(official: Official, server: ProducerServer) -> Caller:
 
 
 @pytest.fixture(scope="module")
-def demo_ids(server: ProducerServer) -> Iterator[dict[str, str]]:
-    """The demo's booking ids by kind (looked up rather than assumed to be B1/K2/K3)."""
-    with psycopg.connect(server.database_url, autocommit=True) as conn:
-        rows = conn.execute("SELECT kind, booking_id FROM booking WHERE subject_of_care = %s", (DEMO_RESIDENT,))
-        yield dict(rows.fetchall())
-
-
-def as_data(response: Any) -> Any:
-    """zeep objects as plain dicts/lists, for comparisons."""
-    return serialize_object(response, dict)
-
-
-def client_fault(request: Callable[[], Any]) -> zeep.exceptions.Fault:
-    """Run a call that must be refused with a soap:Client fault; returns the fault for more checks."""
-    with pytest.raises(zeep.exceptions.Fault) as caught:
-        request()
-    fault = caught.value
-    assert (fault.code or "").rsplit(":", 1)[-1] == "Client", (fault.code, fault.message)
-    return fault
+def demo_ids(server: ProducerServer) -> dict[str, str]:
+    with server.connect() as conn:
+        return booking_ids_by_kind(conn, DEMO_RESIDENT)
 
 
 def time_types(call: Caller, unit: str = A100, **body: Any) -> list[tuple[str, str]]:
@@ -207,7 +190,7 @@ def sender_unit(server: ProducerServer) -> Iterator[str]:
 
     Returns the bookingId of an open invitation it sent to Tolvan. Nothing at A100/A200 changes.
     """
-    with psycopg.connect(server.database_url, autocommit=True) as conn:
+    with server.connect() as conn:
         conn.execute("INSERT INTO care_unit (hsa_id, name) VALUES (%s, 'Screeningenheten')", (SENDER,))
         conn.execute(
             "INSERT INTO care_type (unit_hsa_id, code, name) VALUES (%s, 'LAB', 'Laboratoriemedicin')", (SENDER,)

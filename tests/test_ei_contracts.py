@@ -2,8 +2,9 @@
 
 Only the Update and FindContent interactions (and the core components) are rendered. The official files live
 next to the repository in ../shared/reference-contracts/engagementindex_1.0; the comparison tests are skipped
-if that directory is missing. The helpers are those of tests/test_contracts.py: schemas are compared through
-xmlschema's component model (every particle, recursively, in order), WSDLs as parsed trees with QNames resolved.
+if that directory is missing. The helpers are those of tests/test_contracts.py (in tests/support/contracts.py):
+schemas are compared through xmlschema's component model (every particle, recursively, in order), WSDLs as
+parsed trees with QNames resolved.
 
 The one intended difference is the RegisteredResidentIdentificationType (personnummer) pattern, the same
 correction as in the skltp-ei copy of the contract; see contracts/README.md.
@@ -17,16 +18,19 @@ from pathlib import Path
 import pytest
 import zeep
 from lxml import etree
-from test_contracts import (
-    BOM,
+from support.contracts import (
     PNR_OFFICIAL,
     PNR_OURS,
     PNR_PLACEHOLDER,
-    SOAP_NS,
     ModelDescriber,
+    assert_official_personnummer_pattern_is_defective,
+    assert_our_personnummer_pattern,
+    assert_plain_text,
+    assert_rendition_header,
+    assert_rivtabp21_binding,
     contract_files,
+    copies,
     load_schema,
-    sha256,
     user_components,
     wsdl_summary,
 )
@@ -214,20 +218,11 @@ def registered_resident_type(root: Path) -> XsdSimpleType:
 
 
 def test_our_personnummer_pattern() -> None:
-    rri = registered_resident_type(OURS)
-    assert list(rri.patterns.regexps) == [PNR_OURS]
-    assert rri.is_valid("191212121212")
-    assert rri.is_valid("19121212T121")
-    assert not rri.is_valid("19121212121")
-    assert not rri.is_valid("^191212121212$")
+    assert_our_personnummer_pattern(registered_resident_type(OURS))
 
 
 def test_official_personnummer_pattern_is_defective(official_ei: Path) -> None:
-    """Known defect: in XSD regexes ^ and $ are literals, so the official type rejects real numbers."""
-    rri = registered_resident_type(official_ei)
-    assert list(rri.patterns.regexps) == [PNR_OFFICIAL]
-    assert not rri.is_valid("191212121212")
-    assert rri.is_valid("^191212121212$")
+    assert_official_personnummer_pattern_is_defective(registered_resident_type(official_ei))
 
 
 def test_same_pattern_as_the_skltp_ei_variant(official_ei: Path) -> None:
@@ -308,35 +303,7 @@ def test_wsdl_shape(op: str) -> None:
         ),
         (f"{op}Response", [("parameters", f"{{{responder}}}{op}Response", None)]),
     ]
-    assert summary["portTypes"] == [
-        (f"{op}ResponderInterface", [(op, f"{{{tns}}}{op}Request", f"{{{tns}}}{op}Response")])
-    ]
-    assert summary["bindings"] == [
-        (
-            f"{op}ResponderBinding",
-            f"{{{tns}}}{op}ResponderInterface",
-            "document",
-            "http://schemas.xmlsoap.org/soap/http",
-            [
-                (
-                    op,
-                    f"{responder}:{op}",
-                    "document",
-                    [
-                        ("header", f"{{{tns}}}{op}Request", "LogicalAddress", "", "literal"),
-                        ("body", "", "", "parameters", "literal"),
-                    ],
-                    [("body", "", "", "", "literal")],
-                )
-            ],
-        )
-    ]
-    assert summary["services"] == [
-        (f"{op}ResponderService", [(f"{op}ResponderPort", f"{{{tns}}}{op}ResponderBinding")])
-    ]
-    address = etree.parse(str(OURS / interaction_wsdl(op))).getroot().find(f".//{{{SOAP_NS}}}address")
-    assert address is not None
-    assert address.get("location") == f"http://localhost/{op}/1/rivtabp21"
+    assert_rivtabp21_binding(summary, OURS / interaction_wsdl(op), op, tns, f"{responder}:{op}", ("LogicalAddress",))
 
 
 @pytest.mark.parametrize("op", INTERACTIONS)
@@ -376,19 +343,13 @@ def our_files() -> list[Path]:
 
 
 def test_no_file_is_a_copy_of_an_official_file(official_ei: Path) -> None:
-    reference_hashes = {sha256(p) for p in REFERENCE.rglob("*") if p.is_file()}
-    copies = [str(p.relative_to(OURS)) for p in our_files() if sha256(p) in reference_hashes]
-    assert copies == []
+    assert copies(our_files(), REFERENCE, OURS) == []
 
 
 def test_file_encoding_and_formatting() -> None:
     files = our_files()
     assert len(files) == 6
     for path in files:
-        data = path.read_bytes()
-        assert not data.startswith(BOM), path
-        assert b"\r" not in data and b"\t" not in data, path
-        data.decode("utf-8")
-        assert data.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<!--\n  tidbok rendition'), path
-        assert b"='" not in data, f"{path}: attribute values must use double quotes"
+        data = assert_plain_text(path)
+        assert_rendition_header(path, data)
         assert b"Licensed to the Apache" not in data and b"Revisionshistorik" not in data, path

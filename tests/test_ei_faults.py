@@ -10,7 +10,6 @@ the order of its applied log, compared with what the producer's database says sh
 
 from __future__ import annotations
 
-import itertools
 import random
 import re
 import threading
@@ -18,44 +17,32 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 import pytest
 from lxml import etree
-from psycopg.rows import dict_row
 from support import ProducerServer, run_cli
-from support.ei import CORE_XSD, EI_HSA_ID, OFFICIAL, PublisherProcess, Stub, start_publisher, start_stub
+from support.calendar import SLOT_COLUMNS, Slot, staff_invitation
+from support.ei import CORE_XSD, EI_HSA_ID, OFFICIAL, PublisherProcess, Stub, running_stub, start_publisher
 from support.official import Official
+from support.residents import Residents
 
 from engagement_index.client import UpdateClient
 from engagement_index.config import EiSettings
+from engagement_index.fields import KEY_FIELDS
 from engagement_index.publisher import Publisher
 from producer.bookings import publish_change
-from producer.wire_time import STOCKHOLM
 
 pytestmark = pytest.mark.skipif(not CORE_XSD.is_file(), reason=f"official EI contract not found at {OFFICIAL}")
 
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
-CARE_TYPE = {"LAK": "ALLM", "SSK": "ALLM", "PROV": "LAB"}
 # What the publisher sends by default (EiSettings), written out here: the test judges the code.
 SERVICE_DOMAIN = "riv:crm:scheduling"
 SOURCE_SYSTEM = "SE2321000016-TIDB"
 DATA_CONTROLLER = "SE2321000016"
-# The stub's key, in the order of its log lines and posts.
-KEY_FIELDS = (
-    "registeredResidentIdentification",
-    "serviceDomain",
-    "categorization",
-    "logicalAddress",
-    "businessObjectInstanceIdentifier",
-    "sourceSystem",
-    "dataController",
-    "owner",
-    "clinicalProcessInterestId",
-)
 # One publishing loop per process where a test asserts an exact sequence of calls: two threads
 # starting together may split one batch between them (they are covered by the two-publisher race).
 ONE_THREAD = {"TIDBOK_EI_PUBLISHER_THREADS": "1"}
@@ -70,48 +57,8 @@ T = TypeVar("T")
 # -- residents, slots and the producer under test --------------------------------------------------
 
 
-def _luhn(nine_digits: str) -> int:
-    total = 0
-    for index, char in enumerate(nine_digits):
-        product = int(char) * (2 if index % 2 == 0 else 1)
-        total += product // 10 + product % 10
-    return (10 - total % 10) % 10
-
-
-_born = itertools.count(1)
-
-
-def new_resident() -> str:
-    """A valid personnummer nobody else in this module uses (born 1930 onwards, one per day)."""
-    body = f"{date(1930, 1, 1) + timedelta(days=next(_born)):%Y%m%d}456"
-    return body + str(_luhn(body[2:]))
-
-
-def wire(moment: datetime) -> str:
-    return moment.astimezone(STOCKHOLM).strftime("%Y%m%d%H%M%S")
-
-
-@dataclass(frozen=True)
-class Slot:
-    id: int
-    unit: str
-    starts_at: datetime
-    ends_at: datetime
-    time_type: str
-    performer: str | None
-    resource: str | None
-
-    def timeslot(self, resident: str, booking_id: str | None = None) -> dict[str, Any]:
-        return {
-            "startTimeInclusive": wire(self.starts_at),
-            "endTimeExclusive": wire(self.ends_at),
-            "healthcare_facility": self.unit,
-            "performer": self.performer,
-            "bookingId": booking_id,
-            "subject_of_care": resident,
-            "resourceID": self.resource,
-            "timeTypeID": self.time_type,
-        }
+# A valid personnummer nobody else in this module uses (born 1930 onwards, one per day).
+new_resident = Residents(date(1930, 1, 1), "456")
 
 
 class Calendar:
@@ -122,7 +69,7 @@ class Calendar:
     def __init__(self, server: ProducerServer, official: Official) -> None:
         self.server = server
         self.call = official.caller(server.base_url)
-        self.db = psycopg.connect(server.database_url, autocommit=True, options="-c TimeZone=UTC", row_factory=dict_row)
+        self.db = server.connect(dict_rows=True, utc=True)
         self.durations: list[float] = []
         self._free: dict[tuple[str, str], list[Slot]] = {}
 
@@ -146,8 +93,7 @@ class Calendar:
         free = self._free.get((unit, time_type))
         if free is None:
             rows = self.db.execute(
-                "SELECT id, unit_hsa_id AS unit, starts_at, ends_at, time_type_code AS time_type,"
-                " performer_hsa_id AS performer, resource_id AS resource FROM slot"
+                f"SELECT {SLOT_COLUMNS} FROM slot"
                 " WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
                 " AND starts_at > now() + interval '2 days' ORDER BY starts_at, id",
                 (unit, time_type),
@@ -191,30 +137,7 @@ class Calendar:
 
     def invitation(self, resident: str, slot: Slot | None, unit: str = A100, booking_id: str | None = None) -> str:
         """A clinic's invitation: timed when given a slot, open (valid 30 days) otherwise; queued for EI."""
-        time_type = slot.time_type if slot else "PROV"
-        pk = self.db.execute("SELECT nextval(pg_get_serial_sequence('booking', 'pk')) AS pk").fetchone()["pk"]
-        booking_id = booking_id or f"K{pk}"
-        now = datetime.now(UTC)
-        with self.db.transaction():
-            self.db.execute(
-                "INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, time_type_code,"
-                " care_type_code, invitation_date, valid_until) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    pk,
-                    booking_id,
-                    slot.unit if slot else unit,
-                    "timed_invitation" if slot else "open_invitation",
-                    resident,
-                    time_type,
-                    CARE_TYPE[time_type],
-                    None if slot else now.astimezone(STOCKHOLM).date(),
-                    None if slot else now + timedelta(days=30),
-                ),
-            )
-            if slot is not None:
-                self.db.execute("UPDATE slot SET booking_pk = %s WHERE id = %s AND booking_pk IS NULL", (pk, slot.id))
-            publish_change(self.db, pk, "staff", now)
-        return booking_id
+        return staff_invitation(self.db, resident, slot, unit, booking_id=booking_id)
 
     # -- the outbox -------------------------------------------------------------------------------
 
@@ -365,9 +288,8 @@ def wait_for(condition: Callable[[], T], what: str, publishers: Sequence[Publish
 
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
-    running = start_stub(tmp_path_factory.mktemp("ei-faults-stub"))
-    yield running
-    running.stop()
+    with running_stub(tmp_path_factory.mktemp("ei-faults-stub")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -790,13 +712,9 @@ def test_a_row_parked_by_another_publisher_holds_its_booking_back(
     booking = calendar.book(resident, calendar.slot("LAK"))
     settings = EiSettings()
     client = UpdateClient(settings, stub.endpoint("Update"))
-    url = calendar.server.database_url
     outcomes: dict[str, Any] = {}
 
-    with (
-        psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC") as a_conn,
-        psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC") as b_conn,
-    ):
+    with calendar.server.connect(utc=True) as a_conn, calendar.server.connect(utc=True) as b_conn:
         paused = _PausedBeforeLocking(b_conn)
         b = Publisher(paused, settings, client.update)  # duck-typed connection
         b_thread = threading.Thread(target=lambda: outcomes.setdefault("b", b.publish_once()))

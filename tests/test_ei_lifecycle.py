@@ -22,24 +22,23 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 from support import ProducerServer
-from support.ei import CORE_XSD, EI_HSA_ID, OFFICIAL, Ei, Stub, official_client, start_stub
+from support.calendar import SLOT_COLUMNS, Slot, staff_invitation, today, weekday_on_or_after, wire
+from support.ei import CORE_XSD, EI_HSA_ID, OFFICIAL, Ei, Stub, running_stub
+from support.machines import run_machine
 from support.official import Caller, Official
 
 from engagement_index.client import UpdateClient
 from engagement_index.config import EiSettings
 from engagement_index.publisher import Publisher
 from engagement_index.sweeper import sweep
-from producer.bookings import publish_change
 from producer.wire_time import STOCKHOLM
 
 pytestmark = pytest.mark.skipif(not CORE_XSD.is_file(), reason=f"official EI contract not found at {OFFICIAL}")
 
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
-CARE_TYPE = {"LAK": "ALLM", "PROV": "LAB"}
 SERVICE_DOMAIN = "riv:crm:scheduling"
 SOURCE_SYSTEM = "SE2321000016-TIDB"  # the publisher's defaults, written out: the test judges the code
 DATA_CONTROLLER = "SE2321000016"
@@ -56,44 +55,7 @@ F = TypeVar("F", bound=Callable[..., None])
 
 def _day_far_ahead() -> date:
     """A weekday well past the 24-hour change deadline, inside the 90 demo days."""
-    day = datetime.now(STOCKHOLM).date() + timedelta(days=45)
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
-
-
-def wire(moment: datetime) -> str:
-    return moment.astimezone(STOCKHOLM).strftime("%Y%m%d%H%M%S")
-
-
-def connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC")
-
-
-@dataclass(frozen=True)
-class Slot:
-    id: int
-    unit: str
-    starts_at: datetime
-    ends_at: datetime
-    time_type: str
-    performer: str | None
-    resource: str | None
-
-    def timeslot(self, resident: str, booking_id: str | None = None) -> dict[str, Any]:
-        return {
-            "startTimeInclusive": wire(self.starts_at),
-            "endTimeExclusive": wire(self.ends_at),
-            "healthcare_facility": self.unit,
-            "performer": self.performer,
-            "bookingId": booking_id,
-            "subject_of_care": resident,
-            "resourceID": self.resource,
-            "timeTypeID": self.time_type,
-        }
-
-
-SLOT_COLUMNS = "id, unit_hsa_id, starts_at, ends_at, time_type_code, performer_hsa_id, resource_id"  # in Slot's order
+    return weekday_on_or_after(today() + timedelta(days=45))
 
 
 def plan_slots(conn: psycopg.Connection) -> list[Slot]:
@@ -298,32 +260,7 @@ def _machine(referee: Referee, call: Caller, slots: list[Slot]) -> type[RuleBase
         def _invitation(self, resident: str, slot: Slot | None) -> None:
             """Staff create an invitation (timed at a free future slot, or open for 30 days) and
             queue it for EI in the same transaction, as the staff tools do."""
-            now = datetime.now(UTC)
-            time_type = slot.time_type if slot else "PROV"
-            with self.conn.transaction():
-                pk = self.conn.execute("SELECT nextval(pg_get_serial_sequence('booking', 'pk'))").fetchone()[0]
-                self.conn.execute(
-                    "INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, purpose, time_type_code,"
-                    " care_type_code, invitation_date, valid_until) VALUES (%s, %s, %s, %s, %s, 'Kallelse', %s, %s,"
-                    " %s, %s)",
-                    (
-                        pk,
-                        f"K{pk}",
-                        slot.unit if slot else A100,
-                        "timed_invitation" if slot else "open_invitation",
-                        resident,
-                        time_type,
-                        CARE_TYPE[time_type],
-                        None if slot else now.astimezone(STOCKHOLM).date(),
-                        None if slot else now + timedelta(days=30),
-                    ),
-                )
-                if slot is not None:
-                    taken = self.conn.execute(
-                        "UPDATE slot SET booking_pk = %s WHERE id = %s AND booking_pk IS NULL", (pk, slot.id)
-                    ).rowcount
-                    assert taken == 1
-                publish_change(self.conn, pk, "staff", now)
+            staff_invitation(self.conn, resident, slot, A100, purpose="Kallelse")
 
         # -- residents, through SOAP --------------------------------------------------------------
 
@@ -480,16 +417,13 @@ def _machine(referee: Referee, call: Caller, slots: list[Slot]) -> type[RuleBase
 
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
-    running = start_stub(tmp_path_factory.mktemp("ei-lifecycle-stub"))
-    yield running
-    running.stop()
+    with running_stub(tmp_path_factory.mktemp("ei-lifecycle-stub")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def ei(stub: Stub) -> Ei:
-    return Ei(
-        official_client("Update", stub.endpoint("Update")), official_client("FindContent", stub.endpoint("FindContent"))
-    )
+    return Ei.of(stub)
 
 
 @pytest.fixture(scope="module")
@@ -520,7 +454,7 @@ def setup(
 ) -> Iterator[Setup]:
     policy, categorization = request.param
     server = start_producer(PRODUCERS[policy], {"TIDBOK_BOOKING_ID_POLICY": policy})
-    with connect(server.database_url) as conn:
+    with server.connect(utc=True) as conn:
         referee = Referee(conn, stub, ei, send, categorization)
         slots = _plans.setdefault(server.name, plan_slots(conn))
         referee.reset(slots)
@@ -538,13 +472,7 @@ COMBINATIONS = [
 @pytest.mark.parametrize("setup", COMBINATIONS, indirect=True)
 def test_ei_shows_exactly_what_is_current(setup: Setup, official: Official) -> None:
     machine = _machine(setup.referee, official.caller(setup.server.base_url), setup.slots)
-    machine.TestCase.settings = settings(
-        max_examples=25,
-        stateful_step_count=20,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-    machine.TestCase().runTest()
+    run_machine(machine, examples=25, steps=20)
 
 
 @pytest.mark.parametrize("setup", [COMBINATIONS[2]], indirect=True)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from lxml import etree
 from support import ProducerServer
+from support.calendar import CARE_TYPE, STOCKHOLM, Slot, wire
 from support.ei import (
     CORE_XSD,
     EI_HSA_ID,
@@ -33,15 +34,16 @@ from support.ei import (
     Ei,
     PublisherProcess,
     Stub,
-    official_client,
     official_schema,
     responder_ns,
+    running_stub,
+    settle_outbox,
     start_publisher,
-    start_stub,
 )
 from support.server import run_cli
-from test_booking_flows import A100, A200, CARE_TYPE, STOCKHOLM, Api, Slot, new_resident, wire
+from test_booking_flows import A100, A200, Api, new_resident
 
+from engagement_index.fields import MANDATORY_FIELDS
 from producer.bookings import publish_change, record_event
 
 pytestmark = pytest.mark.skipif(not CORE_XSD.is_file(), reason=f"official EI contract not found at {OFFICIAL}")
@@ -51,17 +53,8 @@ DEFAULT_DATA_CONTROLLER = "SE2321000016"  # TIDBOK_EI_DATA_CONTROLLER unset
 TOLVAN = "191212121212"
 RESERVE_NUMBER = "19800101T123"  # a local reserve number: schema-valid, never to be published
 EI_NS = "urn:riv:itintegration:engagementindex:1"
-ENGAGEMENT_KEY = {
-    "registeredResidentIdentification",
-    "serviceDomain",
-    "categorization",
-    "logicalAddress",
-    "businessObjectInstanceIdentifier",
-    "clinicalProcessInterestId",
-    "sourceSystem",
-    "dataController",
-}
-PENDING = "SELECT count(*) AS n FROM ei_outbox WHERE published_at IS NULL AND parked_at IS NULL"
+# The fields of every post sent: a delete carries these alone, a save its mostRecentContent too.
+ENGAGEMENT_KEY = set(MANDATORY_FIELDS)
 SETTLE_SECONDS = 20.0
 
 # name: (TIDBOK_BOOKING_ID_POLICY, TIDBOK_EI_CATEGORIZATION, TIDBOK_EI_SOURCE_SYSTEM, TIDBOK_EI_DATA_CONTROLLER)
@@ -117,30 +110,19 @@ class Config:
 
     def settle(self, timeout: float = SETTLE_SECONDS) -> None:
         """Wait (bounded) until the publisher has sent every pending outbox row; none may be parked."""
-        deadline = time.monotonic() + timeout
-        while (pending := self.api.one(PENDING)["n"]) > 0:
-            if self.publisher.process.poll() is not None:
-                pytest.fail(f"publisher {self.name} exited\n{self.publisher.output()}", pytrace=False)
-            if time.monotonic() > deadline:
-                pytest.fail(f"{pending} row(s) still pending after {timeout} s\n{self.publisher.output()}")
-            time.sleep(0.05)
-        parked = self.api.rows("SELECT id, reason, parked_reason FROM ei_outbox WHERE parked_at IS NOT NULL")
-        assert parked == [], f"EI refused posts of {self.name}: {parked}"
+        settle_outbox(self.api.db, self.publisher, timeout, f"publisher {self.name}")
 
 
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
-    running = start_stub(tmp_path_factory.mktemp("ei-publishing-stub"))
-    yield running
-    running.stop()
+    with running_stub(tmp_path_factory.mktemp("ei-publishing-stub")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def ei(stub: Stub) -> Ei:
     """EI as 1177 reads it: zeep from the official WSDLs, every response checked by the official schema."""
-    return Ei(
-        official_client("Update", stub.endpoint("Update")), official_client("FindContent", stub.endpoint("FindContent"))
-    )
+    return Ei.of(stub)
 
 
 @pytest.fixture(scope="module")

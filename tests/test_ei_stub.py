@@ -31,7 +31,7 @@ from support.ei import (
     assert_official_response,
     official_client,
     responder_ns,
-    start_stub,
+    running_stub,
 )
 from zeep.exceptions import Fault, TransportError
 
@@ -46,9 +46,10 @@ pytestmark = pytest.mark.skipif(not CORE_XSD.is_file(), reason=f"official EI con
 
 @pytest.fixture(scope="session")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
-    running = start_stub(tmp_path_factory.mktemp("ei-stub"), {"TIDBOK_EI_ALTERNATIVE_HSA_ID": ALTERNATIVE_HSA_ID})
-    yield running
-    running.stop()
+    with running_stub(
+        tmp_path_factory.mktemp("ei-stub"), {"TIDBOK_EI_ALTERNATIVE_HSA_ID": ALTERNATIVE_HSA_ID}
+    ) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)
@@ -62,9 +63,7 @@ def fresh(stub: Stub) -> None:
 
 @pytest.fixture(scope="session")
 def ei(stub: Stub) -> Ei:
-    return Ei(
-        official_client("Update", stub.endpoint("Update")), official_client("FindContent", stub.endpoint("FindContent"))
-    )
+    return Ei.of(stub)
 
 
 def post(**fields: Any) -> dict[str, Any]:

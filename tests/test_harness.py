@@ -20,7 +20,8 @@ from support import (
     http_get,
     responder_namespace,
 )
-from support.official import CORE_XSD, FIXED_PATTERN, PatchingTransport, patched_core
+from support.official import CORE_XSD, PatchingTransport, patched_core
+from support.patching import FIXED_PATTERN
 
 GATT = responder_namespace("GetAllTimeTypes")
 UNIT = "SE2321000016-A100"

@@ -11,80 +11,36 @@ The slots come from the far end of the calendar, away from the ones test_booking
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 from support import OfficialClient, ProducerServer
+from support.calendar import CalendarDb, Slot, wire
 from support.official import zeep_client
+from support.residents import Residents
 
 A100 = "SE2321000016-A100"
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
 SLOT_TAKEN = "Tiden är tyvärr inte längre ledig"
 BOOKERS = 16
 REBOOKERS = 8
 
 
-def luhn(nine_digits: str) -> int:
-    total = 0
-    for index, char in enumerate(nine_digits):
-        product = int(char) * (2 if index % 2 == 0 else 1)
-        total += product // 10 + product % 10
-    return (10 - total % 10) % 10
+# A valid personnummer unique in the session (born 1990 onwards; test_booking_flows uses 1950 on).
+new_resident = Residents(date(1990, 1, 1), "456")
 
 
-_residents = itertools.count(1)
+class Racers(CalendarDb):
+    """A producer, its database, and a separate zeep client per thread and interaction.
 
-
-def new_resident() -> str:
-    """A valid personnummer unique in the session (born 1990 onwards; test_booking_flows uses 1950 on)."""
-    born = date(1990, 1, 1) + timedelta(days=next(_residents))
-    body = f"{born:%Y%m%d}456"
-    return body + str(luhn(body[2:]))
-
-
-def wire(moment: datetime) -> str:
-    return moment.astimezone(STOCKHOLM).strftime("%Y%m%d%H%M%S")
-
-
-@dataclass(frozen=True)
-class Slot:
-    id: int
-    starts_at: datetime
-    ends_at: datetime
-    time_type: str
-    performer: str | None
-    resource: str | None
-
-    def timeslot(self, resident: str, booking_id: str | None = None) -> dict[str, Any]:
-        return {
-            "startTimeInclusive": wire(self.starts_at),
-            "endTimeExclusive": wire(self.ends_at),
-            "healthcare_facility": A100,
-            "performer": self.performer,
-            "bookingId": booking_id,
-            "subject_of_care": resident,
-            "resourceID": self.resource,
-            "timeTypeID": self.time_type,
-        }
-
-
-class Racers:
-    """A producer, its database, and a separate zeep client per thread and interaction."""
+    Its slots come from the far end of the calendar (``last_slot``), away from test_booking_flows'."""
 
     def __init__(self, server: ProducerServer) -> None:
-        self.server = server
-        self.db = psycopg.connect(server.database_url, autocommit=True, row_factory=dict_row)
+        super().__init__(server)
         self._clients: dict[str, list[OfficialClient]] = {}
-        self._used: set[int] = set()
 
     def clients(self, op: str, count: int) -> list[OfficialClient]:
         pool = self._clients.setdefault(op, [])
@@ -113,23 +69,8 @@ class Racers:
         assert response.resultCode == "OK", response.resultText
         return response.bookingId, self.holder(slot.id)
 
-    def free_slot(self, time_type: str) -> Slot:
-        row = self.db.execute(
-            "SELECT id, starts_at, ends_at, time_type_code AS time_type, performer_hsa_id AS performer,"
-            " resource_id AS resource FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s"
-            " AND booking_pk IS NULL AND NOT id = ANY(%s::bigint[]) ORDER BY starts_at DESC, id LIMIT 1",
-            (A100, time_type, list(self._used)),
-        ).fetchone()
-        assert row is not None
-        self._used.add(row["id"])
-        return Slot(**row)
-
-    def holder(self, slot_id: int) -> int | None:
-        return self.db.execute("SELECT booking_pk FROM slot WHERE id = %s", (slot_id,)).fetchone()["booking_pk"]
-
-    def slot_of(self, pk: int) -> int | None:
-        row = self.db.execute("SELECT id FROM slot WHERE booking_pk = %s", (pk,)).fetchone()
-        return row["id"] if row else None
+    def last_slot(self, time_type: str) -> Slot:
+        return self.free_slot(A100, time_type, last=True)
 
     def count(self, query: str, *params: Any) -> int:
         return self.db.execute(query, params).fetchone()["n"]
@@ -175,14 +116,14 @@ def assert_no_exceptions(results: list[Any]) -> None:
 def stable(start_producer: Callable[..., ProducerServer]) -> Iterator[Racers]:
     racers = Racers(start_producer("flows"))
     yield racers
-    racers.db.close()
+    racers.close()
 
 
 @pytest.fixture(scope="module")
 def perslot(start_producer: Callable[..., ProducerServer]) -> Iterator[Racers]:
     racers = Racers(start_producer("perslot", {"TIDBOK_BOOKING_ID_POLICY": "per-slot"}))
     yield racers
-    racers.db.close()
+    racers.close()
 
 
 @pytest.fixture(params=["stable", "per-slot"])
@@ -193,7 +134,7 @@ def racers(request: pytest.FixtureRequest) -> Racers:
 @pytest.mark.parametrize("attempt", range(5))
 def test_sixteen_residents_race_for_one_slot(racers: Racers, attempt: int) -> None:
     """Exactly one booking wins; the fifteen others are told the time is taken, and nothing of theirs stays."""
-    slot = racers.free_slot(("LAK", "SSK", "PROV")[attempt % 3])
+    slot = racers.last_slot(("LAK", "SSK", "PROV")[attempt % 3])
     residents = [new_resident() for _ in range(BOOKERS)]
     clients = racers.clients("MakeBooking", BOOKERS)
     results = race(
@@ -226,9 +167,9 @@ def test_sixteen_residents_race_for_one_slot(racers: Racers, attempt: int) -> No
 def test_eight_rebookings_race_for_one_slot(racers: Racers) -> None:
     """One booking moves; the seven others keep the slots they had, untouched."""
     residents = [new_resident() for _ in range(REBOOKERS)]
-    originals = [racers.free_slot("PROV") for _ in range(REBOOKERS)]
+    originals = [racers.last_slot("PROV") for _ in range(REBOOKERS)]
     bookings = [racers.book(r, s) for r, s in zip(residents, originals, strict=True)]
-    target = racers.free_slot("PROV")
+    target = racers.last_slot("PROV")
     clients = racers.clients("UpdateBooking", REBOOKERS)
     results = race(
         [
@@ -257,7 +198,7 @@ def test_cancel_and_rebook_of_one_booking_at_once(racers: Racers, attempt: int) 
     """Whichever runs first, the booking ends cancelled holding nothing, or active holding one slot,
     and its last EI outbox row describes that end state."""
     resident = new_resident()
-    old, new = racers.free_slot("SSK"), racers.free_slot("SSK")
+    old, new = racers.last_slot("SSK"), racers.last_slot("SSK")
     booking_id, pk = racers.book(resident, old)
     canceller = racers.clients("CancelBooking", 1)[0]
     rebooker = racers.clients("UpdateBooking", 1)[0]

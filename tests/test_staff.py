@@ -9,24 +9,20 @@ outbox into the EI stub. Each test uses its own residents and slots.
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 from support import ProducerServer
-from support.ei import CORE_XSD, Ei, PublisherProcess, Stub, official_client, start_publisher, start_stub
+from support.calendar import STOCKHOLM, CalendarDb, Slot, last_sunday, today, wire
+from support.ei import CORE_XSD, EiLoop, publishing_into_a_stub, settle_outbox
 from support.official import Caller, Official
+from support.residents import Residents, as_resident, booking_details, schedule
 from support.server import PYTHON, REPO, subprocess_env
 
 from producer.config import Settings
@@ -47,7 +43,6 @@ from producer.staff.docbook import check_purpose
 
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
 STAFF_HSA_ID = "SE2321000016-ST01"
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
 DOCBOOK = (
     "<article><info><title>Kallelse till provtagning</title></info>"
     "<para>Du är kallad till provtagning.</para>"
@@ -59,87 +54,22 @@ PLAIN = "Du är välkommen att boka en tid för provtagning."
 SETTLE_SECONDS = 30.0
 
 
-# -- residents, times, the producer ---------------------------------------------------------------
+# -- residents, the producer ------------------------------------------------------------------------
+
+# A valid personnummer no other test of this module uses (born 1960 onwards).
+new_resident = Residents(date(1960, 1, 1), "234")
 
 
-def luhn(nine_digits: str) -> int:
-    """The personnummer check digit (written here, not imported: tests judge the producer)."""
-    total = 0
-    for index, char in enumerate(nine_digits):
-        product = int(char) * (2 if index % 2 == 0 else 1)
-        total += product // 10 + product % 10
-    return (10 - total % 10) % 10
-
-
-_residents = itertools.count(1)
-
-
-def new_resident() -> str:
-    """A valid personnummer no other test of this module uses."""
-    born = date(1960, 1, 1) + timedelta(days=next(_residents))
-    body = f"{born:%Y%m%d}234"
-    return body + str(luhn(body[2:]))
-
-
-def wire(moment: datetime) -> str:
-    return moment.astimezone(STOCKHOLM).strftime("%Y%m%d%H%M%S")
-
-
-def today() -> date:
-    return datetime.now(STOCKHOLM).date()
-
-
-@dataclass(frozen=True)
-class Slot:
-    id: int
-    unit: str
-    starts_at: datetime
-    ends_at: datetime
-    time_type: str
-
-    @property
-    def ref(self) -> str:
-        return f"T{self.id}"
-
-
-class Calendar:
+class Calendar(CalendarDb):
     """The producer's database: a tuple-row connection for the service layer, a dict-row one to read."""
 
     def __init__(self, server: ProducerServer) -> None:
-        self.server = server
-        self.conn = psycopg.connect(server.database_url, autocommit=True)
-        self.db = psycopg.connect(server.database_url, autocommit=True, row_factory=dict_row)
-        self._used: set[int] = set()
+        super().__init__(server)
+        self.conn = server.connect()
 
     def close(self) -> None:
         self.conn.close()
-        self.db.close()
-
-    def one(self, query: str, *params: Any) -> Any:
-        return self.db.execute(query, params).fetchone()
-
-    def rows(self, query: str, *params: Any) -> list[dict[str, Any]]:
-        return self.db.execute(query, params).fetchall()
-
-    def slot(self, slot_id: int) -> Slot:
-        row = self.one(
-            "SELECT id, unit_hsa_id AS unit, starts_at, ends_at, time_type_code AS time_type FROM slot WHERE id = %s",
-            slot_id,
-        )
-        return Slot(**row)
-
-    def free_slot(self, unit: str, time_type: str) -> Slot:
-        """A free slot at least two days ahead that no other test of this module has been given."""
-        row = self.one(
-            "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
-            " AND starts_at > now() + interval '2 days' AND NOT id = ANY(%s::bigint[]) ORDER BY starts_at, id LIMIT 1",
-            unit,
-            time_type,
-            list(self._used),
-        )
-        assert row is not None, f"no free {time_type} slot left at {unit}"
-        self._used.add(row["id"])
-        return self.slot(row["id"])
+        super().close()
 
     def add_slot(self, unit: str, time_type: str, starts_at: datetime, minutes: int = 10) -> Slot:
         """A slot without performer or resource (so no overlap constraint objects), e.g. on a DST night."""
@@ -153,7 +83,7 @@ class Calendar:
             unit,
             time_type,
         )
-        self._used.add(row["id"])
+        self.claim(row["id"])
         return self.slot(row["id"])
 
     def booking(self, booking_id: str) -> dict[str, Any]:
@@ -163,17 +93,11 @@ class Calendar:
         assert row is not None, booking_id
         return row
 
-    def holder(self, slot_id: int) -> int | None:
-        return self.one("SELECT booking_pk FROM slot WHERE id = %s", slot_id)["booking_pk"]
-
     def events(self, pk: int) -> list[tuple[str, str, str | None, str | None]]:
         rows = self.rows(
             "SELECT action, channel, actor_type, actor_id FROM booking_event WHERE booking_pk = %s ORDER BY id", pk
         )
         return [(r["action"], r["channel"], r["actor_type"], r["actor_id"]) for r in rows]
-
-    def outbox(self, pk: int) -> list[dict[str, Any]]:
-        return self.rows("SELECT reason, before, after FROM ei_outbox WHERE booking_pk = %s ORDER BY id", pk)
 
     def bookings_of(self, resident: str) -> int:
         return self.one("SELECT count(*) AS n FROM booking WHERE subject_of_care = %s", resident)["n"]
@@ -199,22 +123,6 @@ def soap(official: Official, server: ProducerServer) -> Caller:
 @pytest.fixture(scope="module")
 def staff() -> Staff:
     return Staff(STAFF_HSA_ID, Settings())
-
-
-def as_resident(resident: str) -> tuple[str, str]:
-    return (resident, "subject_of_care")
-
-
-def details(soap: Caller, unit: str, resident: str, booking_id: str) -> Any:
-    response = soap("GetBookingDetails", unit, as_resident(resident), healthcare_facility=unit, bookingId=booking_id)
-    return response.timeslotDetail
-
-
-def schedule(soap: Caller, unit: str, resident: str) -> list[Any]:
-    response = soap(
-        "GetSubjectOfCareSchedule", unit, as_resident(resident), healthcare_facility=unit, subject_of_care=resident
-    )
-    return list(response.timeslotDetail or [])
 
 
 # -- the command -----------------------------------------------------------------------------------
@@ -276,7 +184,7 @@ def test_timed_invitation_through_the_command(server: ProducerServer, cal: Calen
     booking_id = invitation["booking_id"]
     assert booking_id.startswith("K")
 
-    detail = details(soap, A200, resident, booking_id)
+    detail = booking_details(soap, A200, resident, booking_id)
     assert detail.isInvitation is True
     assert detail.purpose == DOCBOOK  # stored and answered as given (entity-encoded on the wire)
     assert detail.timeTypeID == "PROV"
@@ -305,7 +213,7 @@ def test_open_invitation_and_staff_giving_it_a_time(cal: Calendar, soap: Caller,
     )
     invitation = made.booking
     assert (invitation.kind, invitation.slot, invitation.invitation_date) == ("open_invitation", None, today())
-    detail = details(soap, A100, resident, invitation.booking_id)
+    detail = booking_details(soap, A100, resident, invitation.booking_id)
     assert detail.isInvitation is True and detail.purpose == PLAIN and detail.timeTypeID == "PROV"
     assert detail.startTimeInclusive is None and detail.endTimeExclusive is None
     assert schedule(soap, A100, resident) == []  # open invitations have no time (TKB §3.6)
@@ -321,7 +229,7 @@ def test_open_invitation_and_staff_giving_it_a_time(cal: Calendar, soap: Caller,
         slot.ref,
         invitation.booking_id,
     )
-    detail = details(soap, A200, resident, booked.booking_id)
+    detail = booking_details(soap, A200, resident, booked.booking_id)
     assert detail.isInvitation is False and detail.startTimeInclusive == wire(slot.starts_at)
     pk = cal.booking(booked.booking_id)["pk"]
     assert [e[0] for e in cal.events(pk)] == ["invite", "book_invitation"]
@@ -351,7 +259,7 @@ def test_a_timed_invitation_moved_by_staff_stays_an_invitation(cal: Calendar, so
     made = invite_timed(cal.conn, staff, resident=resident, slot=slot.ref, purpose=DOCBOOK).booking
     moved = rebook(cal.conn, staff, made.booking_id, slot=later.ref, note="mottagningen flyttade tiden").booking
     assert (moved.booking_id, moved.kind, moved.slot) == (made.booking_id, "timed_invitation", later.ref)
-    detail = details(soap, A200, resident, made.booking_id)
+    detail = booking_details(soap, A200, resident, made.booking_id)
     assert detail.isInvitation is True and detail.startTimeInclusive == wire(later.starts_at)
     assert detail.purpose == DOCBOOK
     change = cal.outbox(cal.booking(made.booking_id)["pk"])[-1]
@@ -387,7 +295,7 @@ def test_valid_purpose_is_stored_as_is(cal: Calendar, soap: Caller, staff: Staff
         cal.conn, staff, resident=resident, unit=A100, time_type="PROV", purpose=purpose, valid_until=today()
     )
     assert cal.booking(made.booking.booking_id)["purpose"] == purpose
-    assert details(soap, A100, resident, made.booking.booking_id).purpose == purpose
+    assert booking_details(soap, A100, resident, made.booking.booking_id).purpose == purpose
 
 
 DISALLOWED = [
@@ -501,7 +409,7 @@ def test_screening_batch_from_csv(server: ProducerServer, cal: Calendar, soap: C
     assert all(r not in json.dumps(report["invalid"]) for r in (wrong_digit, "199913321234"))
 
     for resident, booking_id in ids.items():
-        detail = details(soap, A100, resident, booking_id)
+        detail = booking_details(soap, A100, resident, booking_id)
         assert detail.isInvitation is True and detail.purpose == DOCBOOK and detail.timeTypeID == "PROV"
         pk = cal.booking(booking_id)["pk"]
         assert cal.events(pk) == [("invite", "staff", "staff", STAFF_HSA_ID)] and len(cal.outbox(pk)) == 1
@@ -672,7 +580,7 @@ def test_concurrent_staff_bookings_of_one_slot(server: ProducerServer, cal: Cale
     outcomes: dict[str, str] = {}
 
     def attempt(resident: str) -> None:
-        with psycopg.connect(server.database_url, autocommit=True) as conn:
+        with server.connect() as conn:
             barrier.wait()
             try:
                 outcomes[resident] = book(conn, staff, resident=resident, slot=slot.ref).booking.booking_id
@@ -812,11 +720,6 @@ def test_the_command_reports_bad_times(server: ProducerServer) -> None:
 # -- a unit's day ----------------------------------------------------------------------------------
 
 
-def last_sunday(year: int, month: int) -> date:
-    day_ = date(year, month + 1, 1) - timedelta(days=1)
-    return day_ - timedelta(days=(day_.weekday() + 1) % 7)
-
-
 def next_dst_days() -> tuple[date, date]:
     """The next spring-forward (23 h) and fall-back (25 h) days in Stockholm, after tomorrow."""
     found: dict[int, date] = {}
@@ -895,42 +798,17 @@ def test_day_list_of_an_ordinary_day(cal: Calendar, staff: Staff) -> None:
 # -- every staff action reaches the engagement index ---------------------------------------------------
 
 
-@dataclass
-class EiLoop:
-    stub: Stub
-    publisher: PublisherProcess
-    ei: Ei
-
-
 @pytest.fixture(scope="module")
 def ei_loop(server: ProducerServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EiLoop]:
     if not CORE_XSD.is_file():
         pytest.skip("official EI contract not found")
-    logs = tmp_path_factory.mktemp("staff-ei")
-    stub = start_stub(logs)
-    publisher = start_publisher(server.database_url, stub.endpoint("Update"), logs / "publisher.log")
-    try:
-        ei = Ei(
-            official_client("Update", stub.endpoint("Update")),
-            official_client("FindContent", stub.endpoint("FindContent")),
-        )
-        yield EiLoop(stub, publisher, ei)
-    finally:
-        publisher.stop()
-        stub.stop()
+    with publishing_into_a_stub(server.database_url, tmp_path_factory.mktemp("staff-ei")) as loop:
+        yield loop
 
 
 def settle(cal: Calendar, loop: EiLoop) -> None:
     """Wait (bounded) until the publisher has sent every pending outbox row; none may be parked."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    pending = "SELECT count(*) AS n FROM ei_outbox WHERE published_at IS NULL AND parked_at IS NULL"
-    while (left := cal.one(pending)["n"]) > 0:
-        if loop.publisher.process.poll() is not None:
-            pytest.fail(f"the publisher exited\n{loop.publisher.output()}", pytrace=False)
-        if time.monotonic() > deadline:
-            pytest.fail(f"{left} outbox row(s) still pending\n{loop.publisher.output()}", pytrace=False)
-        time.sleep(0.05)
-    assert cal.rows("SELECT id, parked_reason FROM ei_outbox WHERE parked_at IS NOT NULL") == []
+    settle_outbox(cal.db, loop.publisher, SETTLE_SECONDS)
 
 
 def in_ei(loop: EiLoop, resident: str) -> dict[tuple[str, str, str], str]:

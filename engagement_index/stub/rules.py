@@ -10,48 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from engagement_index.fields import DATE_FIELDS, FIELD_LIMITS, KEY_FIELDS, MANDATORY_FIELDS
 from engagement_index.stub import faults
 from producer.wire_time import WireFormatError, parse_ts
 
 MIN_TRANSACTIONS = 1
 MAX_TRANSACTIONS = 1000
 
-# The post's identity (skltp/ei Engagement id = SHA-256 over these, compared exactly as sent).
-KEY_FIELDS = (
-    "registeredResidentIdentification",
-    "serviceDomain",
-    "categorization",
-    "logicalAddress",
-    "businessObjectInstanceIdentifier",
-    "sourceSystem",
-    "dataController",
-    "owner",
-    "clinicalProcessInterestId",
-)
-MANDATORY_FIELDS = (
-    "registeredResidentIdentification",
-    "serviceDomain",
-    "categorization",
-    "logicalAddress",
-    "businessObjectInstanceIdentifier",
-    "clinicalProcessInterestId",
-    "sourceSystem",
-    "dataController",
-)
-MAX_LENGTHS = {
-    "registeredResidentIdentification": 32,
-    "serviceDomain": 255,
-    "categorization": 255,
-    "logicalAddress": 64,
-    "businessObjectInstanceIdentifier": 128,
-    "clinicalProcessInterestId": 128,
-    "sourceSystem": 64,
-    "dataController": 64,
-    "mostRecentContent": 14,
-    "updateTime": 14,
-    "creationTime": 14,
-}
-DATE_FIELDS = ("mostRecentContent", "updateTime", "creationTime")
 _JAVA_TRIM = "".join(chr(c) for c in range(0x21))  # String.trim() removes every char <= U+0020
 
 Engagement = Mapping[str, str]
@@ -125,7 +90,7 @@ class UpdateRules:
 
     @staticmethod
     def _check_lengths(engagement: Engagement) -> None:
-        for name, limit in MAX_LENGTHS.items():
+        for name, limit in FIELD_LIMITS.items():
             if len(engagement.get(name) or "") > limit:
                 raise faults.invalid(f'Field "{name}" is to long')
 

@@ -13,22 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engagement_index.stub.rules import KEY_FIELDS, Key, key_of
+from engagement_index.fields import KEY_FIELDS, MANDATORY_FIELDS
+from engagement_index.stub.rules import Key, key_of
 
 Post = dict[str, Any]
 
 # FindContent criteria that must equal the stored value; mostRecentContent is ">=" instead.
-EXACT_CRITERIA = (
-    "registeredResidentIdentification",
-    "serviceDomain",
-    "categorization",
-    "logicalAddress",
-    "businessObjectInstanceIdentifier",
-    "clinicalProcessInterestId",
-    "sourceSystem",
-    "dataController",
-    "owner",
-)
+EXACT_CRITERIA = (*MANDATORY_FIELDS, "owner")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from lxml import etree
 
+from producer.hardened_xml import hardened_parser
 from producer.staff.errors import StaffError
 
 ALLOWED_ELEMENTS = frozenset({"article", "info", "title", "para", "section", "ulink", "bibliography"})
@@ -23,14 +24,8 @@ LINK_SCHEMES = ("https://", "http://", "mailto:")
 # Markup starts with a tag, a declaration or a comment ("<a", "<?xml", "<!--"); "<3" or "< 5 mg" is text.
 _MARKUP_START = re.compile(r"\s*<[A-Za-z_:?!]")
 _DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    encoding="utf-8",  # the text's own declaration cannot make us read it in another encoding
-)
+# encoding: the text's own declaration cannot make us read it in another encoding
+_PARSER = hardened_parser(encoding="utf-8")
 
 PurposeKind = Literal["docbook", "text"]
 

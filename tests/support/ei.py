@@ -15,25 +15,27 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 import zeep
 from lxml import etree
-from zeep.transports import Transport
+from psycopg.rows import dict_row, tuple_row
 
+from support.official import ResponseValidator
+from support.patching import CorePatchingTransport, PatchedCore, patched_parser
 from support.server import free_port, http_get, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL = REPO.parent / "shared" / "reference-contracts" / "engagementindex_1.0"
 CORE_XSD = OFFICIAL / "core_components" / "itintegration_engagementindex_1.0.xsd"
-BROKEN_PATTERN = b'<xs:pattern value="^[0-9]{8}[0-9pPtTfF][0-9]{3}$"/>'
-FIXED_PATTERN = b'<xs:pattern value="[0-9]{8}[0-9pPtTfF][0-9]{3}"/>'
+CORE = PatchedCore(CORE_XSD)
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 REGISTRY_NS = "urn:riv:itintegration:registry:1"
 EI_HSA_ID = "5565594230"  # the stub's default, as the national EI
@@ -46,41 +48,16 @@ def responder_ns(op: str) -> str:
     return f"urn:riv:itintegration:engagementindex:{op}Responder:1"
 
 
-def _is_core_xsd(url: str) -> bool:
-    path = unquote(urlsplit(url).path) if "://" in url else url
-    try:
-        return Path(path).resolve() == CORE_XSD.resolve()
-    except OSError:
-        return False
-
-
-@cache
-def patched_core() -> bytes:
-    content = CORE_XSD.read_bytes()
-    assert content.count(BROKEN_PATTERN) == 1, "the official EI core XSD changed; revisit the patch"
-    return content.replace(BROKEN_PATTERN, FIXED_PATTERN)
-
-
-class PatchingTransport(Transport):
+class PatchingTransport(CorePatchingTransport):
     """zeep loads the official files through load(); the core XSD is patched on the way."""
 
-    def load(self, url: str) -> bytes:
-        return patched_core() if _is_core_xsd(url) else super().load(url)
-
-
-class _PatchedCoreResolver(etree.Resolver):
-    def resolve(self, system_url: str, public_id: str | None, context: Any) -> Any:
-        if _is_core_xsd(system_url):
-            return self.resolve_string(patched_core(), context, base_url=system_url)
-        return None
+    core = CORE
 
 
 @cache
 def official_schema(op: str) -> etree.XMLSchema:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    parser.resolvers.add(_PatchedCoreResolver())
     xsd = OFFICIAL / "interactions" / f"{op}Interaction" / f"{op}Responder_1.0.xsd"
-    return etree.XMLSchema(etree.parse(str(xsd), parser))
+    return etree.XMLSchema(etree.parse(str(xsd), patched_parser(CORE)))
 
 
 def assert_official_response(op: str, envelope: etree._Element | bytes) -> etree._Element:
@@ -93,18 +70,6 @@ def assert_official_response(op: str, envelope: etree._Element | bytes) -> etree
     schema = official_schema(op)
     assert schema.validate(element), "\n".join(e.message for e in schema.error_log)
     return element
-
-
-class OfficialResponseCheck(zeep.Plugin):
-    def __init__(self, op: str) -> None:
-        self.op = op
-
-    def ingress(self, envelope: etree._Element, http_headers: Any, operation: Any) -> tuple[etree._Element, Any]:
-        body = envelope.find(f"{{{SOAP_ENV}}}Body")
-        first = next((c for c in body if isinstance(c.tag, str)), None) if body is not None else None
-        if first is None or first.tag != f"{{{SOAP_ENV}}}Fault":
-            assert_official_response(self.op, envelope)
-        return envelope, http_headers
 
 
 # -- the stub process ------------------------------------------------------------------------------
@@ -164,8 +129,17 @@ class Stub:
 
 @dataclass
 class Ei:
+    """EI as 1177 reads it: zeep clients from the official WSDLs, every response checked by the official schema."""
+
     update_service: Any
     find_service: Any
+
+    @classmethod
+    def of(cls, stub: Stub) -> Ei:
+        return cls(
+            official_client("Update", stub.endpoint("Update")),
+            official_client("FindContent", stub.endpoint("FindContent")),
+        )
 
     def update(self, *transactions: dict[str, Any], logical_address: str | None = EI_HSA_ID) -> Any:
         headers = {} if logical_address is None else {"LogicalAddress": logical_address}
@@ -181,7 +155,9 @@ class Ei:
 def official_client(op: str, address: str, timeout: float = 30) -> Any:
     wsdl = OFFICIAL / "interactions" / f"{op}Interaction" / f"{op}Interaction_1.0_RIVTABP21.wsdl"
     client = zeep.Client(
-        str(wsdl), transport=PatchingTransport(operation_timeout=timeout), plugins=[OfficialResponseCheck(op)]
+        str(wsdl),
+        transport=PatchingTransport(operation_timeout=timeout),
+        plugins=[ResponseValidator(op, assert_official_response)],
     )
     binding = f"{{urn:riv:itintegration:engagementindex:{op}:1:rivtabp21}}{op}ResponderBinding"
     return client.create_service(binding, address)
@@ -222,6 +198,16 @@ def start_stub(log_dir: Path, extra_env: Mapping[str, str] | None = None) -> Stu
             pytest.fail(f"the EI stub was not healthy within 30 s\n{running.output()}", pytrace=False)
         time.sleep(0.1)
     return running
+
+
+@contextlib.contextmanager
+def running_stub(log_dir: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[Stub]:
+    """:func:`start_stub`, stopped when the block ends."""
+    stub = start_stub(log_dir, extra_env)
+    try:
+        yield stub
+    finally:
+        stub.stop()
 
 
 @dataclass
@@ -275,3 +261,53 @@ def start_publisher(
             start_new_session=True,
         )
     return PublisherProcess(process, log_path)
+
+
+# -- a producer's outbox, published ---------------------------------------------------------------
+
+PENDING_ROWS = "SELECT count(*) FROM ei_outbox WHERE published_at IS NULL AND parked_at IS NULL"
+
+
+def wait_until_drained(
+    conn: psycopg.Connection, publisher: PublisherProcess | None = None, seconds: float = 20, name: str = "publisher"
+) -> None:
+    """Wait (bounded) until the publisher has sent every pending outbox row (parked rows do not count)."""
+    deadline = time.monotonic() + seconds
+    with conn.cursor(row_factory=tuple_row) as cur:
+        while (pending := cur.execute(PENDING_ROWS).fetchone()[0]) > 0:
+            if publisher is not None and publisher.process.poll() is not None:
+                pytest.fail(f"the {name} exited\n{publisher.output()}", pytrace=False)
+            if time.monotonic() > deadline:
+                log = "" if publisher is None else f"\n{publisher.output()}"
+                pytest.fail(f"{pending} outbox row(s) still pending after {seconds} s{log}", pytrace=False)
+            time.sleep(0.05)
+
+
+def settle_outbox(
+    conn: psycopg.Connection, publisher: PublisherProcess, seconds: float, name: str = "publisher"
+) -> None:
+    """Wait until the publisher has sent every pending outbox row; none may be parked (refused by EI)."""
+    wait_until_drained(conn, publisher, seconds, name)
+    with conn.cursor(row_factory=dict_row) as cur:
+        parked = cur.execute("SELECT id, reason, parked_reason FROM ei_outbox WHERE parked_at IS NOT NULL").fetchall()
+    assert parked == [], f"EI refused posts of the {name}: {parked}"
+
+
+@dataclass
+class EiLoop:
+    """A producer's outbox sent by a real publisher into a stub of its own, and EI read as 1177 reads it."""
+
+    stub: Stub
+    publisher: PublisherProcess
+    ei: Ei
+
+
+@contextlib.contextmanager
+def publishing_into_a_stub(database_url: str, log_dir: Path) -> Iterator[EiLoop]:
+    """A stub and a publisher of the database's outbox into it, both stopped when the block ends."""
+    with running_stub(log_dir / "stub") as stub:
+        publisher = start_publisher(database_url, stub.endpoint("Update"), log_dir / "publisher.log")
+        try:
+            yield EiLoop(stub, publisher, Ei.of(stub))
+        finally:
+            publisher.stop()

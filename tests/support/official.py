@@ -28,40 +28,30 @@ left out of the Header, which is how tests send a request without one of the hea
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
+import pytest
+import requests
 import zeep
+import zeep.exceptions
 from lxml import etree
+from zeep.helpers import serialize_object
 from zeep.proxy import ServiceProxy
-from zeep.transports import Transport
+
+from producer.contract import INTERACTIONS
+from support.patching import CorePatchingTransport, PatchedCore, patched_parser
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL_ROOT = REPO.parent / "shared" / "reference-contracts" / "crm_scheduling_1.1"
 CORE_DIR = OFFICIAL_ROOT / "core_components"
 CORE_XSD = CORE_DIR / "crm_scheduling_1.1.xsd"
 
-BROKEN_PATTERN = b'<xs:pattern value="^[0-9]{8}[0-9pPtTfF][0-9]{3}$"/>'
-FIXED_PATTERN = b'<xs:pattern value="[0-9]{8}[0-9pPtTfF][0-9]{3}"/>'
-
-INTERACTIONS = (
-    "GetAvailableDates",
-    "GetAvailableTimeslots",
-    "MakeBooking",
-    "UpdateBooking",
-    "CancelBooking",
-    "GetBookingDetails",
-    "GetSubjectOfCareSchedule",
-    "GetAllHealthcareFacilities",
-    "GetAllPerformers",
-    "GetAllTimeTypes",
-    "GetAllCareTypes",
-)
+CORE = PatchedCore(CORE_XSD)
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 REGISTRY_NS = "urn:riv:itintegration:registry:1"
@@ -108,46 +98,12 @@ def responder_xsd(interaction: str) -> Path:
     return interaction_dir(interaction) / f"{interaction}Responder_1.1.xsd"
 
 
-def patch_core(content: bytes) -> bytes:
-    """Fix the SubjectOfCareIdType pattern; fail loudly if the official text is not what we expect."""
-    if content.count(BROKEN_PATTERN) != 1:
-        raise RuntimeError(
-            f"{CORE_XSD.name}: expected exactly one {BROKEN_PATTERN.decode()!r} to patch; the official file changed?"
-        )
-    return content.replace(BROKEN_PATTERN, FIXED_PATTERN)
-
-
-@cache
 def patched_core() -> bytes:
-    return patch_core(CORE_XSD.read_bytes())
-
-
-def _is_core_xsd(url: str) -> bool:
-    """True if a URL/path (as zeep or libxml2 spell it, possibly with ../ segments) is the core XSD."""
-    path = unquote(urlsplit(url).path) if "://" in url else url
-    try:
-        return Path(path).resolve() == CORE_XSD.resolve()
-    except OSError:
-        return False
-
-
-# -- lxml ----------------------------------------------------------------------------------------
-
-
-class PatchedCoreResolver(etree.Resolver):
-    """Serves the patched crm_scheduling_1.1.xsd from memory; libxml2 reads every other file from disk."""
-
-    def resolve(self, system_url: str, public_id: str | None, context: Any) -> Any:
-        if _is_core_xsd(system_url):
-            # base_url keeps its own relative import (crm_scheduling_1.1_ext.xsd) resolvable.
-            return self.resolve_string(patched_core(), context, base_url=system_url)
-        return None
+    return CORE.content
 
 
 def _schema_from(path: Path, patched: bool) -> etree.XMLSchema:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    if patched:
-        parser.resolvers.add(PatchedCoreResolver())
+    parser = patched_parser(CORE) if patched else etree.XMLParser(resolve_entities=False, no_network=True)
     return etree.XMLSchema(etree.parse(str(path), parser))
 
 
@@ -272,30 +228,44 @@ def soap_headers(logical_address: str | None, actor: Actor = DEMO_ACTOR) -> dict
     return headers
 
 
-class PatchingTransport(Transport):
-    """zeep reads the official files through load(); patch the core XSD as it passes by."""
+class PatchingTransport(CorePatchingTransport):
+    """zeep reads the official files through load(); the core XSD is patched as it passes by."""
 
-    def load(self, url: str) -> bytes:
-        content = super().load(url)
-        return patch_core(content) if _is_core_xsd(url) else content
+    core = CORE
 
 
 class ResponseValidator(zeep.Plugin):
     """Validates every non-fault response against the official schema before zeep parses it.
 
     Raising here (SchemaViolation) fails the calling test at the call site, which is clearer than
-    collecting failures for a later check.
+    collecting failures for a later check. ``validate(interaction, envelope)`` defaults to the
+    crm:scheduling contract's; the engagement index passes its own.
     """
 
-    def __init__(self, interaction: str) -> None:
+    def __init__(self, interaction: str, validate: Callable[[str, etree._Element], Any] = validate_response) -> None:
         self.interaction = interaction
+        self.validate = validate
 
     def ingress(self, envelope: etree._Element, http_headers: Any, operation: Any) -> tuple[etree._Element, Any]:
         body = envelope.find(BODY)
         first = next((c for c in body if isinstance(c.tag, str)), None) if body is not None else None
         if first is None or first.tag != FAULT:
-            validate_response(self.interaction, envelope)
+            self.validate(self.interaction, envelope)
         return envelope, http_headers
+
+
+def as_data(response: Any) -> Any:
+    """zeep objects as plain dicts/lists, for comparisons."""
+    return serialize_object(response, dict)
+
+
+def client_fault(request: Callable[[], Any]) -> zeep.exceptions.Fault:
+    """Run a call that must be refused with a soap:Client fault; returns the fault for more checks."""
+    with pytest.raises(zeep.exceptions.Fault) as caught:
+        request()
+    fault = caught.value
+    assert (fault.code or "").rsplit(":", 1)[-1] == "Client", (fault.code, fault.message)
+    return fault
 
 
 @dataclass(frozen=True)
@@ -319,11 +289,17 @@ class OfficialClient:
         )
 
 
-def zeep_client(interaction: str, base_url: str, timeout: float = 30) -> OfficialClient:
-    """A zeep client from the OFFICIAL WSDL (patched core XSD), validating every response it gets."""
+def zeep_client(
+    interaction: str, base_url: str, timeout: float = 30, http_headers: Mapping[str, str] | None = None
+) -> OfficialClient:
+    """A zeep client from the OFFICIAL WSDL (patched core XSD), validating every response it gets.
+
+    ``http_headers`` go with every request (e.g. the consumer's HSA-id, as the VP sends it)."""
+    session = requests.Session()
+    session.headers.update(http_headers or {})
     client = zeep.Client(
         str(wsdl_path(interaction)),
-        transport=PatchingTransport(operation_timeout=timeout),
+        transport=PatchingTransport(session=session, operation_timeout=timeout),
         plugins=[ResponseValidator(interaction)],
     )
     address = f"{base_url.rstrip('/')}/{interaction}/1/rivtabp21"

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.rows import dict_row, tuple_row
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable  # the interpreter running pytest, i.e. the project's virtualenv
@@ -54,6 +55,25 @@ def fresh_database(admin_url: str, name: str) -> str:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return database_url(admin_url, name)
+
+
+def connect(url: str, *, dict_rows: bool = False, utc: bool = False) -> psycopg.Connection:
+    """An autocommit connection, so every read is fresh: for setting up and judging what a producer stored.
+
+    ``dict_rows`` gives rows as dicts; ``utc`` makes UTC the session's time zone."""
+    return psycopg.connect(
+        url,
+        autocommit=True,
+        row_factory=dict_row if dict_rows else tuple_row,
+        **({"options": "-c TimeZone=UTC"} if utc else {}),
+    )
+
+
+def booking_ids_by_kind(conn: psycopg.Connection, resident: str) -> dict[str, str]:
+    """A resident's booking ids by kind: for the demo resident's, looked up rather than assumed to be B1/K2/K3."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute("SELECT kind, booking_id FROM booking WHERE subject_of_care = %s", (resident,))
+        return dict(rows.fetchall())
 
 
 # -- processes -----------------------------------------------------------------------------------
@@ -108,6 +128,10 @@ class ProducerServer:
 
     def endpoint(self, interaction: str) -> str:
         return f"{self.base_url}/{interaction}/1/rivtabp21"
+
+    def connect(self, *, dict_rows: bool = False, utc: bool = False) -> psycopg.Connection:
+        """An autocommit connection to this producer's database (see :func:`connect`)."""
+        return connect(self.database_url, dict_rows=dict_rows, utc=utc)
 
     def output(self, limit: int = 20_000) -> str:
         """The tail of the server's captured stdout and stderr, for failure messages."""
