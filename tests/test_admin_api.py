@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from support.ei import EiLoop, publishing_into_a_stub, wait_until_drained
 from support.server import ProducerServer
@@ -187,3 +188,31 @@ def test_invitations_and_batches_through_the_api(server: ProducerServer, officia
 def wait_until_published(server: ProducerServer, seconds: float = 20) -> None:
     with server.connect() as conn:
         wait_until_drained(conn, seconds=seconds)
+
+
+def load(server: ProducerServer, body: bytes, content_type: str, token: str = ALL, query: str = "") -> tuple[int, Any]:
+    parts = urlsplit(server.base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+    try:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+        conn.request("POST", f"/admin/load{query}", body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_loading_over_http(server: ProducerServer) -> None:
+    unit = b"units:\n  - hsa_id: SE2321000016-L100\n    name: Mottagningen Laddad\n"
+    status, report = load(server, unit, "application/yaml", query="?dry_run=true")
+    assert status == 200 and report["ok"] and report["dry_run"]
+    with psycopg.connect(server.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM care_unit WHERE hsa_id = 'SE2321000016-L100'").fetchone()[0] == 0
+    status, report = load(server, unit, "application/yaml")
+    assert status == 200 and report["ok"] and not report["dry_run"]
+    status, report = load(server, unit, "application/yaml", token=ONLY_A100)
+    assert status == 403 and report["error"]["field"] == "Authorization"
+    status, report = load(server, b"{}", "application/pdf")
+    assert status == 415 and report["error"]["field"] == "Content-Type"
+    status, report = load(server, b"unit,start,time_type\nSE2321000016-L100,2020-01-01 08:00,NOPE\n", "text/csv")
+    assert status == 422 and not report["ok"] and report["problems"]

@@ -189,10 +189,10 @@ class Api(CalendarDb):
 
     def move_near(self, slot_id: int) -> None:
         """Two hours from now: inside the units' 24-hour change deadline. Only for slots without a
-        performer (PROV at A100), so the no-overlap constraint on performers cannot object."""
+        performer (PROV at A100); the slot leaves its room, so no overlap check can object."""
         starts = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
         self.db.execute(
-            "UPDATE slot SET ends_at = %s + (ends_at - starts_at), starts_at = %s WHERE id = %s",
+            "UPDATE slot SET ends_at = %s + (ends_at - starts_at), starts_at = %s, resource_id = NULL WHERE id = %s",
             (starts, starts, slot_id),
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from producer.admin_api import staff_routes
+from producer.admin_api import load_routes, staff_routes
 from producer.admin_api.app import Route
 
-ROUTES: list[Route] = [*staff_routes.ROUTES]
+ROUTES: list[Route] = [*load_routes.ROUTES, *staff_routes.ROUTES]

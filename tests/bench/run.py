@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support.server import free_port, fresh_database, http_get, run_cli, start_server  # noqa: E402
 
-from tests.bench import ei_drain, load  # noqa: E402
+from tests.bench import ei_drain, load, loading  # noqa: E402
 
 UNITS = 100
 DAYS = 200
@@ -300,6 +300,8 @@ def main() -> None:
         floor.terminate()
         floor.wait(10)
     line("floor (pre-written 50-slot response)", floor_result)
+    for text in loading.bench(admin, fresh_database, tmp):
+        print(text)
     seconds = ei_drain.drain(admin, fresh_database, tmp)
     print(
         f"{'EI drain of a 100,000-row backlog':<40} {ei_drain.BACKLOG / seconds:>9.0f} engagements/s"
