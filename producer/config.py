@@ -40,7 +40,7 @@ class Settings:
     booking_id_policy: str = "stable"
     max_search_days: int = 92
     max_request_bytes: int = 1_048_576
-    db_pool_size: int = 8
+    db_pool_size: int = 4
     db_timeout_seconds: int = 5
     pgdata: Path = field(default=REPO_ROOT / ".pgdata")
     admin_tokens: str = ""  # TIDBOK_ADMIN_TOKENS: see producer.admin_api.auth
@@ -63,7 +63,7 @@ class Settings:
             booking_id_policy=policy,
             max_search_days=max_days,
             max_request_bytes=_int("TIDBOK_MAX_REQUEST_BYTES", 1_048_576, minimum=1024),
-            db_pool_size=_int("TIDBOK_DB_POOL_SIZE", 8, minimum=1),
+            db_pool_size=_int("TIDBOK_DB_POOL_SIZE", 4, minimum=1),
             db_timeout_seconds=_int("TIDBOK_DB_TIMEOUT", 5, minimum=1),
             pgdata=Path(os.environ.get("TIDBOK_PGDATA", str(REPO_ROOT / ".pgdata"))),
             admin_tokens=os.environ.get("TIDBOK_ADMIN_TOKENS", ""),
