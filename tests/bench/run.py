@@ -132,6 +132,13 @@ def build_calendar(url: str) -> float:
     return time.perf_counter() - started
 
 
+def settle(admin_url: str) -> None:
+    """Let PostgreSQL write out what the previous scenario left (a checkpoint), so it does not
+    compete with the next one."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def worker_memory(server_pid: int) -> list[float]:
     """RSS in MB of each granian worker process (the children of the server's main process)."""
     try:
@@ -184,6 +191,7 @@ def main() -> None:
     run_cli(["migrate"], {"DATABASE_URL": url})
     print(f"calendar: {UNITS * DAYS * SLOTS_PER_DAY:,} slots over {UNITS} units built in {build_calendar(url):.1f} s")
 
+    settle(admin)
     server = start_server("bench", url, {"TIDBOK_WORKERS": WORKERS, "TIDBOK_LOG_LEVEL": "WARNING"}, tmp)
     rng = random.Random(20261121)
     today = date.today()
@@ -300,13 +308,15 @@ def main() -> None:
         floor.terminate()
         floor.wait(10)
     line("floor (pre-written 50-slot response)", floor_result)
-    for text in loading.bench(admin, fresh_database, tmp):
-        print(text)
+    settle(admin)
     seconds = ei_drain.drain(admin, fresh_database, tmp)
     print(
         f"{'EI drain of a 100,000-row backlog':<40} {ei_drain.BACKLOG / seconds:>9.0f} engagements/s"
         f"   ({seconds:.1f} s, one publisher process)"
     )
+    settle(admin)
+    for text in loading.bench(admin, fresh_database, tmp):
+        print(text)
     print(f"{'GetAvailableTimeslots / floor':<40} {gat.rate / floor_result.rate:>9.2f}")
     print(f"{'server worker memory, start (MB)':<40} {memory_start}")
     print(f"{'server worker memory, end (MB)':<40} {memory_end}")
