@@ -1,36 +1,37 @@
-"""EI publishing settings, from the environment (TIDBOK_EI_*); a bad value names the setting."""
+"""EI publishing settings: TIDBOK_EI_* or the [ei] section of the configuration file; a bad value
+names the setting."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from producer.config import ConfigError
+from producer import config_source
+from producer.config_source import ConfigError, Source
 
 CATEGORIZATIONS = ("split", "NA")
 
 
-def _int(name: str, default: int, minimum: int) -> int:
-    raw = os.environ.get(name, "")
+def _int(source: Source, name: str, default: int, minimum: int) -> int:
+    raw = source.get(name, "")
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        raise ConfigError(f"{source.label(name)} must be a whole number, got {raw!r}") from None
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        raise ConfigError(f"{source.label(name)} must be at least {minimum}, got {value}")
     return value
 
 
-def _path(name: str) -> Path | None:
-    raw = os.environ.get(name, "")
+def _path(source: Source, name: str) -> Path | None:
+    raw = source.get(name, "")
     if not raw:
         return None
     path = Path(raw)
     if not path.is_file():
-        raise ConfigError(f"{name} names {raw!r}, which is not a readable file")
+        raise ConfigError(f"{source.label(name)} names {raw!r}, which is not a readable file")
     return path
 
 
@@ -59,35 +60,38 @@ class EiSettings:
     ca_bundle: Path | None = None
 
     @classmethod
-    def from_env(cls) -> EiSettings:
-        categorization = os.environ.get("TIDBOK_EI_CATEGORIZATION", "split")
+    def from_env(cls, source: Source | None = None) -> EiSettings:
+        source = source or config_source.load()
+        categorization = source.get("TIDBOK_EI_CATEGORIZATION") or "split"
         if categorization not in CATEGORIZATIONS:
-            raise ConfigError(f"TIDBOK_EI_CATEGORIZATION must be split or NA, got {categorization!r}")
-        batch = _int("TIDBOK_EI_BATCH_SIZE", 1000, 1)
+            raise ConfigError(f"{source.label('TIDBOK_EI_CATEGORIZATION')} must be split or NA, got {categorization!r}")
+        batch = _int(source, "TIDBOK_EI_BATCH_SIZE", 1000, 1)
         if batch > 1000:
-            raise ConfigError("TIDBOK_EI_BATCH_SIZE must be at most 1000 (the EI's limit per Update)")
-        initial = _int("TIDBOK_EI_RETRY_INITIAL_MS", 5000, 1)
-        maximum = _int("TIDBOK_EI_RETRY_MAX_MS", 300_000, 1)
+            raise ConfigError(
+                f"{source.label('TIDBOK_EI_BATCH_SIZE')} must be at most 1000 (the EI's limit per Update)"
+            )
+        initial = _int(source, "TIDBOK_EI_RETRY_INITIAL_MS", 5000, 1)
+        maximum = _int(source, "TIDBOK_EI_RETRY_MAX_MS", 300_000, 1)
         if maximum < initial:
             raise ConfigError("TIDBOK_EI_RETRY_MAX_MS must not be below TIDBOK_EI_RETRY_INITIAL_MS")
-        cert, key = _path("TIDBOK_EI_CLIENT_CERT"), _path("TIDBOK_EI_CLIENT_KEY")
+        cert, key = _path(source, "TIDBOK_EI_CLIENT_CERT"), _path(source, "TIDBOK_EI_CLIENT_KEY")
         if (cert is None) != (key is None):
             raise ConfigError("TIDBOK_EI_CLIENT_CERT and TIDBOK_EI_CLIENT_KEY go together")
         return cls(
-            update_url=os.environ.get("TIDBOK_EI_UPDATE_URL") or None,
-            logical_address=os.environ.get("TIDBOK_EI_LOGICAL_ADDRESS", "5565594230"),
-            source_system=os.environ.get("TIDBOK_EI_SOURCE_SYSTEM", "SE2321000016-TIDB").upper(),
-            data_controller=os.environ.get("TIDBOK_EI_DATA_CONTROLLER", "SE2321000016"),
+            update_url=source.get("TIDBOK_EI_UPDATE_URL") or None,
+            logical_address=source.get("TIDBOK_EI_LOGICAL_ADDRESS") or "5565594230",
+            source_system=(source.get("TIDBOK_EI_SOURCE_SYSTEM") or "SE2321000016-TIDB").upper(),
+            data_controller=source.get("TIDBOK_EI_DATA_CONTROLLER") or "SE2321000016",
             categorization=categorization,
             batch_size=batch,
-            timeout_seconds=_int("TIDBOK_EI_TIMEOUT", 10, 1),
+            timeout_seconds=_int(source, "TIDBOK_EI_TIMEOUT", 10, 1),
             retry_initial_ms=initial,
             retry_max_ms=maximum,
-            retry_max_attempts=_int("TIDBOK_EI_RETRY_MAX_ATTEMPTS", 50, 1),
-            poll_seconds=_int("TIDBOK_EI_POLL_MS", 200, 10) / 1000,
-            sweep_seconds=_int("TIDBOK_EI_SWEEP_SECONDS", 60, 1),
-            publisher_threads=_int("TIDBOK_EI_PUBLISHER_THREADS", 2, 1),
+            retry_max_attempts=_int(source, "TIDBOK_EI_RETRY_MAX_ATTEMPTS", 50, 1),
+            poll_seconds=_int(source, "TIDBOK_EI_POLL_MS", 200, 10) / 1000,
+            sweep_seconds=_int(source, "TIDBOK_EI_SWEEP_SECONDS", 60, 1),
+            publisher_threads=_int(source, "TIDBOK_EI_PUBLISHER_THREADS", 2, 1),
             client_cert=cert,
             client_key=key,
-            ca_bundle=_path("TIDBOK_EI_CA_BUNDLE"),
+            ca_bundle=_path(source, "TIDBOK_EI_CA_BUNDLE"),
         )

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any
 
 import psycopg
 from lxml import etree
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from producer import audit, logs, metrics, readiness
 from producer.call import Call, Unit
 from producer.codec import Decoded, ResponseWriter, decode
 from producer.config import Settings
+from producer.consumer_identity import NotIdentified, identify
 from producer.contract import Contract, Interaction, load_contract
 from producer.identifiers import is_valid_hsa_id
 from producer.soap import (
@@ -25,12 +29,14 @@ from producer.soap import (
     envelope,
     fault_envelope,
     parse_envelope,
+    refusal_fault,
     server_fault,
 )
 from producer.unit_cache import UnitCache
 from producer.wsdl import ENDPOINT, ContractFiles
 
 log = logging.getLogger("tidbok.soap")
+_TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # a header value safe to put in logs
 
 Handler = Callable[[Call, Decoded, psycopg.Connection], Decoded]
 StartResponse = Callable[..., Any]
@@ -92,18 +98,57 @@ class Producer:
             return self._soap(name, environ, start_response)
         if method == "GET" and path == "/health":
             return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ok\n")
+        if method == "GET" and path == "/ready":
+            problem = readiness.problem(self.pool)
+            if problem is None:
+                return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ready\n")
+            return _respond(
+                start_response, "503 Service Unavailable", "text/plain; charset=utf-8", f"{problem}\n".encode()
+            )
+        if method == "GET" and path == "/metrics":
+            return _respond(start_response, "200 OK", metrics.CONTENT_TYPE, metrics.exposition(lambda: self.pool))
         if endpoint:
             return _fault(start_response, client_fault(f"There is no interaction {endpoint.group(1)!r} here"))
         return _respond(start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
 
     def _soap(self, name: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = perf_counter()
+        correlation = environ.get("HTTP_X_SKLTP_CORRELATION_ID", "")
+        traced = logs.correlation_id.set(correlation if _TRACE_ID.match(correlation) else "-")
+        outcome, fault_code = "ok", None
         try:
+            caller = self._caller(name, environ)
+            logs.consumer.set(caller or "-")
             body = self._read_body(environ)
-            response = self.handle(name, body, environ)
+            response, outcome = self.handle(name, body, environ, caller)
         except SoapFault as fault:
-            log.info("fault %s %s: %s", name, fault.code, fault.message)
+            outcome, fault_code = fault.outcome, fault.code
+            if fault.refused:
+                metrics.REFUSED.labels(fault.refused).inc()
+                log.warning("refused %s: %s", name, fault.message)
+            else:
+                log.info("fault %s %s: %s", name, fault.code, fault.message)
             return _fault(start_response, fault)
+        finally:
+            metrics.observe(name, outcome, perf_counter() - started, fault_code)
+            metrics.observe_pool(self._pool)
+            logs.consumer.set("-")
+            logs.correlation_id.reset(traced)
         return _respond(start_response, "200 OK", CONTENT_TYPE, response)
+
+    def _caller(self, name: str, environ: dict[str, Any]) -> str | None:
+        """The consumer's HSA-id, refused here when it may not call this contract at all (the care
+        unit is checked once the envelope names it). None in the open mode: nobody is identified."""
+        try:
+            caller = identify(self.settings, environ)
+        except NotIdentified as problem:
+            reason = "untrusted_proxy" if "trusted proxy" in str(problem) else "no_identity"
+            raise refusal_fault(f"The caller is not authorized: {problem}", reason) from None
+        if caller is not None:
+            refusal = self.settings.consumers.refusal(caller, name)
+            if refusal is not None:
+                raise refusal_fault(refusal, "unauthorized")
+        return caller
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:
         content_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
@@ -126,8 +171,9 @@ class Producer:
 
     # -- dispatch ---------------------------------------------------------------------------------
 
-    def handle(self, name: str, body: bytes, environ: dict[str, Any]) -> bytes:
-        """Parse, validate, decode, run the handler, and write the response.
+    def handle(self, name: str, body: bytes, environ: dict[str, Any], caller: str | None) -> tuple[bytes, str]:
+        """Parse, validate, decode, run the handler, and write the response; also says the outcome
+        (the resultCode in lower case, "ok" for the queries) for the metrics.
 
         Connections are in autocommit mode: queries run on their own, and the changing operations
         open their transaction themselves (see operations.booking_common.run_refusable)."""
@@ -136,6 +182,10 @@ class Producer:
         self._check_root(interaction, parsed.body_root.tag)
         if not parsed.logical_address:
             raise client_fault("The LogicalAddress header (urn:riv:itintegration:registry:1) is missing or empty")
+        if caller is not None:
+            refusal = self.settings.consumers.refusal(caller, name, parsed.logical_address)
+            if refusal is not None:
+                raise refusal_fault(refusal, "unauthorized")
         if parsed.actor_element is not None and not self.contract.actor_validator.validate(parsed.actor_element):
             raise client_fault(
                 self._schema_error(self.contract.actor_validator, parsed.actor_element, "The Actor header")
@@ -151,6 +201,7 @@ class Producer:
                     unit=unit,
                     actor_id=parsed.actor_id,
                     actor_type=parsed.actor_type,
+                    caller=caller,
                     consumer_hsa_id=environ.get("HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID"),
                     correlation_id=environ.get("HTTP_X_SKLTP_CORRELATION_ID"),
                     now=datetime.now(UTC),
@@ -161,12 +212,15 @@ class Producer:
         except SoapFault:
             raise
         except (PoolTimeout, psycopg.OperationalError):
+            metrics.DATABASE_UNAVAILABLE.inc()
             log.warning("database unavailable during %s", name, exc_info=True)
             raise server_fault("The service is temporarily unavailable (database); try again later") from None
         except Exception:
             log.exception("internal error in %s", name)
             raise server_fault(f"Internal error while handling {name}") from None
-        return envelope(self.writers[name].write(result))
+        audit.record_call(call, request, result)
+        outcome = str(result.get("resultCode") or "ok").lower() if isinstance(result, dict) else "ok"
+        return envelope(self.writers[name].write(result)), outcome
 
     def _schema_error(self, validator: etree.XMLSchema, element: etree._Element, subject: str) -> str:
         """Describe why an element is invalid. A compiled schema keeps one error log for all threads,

@@ -28,6 +28,7 @@ class Call:
     unit: Unit
     actor_id: str | None
     actor_type: str | None
+    caller: str | None  # the calling consumer's HSA-id from its certificate (None in the open mode)
     consumer_hsa_id: str | None  # x-rivta-original-serviceconsumer-hsaid: audit only
     correlation_id: str | None
     now: datetime

@@ -9,6 +9,7 @@ import os
 import sys
 from datetime import datetime
 
+from producer import logs
 from producer.config import ConfigError, Settings
 
 log = logging.getLogger("tidbok")
@@ -45,26 +46,11 @@ def cmd_demo(settings: Settings, url: str) -> None:
 
 
 def cmd_serve(settings: Settings, url: str) -> None:
-    from granian import Granian
-    from granian.constants import Interfaces
-
     from producer.admin_api.auth import Tokens
+    from producer.serving import serve
 
     Tokens.parse(settings.admin_tokens)  # a bad token setting stops here, naming it, not in every worker
-
-    os.environ["DATABASE_URL"] = url  # the workers are new processes; they read it from the environment
-    log.info("serving on http://%s:%s/<Interaction>/1/rivtabp21", settings.host, settings.port)
-    Granian(
-        "producer.wsgi:create_app",
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.WSGI,
-        workers=settings.workers,
-        blocking_threads=settings.db_pool_size,  # a WSGI thread needs a connection; more would only queue
-        factory=True,
-        log_access=True,
-        log_access_format='%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms',
-    ).serve()
+    serve(settings, url)
 
 
 def cmd_publish(settings: Settings, url: str) -> None:
@@ -210,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("outbox needs an action: status, parked, retry or resync")
     try:
         settings = Settings.from_env()
+        logs.configure(settings.log_level, settings.log_format)
         url, _server = _database(settings)
         if args.command in ("run", "migrate"):
             cmd_migrate(settings, url)

@@ -23,16 +23,20 @@ BODY = f"{{{SOAP_ENV}}}Body"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 
 _PARSER = hardened_parser(remove_comments=True, remove_pis=True, collect_ids=False)
-_QUOTED_VALUE = re.compile(r"'[^']*'")
 
 
 class SoapFault(Exception):
     """A fault to send back: code is "Client" (the caller's request is wrong) or "Server"."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, refused: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.refused = refused  # why the caller was refused (a metrics label), for authorization faults
+
+    @property
+    def outcome(self) -> str:
+        return "refused" if self.refused else f"{self.code.lower()}_fault"
 
 
 def client_fault(message: str) -> SoapFault:
@@ -41,6 +45,11 @@ def client_fault(message: str) -> SoapFault:
 
 def server_fault(message: str) -> SoapFault:
     return SoapFault("Server", message)
+
+
+def refusal_fault(message: str, reason: str) -> SoapFault:
+    """The caller may not call: a soap:Client fault, logged and counted as a refusal."""
+    return SoapFault("Client", message, refused=reason)
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ def parse_envelope(data: bytes) -> Envelope:
     except etree.XMLSyntaxError as exc:
         if b"<!DOCTYPE" in data:  # e.g. libxml2's guard against entity expansion stopped the parse
             raise client_fault("Document type declarations (DTDs) are not allowed in SOAP messages") from None
-        raise client_fault(f"The request is not well-formed XML: {_first_line(str(exc))}") from None
+        raise client_fault(f"The request is not well-formed XML{_syntax_error(exc)}") from None
     tree = root.getroottree()
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise client_fault("Document type declarations (DTDs) are not allowed in SOAP messages")
@@ -127,8 +136,54 @@ def describe_schema_errors(log: etree._ListErrorLog, subject: str = "The request
     return f"{subject} does not follow the contract schema at {where or 'its root element'}: {problem}"
 
 
-def _first_line(text: str) -> str:
-    return _QUOTED_VALUE.sub("(value)", text.splitlines()[0] if text else "")[:200]
+_SYNTAX_PROBLEMS = {
+    "ERR_INVALID_ENCODING": "bytes that are not valid in its character encoding (UTF-8 unless its XML declaration "
+    "names another)",
+    "ERR_UNSUPPORTED_ENCODING": "an encoding in its XML declaration that is not supported; send UTF-8",
+    "ERR_ENCODING_NAME": "an invalid encoding name in its XML declaration; send UTF-8",
+    "ERR_XMLDECL_NOT_FINISHED": "an XML declaration that is not finished",
+    "ERR_RESERVED_XML_NAME": "an XML declaration that is not at the very start",
+    "ERR_UNKNOWN_VERSION": "an XML version other than 1.0",
+    "ERR_INVALID_CHAR": "a character XML does not allow (e.g. NUL or another control character)",
+    "ERR_DOCUMENT_EMPTY": "no XML content (only bytes that cannot start a document)",
+    "ERR_DOCUMENT_END": "content after the root element",
+    "ERR_TAG_NAME_MISMATCH": "an end tag that does not match its start tag",
+    "ERR_TAG_NOT_FINISHED": "an element that is never closed (is the request cut off?)",
+    "ERR_GT_REQUIRED": "a start tag that is not closed with '>'",
+    "ERR_LT_REQUIRED": "a tag that does not start with '<'",
+    "ERR_NAME_REQUIRED": "a '<' or '&' that does not start a name (escape it as &lt; or &amp;)",
+    "ERR_ATTRIBUTE_NOT_STARTED": "an attribute value that is not quoted",
+    "ERR_ATTRIBUTE_NOT_FINISHED": "an attribute value that is never closed (is the request cut off?)",
+    "ERR_ATTRIBUTE_WITHOUT_VALUE": "an attribute without a value",
+    "ERR_ATTRIBUTE_REDEFINED": "an attribute given twice on one element",
+    "ERR_LT_IN_ATTRIBUTE": "an unescaped '<' in an attribute value",
+    "ERR_UNDECLARED_ENTITY": "a reference to an entity that is not defined",
+    "ERR_ENTITYREF_SEMICOL_MISSING": "an entity or character reference without its ';'",
+    "ERR_CDATA_NOT_FINISHED": "a CDATA section that is never closed (is the request cut off?)",
+    "ERR_COMMENT_NOT_FINISHED": "a comment that is never closed (is the request cut off?)",
+    "ERR_PI_NOT_FINISHED": "a processing instruction that is never closed (is the request cut off?)",
+    "ERR_HYPHEN_IN_COMMENT": "'--' inside a comment",
+    "ERR_MISPLACED_CDATA_END": "']]>' in text",
+    "ERR_RESOURCE_LIMIT": "elements nested deeper than the parser's depth limit, or another parser limit exceeded",
+    "NS_ERR_UNDEFINED_NAMESPACE": "a namespace prefix that is not declared",
+    "NS_ERR_XML_NAMESPACE": "an invalid namespace declaration",
+    "NS_ERR_QNAME": "an element or attribute name that is not a valid qualified name",
+}
+_ERROR_NAMES = {code: name for name, code in vars(etree.ErrorTypes).items() if name.isupper()}
+
+
+def _syntax_error(exc: etree.XMLSyntaxError) -> str:
+    """Where and how the request breaks XML, in our own words.
+
+    libxml2's message is not passed on: it quotes element names, comment and CDATA text and the
+    declared encoding from the request, which can carry patient data, and lxml adds Python's
+    exception decoration ("(<string>, line 2)"). The libxml2 error name stays, for the developer.
+    """
+    name = _ERROR_NAMES.get(exc.code, "")
+    problem = _SYNTAX_PROBLEMS.get(name, f"a syntax error (libxml2 {name})" if name else "a syntax error")
+    line, column = exc.position if exc.position else (0, 0)
+    where = f" at line {line}, column {column}" if line > 0 else ""
+    return f"{where}: it has {problem}"
 
 
 def envelope(body_xml: str) -> bytes:

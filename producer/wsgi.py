@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import os
 
-from producer.admin_api import tracing
+from producer import logs
 from producer.admin_api.app import AdminApi
 from producer.admin_api.auth import Tokens
 from producer.admin_api.routes import ROUTES
@@ -19,7 +19,7 @@ def create_app() -> Producer:
     url = settings.database_url or os.environ.get("DATABASE_URL")
     if not url:
         raise RuntimeError("DATABASE_URL must be set for the server workers (tidbok serve sets it)")
-    tracing.configure_logging(os.environ.get("TIDBOK_LOG_LEVEL", "INFO"))
+    logs.configure(settings.log_level, settings.log_format)
     app = Producer(settings, url, HANDLERS)
     app.admin = AdminApi(ROUTES, Tokens.parse(settings.admin_tokens), lambda: app.pool, settings)
     gc.collect()

@@ -15,6 +15,7 @@ Raw-XML helpers are plain functions: ``from support import envelope, soap_post, 
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -45,16 +46,19 @@ def start_producer(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) 
     """``start_producer(name, extra_env=None)``: a producer with its own fresh, migrated, demo-loaded
     database ``tidbok_test_<name>``; started once per session per name, so tests share it.
 
-    Example: ``start_producer("perslot", {"TIDBOK_BOOKING_ID_POLICY": "per-slot"})``.
+    Example: ``start_producer("perslot", {"TIDBOK_BOOKING_ID_POLICY": "per-slot"})``. ``tls``: a
+    client context for a producer serving mutual TLS (support.server.start_server).
     """
     log_dir = tmp_path_factory.mktemp("producer-logs")
     servers: dict[str, ProducerServer] = {}
 
-    def start(name: str, extra_env: Mapping[str, str] | None = None) -> ProducerServer:
+    def start(
+        name: str, extra_env: Mapping[str, str] | None = None, tls: ssl.SSLContext | None = None
+    ) -> ProducerServer:
         extra = dict(extra_env or {})
         server = servers.get(name)
         if server is None:
-            server = servers[name] = prepare_and_start(pg_admin_url, name, extra, Path(log_dir))
+            server = servers[name] = prepare_and_start(pg_admin_url, name, extra, Path(log_dir), tls)
             _running[name] = server
         elif server.extra_env != extra:
             raise ValueError(f"producer {name!r} already runs with {server.extra_env}, not {extra}; use another name")

@@ -56,6 +56,7 @@ def _cancel(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
             "booking_id": view.booking_id,
             "was_invitation": view.is_invitation,
             "message_dropped": message is not None and stored_message is None,
+            "caller": call.caller,
             "consumer": call.consumer_hsa_id,
             "correlation_id": call.correlation_id,
         },

@@ -130,6 +130,7 @@ def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
             "unit": target,
             "addressed_unit": call.unit.hsa_id,
             "booking_id": booking_id,
+            "caller": call.caller,
             "consumer": call.consumer_hsa_id,
             "correlation_id": call.correlation_id,
         },

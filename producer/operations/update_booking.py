@@ -107,6 +107,7 @@ def _rebook(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
             "from_booking_id": view.booking_id,
             "booking_id": booking_id,
             "was_invitation": view.is_invitation,
+            "caller": call.caller,
             "consumer": call.consumer_hsa_id,
             "correlation_id": call.correlation_id,
         },

@@ -290,12 +290,17 @@ class OfficialClient:
 
 
 def zeep_client(
-    interaction: str, base_url: str, timeout: float = 30, http_headers: Mapping[str, str] | None = None
+    interaction: str,
+    base_url: str,
+    timeout: float = 30,
+    http_headers: Mapping[str, str] | None = None,
+    session: requests.Session | None = None,
 ) -> OfficialClient:
     """A zeep client from the OFFICIAL WSDL (patched core XSD), validating every response it gets.
 
-    ``http_headers`` go with every request (e.g. the consumer's HSA-id, as the VP sends it)."""
-    session = requests.Session()
+    ``http_headers`` go with every request (e.g. the consumer's HSA-id, as the VP sends it);
+    ``session`` carries TLS settings (client certificate, trusted CA) for https producers."""
+    session = session or requests.Session()
     session.headers.update(http_headers or {})
     client = zeep.Client(
         str(wsdl_path(interaction)),

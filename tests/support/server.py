@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -158,8 +159,24 @@ class ProducerServer:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def start_server(name: str, database_url: str, extra_env: Mapping[str, str], log_dir: Path) -> ProducerServer:
-    """Start ``producer serve`` on a free port and wait until GET /health answers 200 "ok"."""
+def client_tls(cert: Path | str, key: Path | str, ca: Path | str) -> ssl.SSLContext:
+    """A client context presenting ``cert`` and trusting only ``ca``: how the platform calls."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def start_server(
+    name: str,
+    database_url: str,
+    extra_env: Mapping[str, str],
+    log_dir: Path,
+    tls: ssl.SSLContext | None = None,
+) -> ProducerServer:
+    """Start ``producer serve`` on a free port and wait until GET /health answers 200 "ok".
+
+    ``tls``: the producer serves mutual TLS (its TIDBOK_TLS_* in ``extra_env``); this client
+    context is used for the health check, and base_url is https."""
     port = free_port()
     env = {
         "DATABASE_URL": database_url,
@@ -182,7 +199,7 @@ def start_server(name: str, database_url: str, extra_env: Mapping[str, str], log
         )
     server = ProducerServer(
         name=name,
-        base_url=f"http://127.0.0.1:{port}",
+        base_url=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
         database_url=database_url,
         env=env,
         process=process,
@@ -198,7 +215,7 @@ def start_server(name: str, database_url: str, extra_env: Mapping[str, str], log
                 pytrace=False,
             )
         with contextlib.suppress(OSError, http.client.HTTPException):
-            status, _, body = http_get(f"{server.base_url}/health", timeout=1)
+            status, _, body = http_get(f"{server.base_url}/health", timeout=1, tls=tls)
             if status == 200 and body.strip() == b"ok":
                 return server
         if time.monotonic() > deadline:
@@ -210,23 +227,35 @@ def start_server(name: str, database_url: str, extra_env: Mapping[str, str], log
         time.sleep(0.1)
 
 
-def prepare_and_start(admin_url: str, name: str, extra_env: Mapping[str, str], log_dir: Path) -> ProducerServer:
-    """Fresh database ``tidbok_test_<name>``, migrate, demo data, then serve."""
+def prepare_and_start(
+    admin_url: str, name: str, extra_env: Mapping[str, str], log_dir: Path, tls: ssl.SSLContext | None = None
+) -> ProducerServer:
+    """Fresh database ``tidbok_test_<name>``, migrate, demo data, then serve (``tls``: see start_server)."""
     url = fresh_database(admin_url, f"{DATABASE_PREFIX}{name}")
     cli_env = {"DATABASE_URL": url, **extra_env}
     run_cli(["migrate"], cli_env)
     run_cli(["demo"], cli_env)
-    return start_server(name, url, extra_env, log_dir)
+    return start_server(name, url, extra_env, log_dir, tls)
 
 
 # -- raw HTTP ------------------------------------------------------------------------------------
 
 
 def _request(
-    method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    timeout: float,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, Message, bytes]:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+    host = parts.hostname or "127.0.0.1"
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(host, parts.port or 443, timeout=timeout, context=tls)
+    else:
+        conn = http.client.HTTPConnection(host, parts.port or 80, timeout=timeout)
     try:
         target = parts.path or "/"
         if parts.query:
@@ -238,9 +267,9 @@ def _request(
         conn.close()
 
 
-def http_get(url: str, timeout: float = 30) -> tuple[int, Message, bytes]:
+def http_get(url: str, timeout: float = 30, tls: ssl.SSLContext | None = None) -> tuple[int, Message, bytes]:
     """GET without following redirects or raising on 4xx/5xx (unlike urllib.request)."""
-    return _request("GET", url, None, {}, timeout)
+    return _request("GET", url, None, {}, timeout, tls)
 
 
 def soap_post(
@@ -250,6 +279,7 @@ def soap_post(
     content_type: str = "text/xml; charset=utf-8",
     headers: Mapping[str, str] | None = None,
     timeout: float = 30,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, Message, bytes]:
     """POST raw bytes to an interaction endpoint; returns (status, headers, body) whatever the status.
 
@@ -264,4 +294,4 @@ def soap_post(
     for key, value in (headers or {}).items():
         sent = {k: v for k, v in sent.items() if k.lower() != key.lower()}
         sent[key] = value
-    return _request("POST", f"{base_url.rstrip('/')}/{interaction}/1/rivtabp21", data, sent, timeout)
+    return _request("POST", f"{base_url.rstrip('/')}/{interaction}/1/rivtabp21", data, sent, timeout, tls)

@@ -1,0 +1,112 @@
+"""Log lines: one per record, as text or as one JSON object per line (TIDBOK_LOG_FORMAT), each
+carrying the request's trace ids, and never a personnummer in plain text.
+
+Masking happens on the finished line, so a number is hidden wherever it appears: in a message,
+an argument, an exception text or a server's access line.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+# 12 digits (with or without the hyphen) starting 19/20, and the 10-digit form with - or + between
+# date and number; the letter forms (T/F/P reserve numbers) too. Digits next to digits do not
+# match, so HSA-ids (SE2321000016-A100) and other long numbers are left alone.
+_LONG = re.compile(r"(?<![0-9])((?:19|20)[0-9]{6})-?[0-9pPtTfF][0-9]{3}(?![0-9A-Za-z])")
+_SHORT = re.compile(r"(?<![0-9])([0-9]{6})[-+][0-9]{4}(?![0-9A-Za-z])")
+
+correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+consumer: contextvars.ContextVar[str] = contextvars.ContextVar("consumer", default="-")
+
+TEXT_FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s"
+    " [request %(request_id)s context %(context_id)s correlation %(correlation_id)s consumer %(consumer)s]"
+    " %(message)s"
+)
+JSON_FIELDS = "{asctime}{levelname}{name}{message}{request_id}{context_id}{correlation_id}{consumer}"
+JSON_RENAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+
+
+def mask(text: str) -> str:
+    """Keep the birth date, hide the rest: 19121212-1212 → 19121212-****."""
+    return _SHORT.sub(r"\1-****", _LONG.sub(r"\1-****", text))
+
+
+class TraceFilter(logging.Filter):
+    """Adds the trace ids (admin API request/context ids, the platform's correlation id, the
+    calling consumer) to every record, so every format can show them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from producer.admin_api import tracing
+
+        record.request_id = tracing.request_id.get()
+        record.context_id = tracing.context_id.get()
+        record.correlation_id = correlation_id.get()
+        record.consumer = consumer.get()
+        return True
+
+
+class MaskingFormatter(logging.Formatter):
+    """The text format, with personnummer masked."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None, style: Any = "%") -> None:
+        super().__init__(fmt or TEXT_FORMAT, datefmt, style)
+
+    def format(self, record: logging.LogRecord) -> str:
+        _defaults(record)
+        return mask(super().format(record))
+
+
+class MaskingJsonFormatter(JsonFormatter):
+    """One JSON object per line, with personnummer masked."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("rename_fields", JSON_RENAMES)
+        super().__init__(JSON_FIELDS, style="{", **kwargs)
+
+    def format(self, record: logging.LogRecord) -> str:
+        _defaults(record)
+        return mask(super().format(record))
+
+
+def _defaults(record: logging.LogRecord) -> None:
+    """Records from loggers without the TraceFilter (a server's own) still fill the format."""
+    for name in ("request_id", "context_id", "correlation_id", "consumer"):
+        if not hasattr(record, name):
+            setattr(record, name, "-")
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    return MaskingJsonFormatter() if log_format == "json" else MaskingFormatter()
+
+
+def configure(level: str = "INFO", log_format: str = "text") -> None:
+    """The `tidbok` loggers write one line per record with the trace ids, whatever the server did
+    to the root logger (granian and gunicorn configure their own)."""
+    logger = logging.getLogger("tidbok")
+    if any(isinstance(f, TraceFilter) for h in logger.handlers for f in h.filters):
+        return
+    handler = logging.StreamHandler()
+    handler.addFilter(TraceFilter())
+    handler.setFormatter(formatter(log_format))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def server_config(log_format: str, loggers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A logging.config dictionary that gives a server's own loggers our (masked) format."""
+    factory = "producer.logs.MaskingJsonFormatter" if log_format == "json" else "producer.logs.MaskingFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"tidbok": {"()": factory}},
+        "handlers": {"tidbok": {"class": "logging.StreamHandler", "formatter": "tidbok", "stream": "ext://sys.stderr"}},
+        "loggers": {name: {"handlers": ["tidbok"], "propagate": False, **options} for name, options in loggers.items()},
+        "root": {"level": "WARNING", "handlers": ["tidbok"]},  # gunicorn's defaults name a root logger
+    }
