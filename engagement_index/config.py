@@ -73,10 +73,15 @@ class EiSettings:
         initial = _int(source, "TIDBOK_EI_RETRY_INITIAL_MS", 5000, 1)
         maximum = _int(source, "TIDBOK_EI_RETRY_MAX_MS", 300_000, 1)
         if maximum < initial:
-            raise ConfigError("TIDBOK_EI_RETRY_MAX_MS must not be below TIDBOK_EI_RETRY_INITIAL_MS")
+            raise ConfigError(
+                f"{source.label('TIDBOK_EI_RETRY_MAX_MS')} must not be below"
+                f" {source.label('TIDBOK_EI_RETRY_INITIAL_MS')}"
+            )
         cert, key = _path(source, "TIDBOK_EI_CLIENT_CERT"), _path(source, "TIDBOK_EI_CLIENT_KEY")
         if (cert is None) != (key is None):
-            raise ConfigError("TIDBOK_EI_CLIENT_CERT and TIDBOK_EI_CLIENT_KEY go together")
+            raise ConfigError(
+                f"{source.label('TIDBOK_EI_CLIENT_CERT')} and {source.label('TIDBOK_EI_CLIENT_KEY')} go together"
+            )
         return cls(
             update_url=source.get("TIDBOK_EI_UPDATE_URL") or None,
             logical_address=source.get("TIDBOK_EI_LOGICAL_ADDRESS") or "5565594230",

@@ -6,12 +6,21 @@ refusals included, on the `tidbok.audit` logger (the resident's number masked li
 from __future__ import annotations
 
 import logging
+import re
 
 from producer.call import Call
 from producer.codec import Decoded
 
 log = logging.getLogger("tidbok.audit")
 CHANGES = frozenset({"MakeBooking", "UpdateBooking", "CancelBooking"})
+_NOT_ID = re.compile(r"[^A-Za-z0-9._:@/+=-]")
+
+
+def _field(value: str | None) -> str | None:
+    """Headers and request values are the caller's own text: in the line each keeps the characters
+    ids are made of (others become "?") and 128 of them, so it stays one field and cannot forge
+    the others. The booking's history keeps them as sent."""
+    return None if value is None else _NOT_ID.sub("?", value[:128])
 
 
 def record_call(call: Call, request: Decoded, result: Decoded) -> None:
@@ -19,7 +28,8 @@ def record_call(call: Call, request: Decoded, result: Decoded) -> None:
     if call.interaction not in CHANGES:
         return
     slot = request.get("requestedTimeslot") or {}
-    booking = result.get("bookingId") or request.get("bookingId") or slot.get("bookingId") or "-"
+    booking = _field(result.get("bookingId") or request.get("bookingId") or slot.get("bookingId")) or "-"
+    actor_id, consumer, correlation = _field(call.actor_id), _field(call.consumer_hsa_id), _field(call.correlation_id)
     log.info(
         "%s %s booking %s unit %s actor %s %s caller %s original consumer %s correlation %s",
         call.interaction,
@@ -27,10 +37,10 @@ def record_call(call: Call, request: Decoded, result: Decoded) -> None:
         booking,
         call.unit.hsa_id,
         call.actor_type or "-",
-        call.actor_id or "-",
+        actor_id or "-",
         call.caller or "-",
-        call.consumer_hsa_id or "-",
-        call.correlation_id or "-",
+        consumer or "-",
+        correlation or "-",
         extra={
             "audit": {
                 "operation": call.interaction,
@@ -38,10 +48,10 @@ def record_call(call: Call, request: Decoded, result: Decoded) -> None:
                 "booking_id": booking,
                 "unit": call.unit.hsa_id,
                 "actor_type": call.actor_type,
-                "actor_id": call.actor_id,
+                "actor_id": actor_id,
                 "caller": call.caller,
-                "original_consumer": call.consumer_hsa_id,
-                "correlation_id": call.correlation_id,
+                "original_consumer": consumer,
+                "correlation_id": correlation,
                 "at": call.now.isoformat(),
             }
         },

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("outbox needs an action: status, parked, retry or resync")
     try:
         settings = Settings.from_env()
-        logs.configure(settings.log_level, settings.log_format)
+        logs.configure(settings.log_level, settings.log_format, root=True)
         url, _server = _database(settings)
         if args.command in ("run", "migrate"):
             cmd_migrate(settings, url)

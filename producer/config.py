@@ -158,8 +158,11 @@ def _check_transport(settings: Settings, source: Source) -> None:
             " (TIDBOK_CONSUMERS or [[consumer]] tables)"
         )
     if settings.transport == "open" and settings.consumers:
+        listed = "TIDBOK_CONSUMERS" if source.get("TIDBOK_CONSUMERS") is not None else f"[[consumer]] in {source.path}"
         raise ConfigError(
-            "Service consumers are listed, but nothing identifies callers: set [tls] (mutual TLS) or [proxy]"
+            f"{listed} names service consumers, but nothing identifies callers: set [tls] (TIDBOK_TLS_CERT,"
+            " TIDBOK_TLS_KEY, TIDBOK_TLS_CA) for mutual TLS, or [proxy] (TIDBOK_PROXY_CERT_HEADER,"
+            " TIDBOK_TRUSTED_PROXIES) behind a TLS-terminating proxy"
         )
     if settings.transport == "mtls":
         _check_tls_files(settings, source)

@@ -169,7 +169,7 @@ def _text(value: Any, label: str, separator: str) -> str:
 
 
 def _consumers(content: Any, path: Path) -> tuple[ConsumerEntry, ...]:
-    if not isinstance(content, list):
+    if not isinstance(content, list) or not all(isinstance(table, dict) for table in content):
         raise ConfigError(f"{path}: consumers are written as [[consumer]] tables")
     entries = []
     for number, table in enumerate(content, start=1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -18,7 +19,7 @@ from pythonjsonlogger.json import JsonFormatter
 # date and number; the letter forms (T/F/P reserve numbers) too. Digits next to digits do not
 # match, so HSA-ids (SE2321000016-A100) and other long numbers are left alone.
 _LONG = re.compile(r"(?<![0-9])((?:19|20)[0-9]{6})-?[0-9pPtTfF][0-9]{3}(?![0-9A-Za-z])")
-_SHORT = re.compile(r"(?<![0-9])([0-9]{6})[-+][0-9]{4}(?![0-9A-Za-z])")
+_SHORT = re.compile(r"(?<![0-9])([0-9]{6}[-+])[0-9]{4}(?![0-9A-Za-z])")  # "+": 100 years or older
 
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 consumer: contextvars.ContextVar[str] = contextvars.ContextVar("consumer", default="-")
@@ -34,7 +35,7 @@ JSON_RENAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
 
 def mask(text: str) -> str:
     """Keep the birth date, hide the rest: 19121212-1212 → 19121212-****."""
-    return _SHORT.sub(r"\1-****", _LONG.sub(r"\1-****", text))
+    return _SHORT.sub(r"\1****", _LONG.sub(r"\1-****", text))
 
 
 class TraceFilter(logging.Filter):
@@ -73,6 +74,10 @@ class MaskingJsonFormatter(JsonFormatter):
         _defaults(record)
         return mask(super().format(record))
 
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+        """ISO 8601 in UTC with milliseconds, as log shippers parse it."""
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
 
 def _defaults(record: logging.LogRecord) -> None:
     """Records from loggers without the TraceFilter (a server's own) still fill the format."""
@@ -85,18 +90,23 @@ def formatter(log_format: str) -> logging.Formatter:
     return MaskingJsonFormatter() if log_format == "json" else MaskingFormatter()
 
 
-def configure(level: str = "INFO", log_format: str = "text") -> None:
+def configure(level: str = "INFO", log_format: str = "text", *, root: bool = False) -> None:
     """The `tidbok` loggers write one line per record with the trace ids, whatever the server did
-    to the root logger (granian and gunicorn configure their own)."""
-    logger = logging.getLogger("tidbok")
+    to the root logger (granian and gunicorn configure their own). `root`: every logger of the
+    process does (the command line's processes: the publisher, migrations, the embedded server)."""
+    logger = logging.getLogger() if root else logging.getLogger("tidbok")
     if any(isinstance(f, TraceFilter) for h in logger.handlers for f in h.filters):
         return
     handler = logging.StreamHandler()
     handler.addFilter(TraceFilter())
     handler.setFormatter(formatter(log_format))
+    if root:
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
     logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False
+    if not root:
+        logger.propagate = False
 
 
 def server_config(log_format: str, loggers: dict[str, dict[str, Any]]) -> dict[str, Any]:

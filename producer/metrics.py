@@ -53,14 +53,22 @@ def observe(operation: str, outcome: str, seconds: float, fault_code: str | None
         FAULTS.labels(operation, fault_code).inc()
 
 
+_last_pool: list[tuple[int, int, int]] = [(-1, -1, -1)]
+
+
 def observe_pool(pool: ConnectionPool | None) -> None:
+    """The pool's state after a call; the shared files are written only when it changed."""
     if pool is None:
         return
     stats = pool.get_stats()
-    size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
-    POOL_SIZE.set(size)
-    POOL_IN_USE.set(size - available)
-    POOL_WAITING.set(stats.get("requests_waiting", 0))
+    size = stats.get("pool_size", 0)
+    now = (size, size - stats.get("pool_available", 0), stats.get("requests_waiting", 0))
+    if now == _last_pool[0]:
+        return
+    _last_pool[0] = now
+    POOL_SIZE.set(now[0])
+    POOL_IN_USE.set(now[1])
+    POOL_WAITING.set(now[2])
 
 
 class OutboxCollector(Collector):
