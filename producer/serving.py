@@ -112,8 +112,10 @@ class MutualTlsServer:
                     "child_exit": _child_exit,
                     "proc_name": "tidbok",
                     "control_socket_disable": True,  # one shared ~/.gunicorn socket would clash between servers
+                    # gunicorn turns its access log on whenever logconfig_dict is given: WARNING keeps it quiet
                     "logconfig_dict": logs.server_config(
-                        settings.log_format, {"gunicorn.error": {"level": "INFO"}, "gunicorn.access": {}}
+                        settings.log_format,
+                        {"gunicorn.error": {"level": "INFO"}, "gunicorn.access": {"level": "WARNING"}},
                     ),
                 }
                 for key, value in options.items():

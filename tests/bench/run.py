@@ -104,15 +104,16 @@ def make_booking_request(unit: str, slot_id: int, start: str, end: str, resident
     )
 
 
-def build_calendar(url: str) -> float:
-    """100 units × 200 days × 50 ten-minute slots, generated inside PostgreSQL."""
+def build_calendar(url: str, units: int = UNITS, days: int = DAYS, slots_per_day: int = SLOTS_PER_DAY) -> float:
+    """`units` × `days` × `slots_per_day` ten-minute slots (100 × 200 × 50 unless told), generated
+    inside PostgreSQL; the days start tomorrow."""
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(  # several statements, so no server-side parameters: the numbers are ours
             f"""
             INSERT INTO care_unit (hsa_id, name, message_allowed)
                 SELECT 'SE2321000016-B' || lpad(i::text, 3, '0'), 'Benchenhet ' || i, true
-                FROM generate_series(0, {UNITS} - 1) i;
+                FROM generate_series(0, {units} - 1) i;
             INSERT INTO care_type (unit_hsa_id, code, name) SELECT hsa_id, 'ALLM', 'Allmänmedicin' FROM care_unit;
             INSERT INTO time_type (unit_hsa_id, code, name, duration_minutes, care_type_code)
                 SELECT hsa_id, 'LAK', 'Läkarbesök', 10, 'ALLM' FROM care_unit;
@@ -121,8 +122,8 @@ def build_calendar(url: str) -> float:
             INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id)
                 SELECT u.hsa_id, t, t + interval '10 minutes', 'LAK', 'ALLM', replace(u.hsa_id, '-B', '-P')
                 FROM care_unit u,
-                     generate_series(1, {DAYS}) d,
-                     generate_series(0, {SLOTS_PER_DAY} - 1) n,
+                     generate_series(1, {days}) d,
+                     generate_series(0, {slots_per_day} - 1) n,
                      LATERAL (SELECT ((current_date + d) + time '08:00' + n * interval '10 minutes')
                               AT TIME ZONE 'Europe/Stockholm' AS t) s
                 ORDER BY u.hsa_id, t;  -- as a clinic loads its schedule: one unit at a time
@@ -317,9 +318,16 @@ def main() -> None:
     settle(admin)
     for text in loading.bench(admin, fresh_database, tmp):
         print(text)
+    settle(admin)
+    from tests.bench import soak  # here, not at the top: soak imports this module
+
+    print()
+    soaked = soak.soak(admin, tmp)  # the 10-minute mixed soak through mutual TLS (TIDBOK_SOAK_SECONDS)
+    print()
     print(f"{'GetAvailableTimeslots / floor':<40} {gat.rate / floor_result.rate:>9.2f}")
     print(f"{'server worker memory, start (MB)':<40} {memory_start}")
     print(f"{'server worker memory, end (MB)':<40} {memory_end}")
+    print(soaked.summary())
 
 
 if __name__ == "__main__":
