@@ -77,8 +77,14 @@ def cmd_publish(settings: Settings, url: str) -> None:
         signal.signal(signum, lambda *_: stop.set())
     log.info("publishing the EI outbox to %s with %d thread(s)", ei.update_url, ei.publisher_threads)
 
+    from producer.database import guards, watched
+
+    connection_class = watched(url, settings.db_timeout_seconds)  # gives up on a silent database
+
     def connect() -> psycopg.Connection:
-        return psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC")
+        return connection_class.connect(
+            url, autocommit=True, options="-c TimeZone=UTC", **guards(settings.db_timeout_seconds)
+        )
 
     threads = [
         threading.Thread(
