@@ -15,11 +15,13 @@ from lxml import etree
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from producer import audit, logs, metrics, readiness
+from producer.breaker import Breaker
 from producer.call import Call, Unit
 from producer.codec import Decoded, ResponseWriter, decode
 from producer.config import Settings
 from producer.consumer_identity import NotIdentified, identify
 from producer.contract import Contract, Interaction, load_contract
+from producer.database import DatabaseSilent
 from producer.identifiers import is_valid_hsa_id
 from producer.soap import (
     CONTENT_TYPE,
@@ -36,6 +38,8 @@ from producer.unit_cache import UnitCache
 from producer.wsdl import ENDPOINT, ContractFiles
 
 log = logging.getLogger("tidbok.soap")
+UNAVAILABLE = "The service is temporarily unavailable (database); try again later"
+BREAKER_PAUSE_SECONDS = 1.0  # how long calls fail fast after the database failed one
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # a header value safe to put in logs
 
 Handler = Callable[[Call, Decoded, psycopg.Connection], Decoded]
@@ -67,6 +71,7 @@ class Producer:
         self._pool: ConnectionPool | None = None
         self.units = UnitCache()
         self._schema_errors = threading.Lock()
+        self.database = Breaker(BREAKER_PAUSE_SECONDS)
 
     @property
     def pool(self) -> ConnectionPool:
@@ -167,6 +172,10 @@ class Producer:
         data = stream.read(length) if length >= 0 else stream.read(limit + 1)
         if len(data) > limit:
             raise client_fault(f"The request is larger than the limit of {limit} bytes")
+        if len(data) < length:  # the client gave up mid-body; what did arrive must not be acted on
+            raise client_fault(
+                f"The request body ended after {len(data)} of the {length} bytes its Content-Length announced"
+            )
         return data
 
     # -- dispatch ---------------------------------------------------------------------------------
@@ -193,6 +202,9 @@ class Producer:
         if not interaction.validator.validate(parsed.body_root):
             raise client_fault(self._schema_error(interaction.validator, parsed.body_root, "The request"))
         request = decode(parsed.body_root, interaction.request_plan)
+        if not self.database.allows():
+            metrics.DATABASE_UNAVAILABLE.inc()
+            raise server_fault(UNAVAILABLE)
         try:
             with self.pool.connection() as conn:
                 unit = self._unit(conn, parsed.logical_address)
@@ -210,14 +222,21 @@ class Producer:
                 )
                 result = self.handlers[name](call, request, conn)
         except SoapFault:
+            self.database.succeeded()  # the database answered; the request itself was wrong
             raise
-        except (PoolTimeout, psycopg.OperationalError):
+        except (PoolTimeout, DatabaseSilent):  # unreachable: the next calls fail fast for a moment
+            self.database.failed()
             metrics.DATABASE_UNAVAILABLE.inc()
             log.warning("database unavailable during %s", name, exc_info=True)
-            raise server_fault("The service is temporarily unavailable (database); try again later") from None
+            raise server_fault(UNAVAILABLE) from None
+        except psycopg.OperationalError:  # this call's connection died; the pool replaces it
+            metrics.DATABASE_UNAVAILABLE.inc()
+            log.warning("database connection lost during %s", name, exc_info=True)
+            raise server_fault(UNAVAILABLE) from None
         except Exception:
             log.exception("internal error in %s", name)
             raise server_fault(f"Internal error while handling {name}") from None
+        self.database.succeeded()
         audit.record_call(call, request, result)
         outcome = str(result.get("resultCode") or "ok").lower() if isinstance(result, dict) else "ok"
         return envelope(self.writers[name].write(result)), outcome

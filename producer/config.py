@@ -78,6 +78,7 @@ class Settings:
     db_pool_size: int = 4
     db_timeout_seconds: int = 5
     shutdown_timeout_seconds: int = 30
+    body_timeout_seconds: int = 10
     pgdata: Path = field(default=REPO_ROOT / ".pgdata")
     admin_tokens: str = ""  # TIDBOK_ADMIN_TOKENS: see producer.admin_api.auth
     tls_cert: Path | None = None
@@ -119,6 +120,7 @@ class Settings:
             db_pool_size=_int(source, "TIDBOK_DB_POOL_SIZE", 4, minimum=1),
             db_timeout_seconds=_int(source, "TIDBOK_DB_TIMEOUT", 5, minimum=1),
             shutdown_timeout_seconds=_int(source, "TIDBOK_SHUTDOWN_TIMEOUT", 30, minimum=1),
+            body_timeout_seconds=_int(source, "TIDBOK_BODY_TIMEOUT", 10, minimum=1),
             pgdata=Path(source.get("TIDBOK_PGDATA") or str(REPO_ROOT / ".pgdata")),
             admin_tokens=source.get("TIDBOK_ADMIN_TOKENS") or "",
             tls_cert=_file(source, "TIDBOK_TLS_CERT"),

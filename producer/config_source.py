@@ -30,6 +30,7 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "workers": "TIDBOK_WORKERS",
         "max_request_bytes": "TIDBOK_MAX_REQUEST_BYTES",
         "shutdown_timeout": "TIDBOK_SHUTDOWN_TIMEOUT",
+        "body_timeout": "TIDBOK_BODY_TIMEOUT",
         "admin_tokens": "TIDBOK_ADMIN_TOKENS",
     },
     "bookings": {

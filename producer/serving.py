@@ -45,12 +45,11 @@ def _serve_plain(settings: Settings) -> None:
         log.warning("plain HTTP with no consumer authorization: for development and tests only")
     log.info("serving on http://%s:%s/<Interaction>/1/rivtabp21", settings.host, settings.port)
     Granian(
-        "producer.wsgi:create_app",
+        "producer.body_first:create_app",  # the WSGI application, each body read before a thread is taken
         address=settings.host,
         port=settings.port,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.RSGI,
         workers=settings.workers,
-        blocking_threads=settings.db_pool_size,  # a WSGI thread needs a connection; more would only queue
         factory=True,
         log_access=True,
         log_access_format='%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms',

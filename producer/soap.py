@@ -40,11 +40,23 @@ class SoapFault(Exception):
 
 
 def client_fault(message: str) -> SoapFault:
-    return SoapFault("Client", message)
+    return SoapFault("Client", withhold_personal_numbers(message))
 
 
 def server_fault(message: str) -> SoapFault:
-    return SoapFault("Server", message)
+    return SoapFault("Server", withhold_personal_numbers(message))
+
+
+# A personnummer, samordningsnummer or reserve number: 12 characters (an optional separator before
+# the last four), or 10 with the separator. Not after a letter or digit nor before a digit, so HSA-ids
+# (SE162321000016-A100 has 12 digits) and timestamps stay.
+_PERSONAL_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:\d{8}[-+]?|\d{6}[-+])[0-9pPtTfF]\d{3}(?!\d)")
+
+
+def withhold_personal_numbers(message: str) -> str:
+    """A fault never carries patient data (README), whatever a check chose to quote from the request:
+    e.g. a personnummer sent where the care unit's HSA-id belongs."""
+    return _PERSONAL_NUMBER.sub("value withheld", message)
 
 
 def refusal_fault(message: str, reason: str) -> SoapFault:

@@ -7,7 +7,7 @@ from datetime import datetime
 from producer.bookings import BookingView
 from producer.call import Call
 from producer.codec import Decoded
-from producer.identifiers import check_subject_of_care_id, normalise_hsa_id
+from producer.identifiers import check_subject_of_care_id, is_valid_hsa_id, normalise_hsa_id
 from producer.soap import client_fault
 from producer.wire_time import format_ts
 
@@ -16,9 +16,9 @@ def require_addressed_unit(call: Call, request: Decoded, field: str = "healthcar
     """The body's unit must be the one addressed in LogicalAddress (HSA-ids compare case-insensitively)."""
     value = normalise_hsa_id(request.get(field, ""))
     if value != call.unit.hsa_id:
+        shown = f" ({value})" if is_valid_hsa_id(value) else ""  # anything else might be patient data
         raise client_fault(
-            f"{field} in the request ({value[:64]}) is not the care unit"
-            f" addressed by LogicalAddress ({call.unit.hsa_id})"
+            f"{field} in the request{shown} is not the care unit addressed by LogicalAddress ({call.unit.hsa_id})"
         )
 
 
