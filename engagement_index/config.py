@@ -12,29 +12,6 @@ from producer.config_source import ConfigError, Source
 CATEGORIZATIONS = ("split", "NA")
 
 
-def _int(source: Source, name: str, default: int, minimum: int) -> int:
-    raw = source.get(name, "")
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{source.label(name)} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{source.label(name)} must be at least {minimum}, got {value}")
-    return value
-
-
-def _path(source: Source, name: str) -> Path | None:
-    raw = source.get(name, "")
-    if not raw:
-        return None
-    path = Path(raw)
-    if not path.is_file():
-        raise ConfigError(f"{source.label(name)} names {raw!r}, which is not a readable file")
-    return path
-
-
 @dataclass(frozen=True)
 class EiSettings:
     """Where EI is, how the producer names itself there, and how hard the publisher tries.
@@ -65,19 +42,19 @@ class EiSettings:
         categorization = source.get("TIDBOK_EI_CATEGORIZATION") or "split"
         if categorization not in CATEGORIZATIONS:
             raise ConfigError(f"{source.label('TIDBOK_EI_CATEGORIZATION')} must be split or NA, got {categorization!r}")
-        batch = _int(source, "TIDBOK_EI_BATCH_SIZE", 1000, 1)
+        batch = source.integer("TIDBOK_EI_BATCH_SIZE", 1000, 1)
         if batch > 1000:
             raise ConfigError(
                 f"{source.label('TIDBOK_EI_BATCH_SIZE')} must be at most 1000 (the EI's limit per Update)"
             )
-        initial = _int(source, "TIDBOK_EI_RETRY_INITIAL_MS", 5000, 1)
-        maximum = _int(source, "TIDBOK_EI_RETRY_MAX_MS", 300_000, 1)
+        initial = source.integer("TIDBOK_EI_RETRY_INITIAL_MS", 5000, 1)
+        maximum = source.integer("TIDBOK_EI_RETRY_MAX_MS", 300_000, 1)
         if maximum < initial:
             raise ConfigError(
                 f"{source.label('TIDBOK_EI_RETRY_MAX_MS')} must not be below"
                 f" {source.label('TIDBOK_EI_RETRY_INITIAL_MS')}"
             )
-        cert, key = _path(source, "TIDBOK_EI_CLIENT_CERT"), _path(source, "TIDBOK_EI_CLIENT_KEY")
+        cert, key = source.file("TIDBOK_EI_CLIENT_CERT"), source.file("TIDBOK_EI_CLIENT_KEY")
         if (cert is None) != (key is None):
             raise ConfigError(
                 f"{source.label('TIDBOK_EI_CLIENT_CERT')} and {source.label('TIDBOK_EI_CLIENT_KEY')} go together"
@@ -89,14 +66,14 @@ class EiSettings:
             data_controller=source.get("TIDBOK_EI_DATA_CONTROLLER") or "SE2321000016",
             categorization=categorization,
             batch_size=batch,
-            timeout_seconds=_int(source, "TIDBOK_EI_TIMEOUT", 10, 1),
+            timeout_seconds=source.integer("TIDBOK_EI_TIMEOUT", 10, 1),
             retry_initial_ms=initial,
             retry_max_ms=maximum,
-            retry_max_attempts=_int(source, "TIDBOK_EI_RETRY_MAX_ATTEMPTS", 50, 1),
-            poll_seconds=_int(source, "TIDBOK_EI_POLL_MS", 200, 10) / 1000,
-            sweep_seconds=_int(source, "TIDBOK_EI_SWEEP_SECONDS", 60, 1),
-            publisher_threads=_int(source, "TIDBOK_EI_PUBLISHER_THREADS", 2, 1),
+            retry_max_attempts=source.integer("TIDBOK_EI_RETRY_MAX_ATTEMPTS", 50, 1),
+            poll_seconds=source.integer("TIDBOK_EI_POLL_MS", 200, 10) / 1000,
+            sweep_seconds=source.integer("TIDBOK_EI_SWEEP_SECONDS", 60, 1),
+            publisher_threads=source.integer("TIDBOK_EI_PUBLISHER_THREADS", 2, 1),
             client_cert=cert,
             client_key=key,
-            ca_bundle=_path(source, "TIDBOK_EI_CA_BUNDLE"),
+            ca_bundle=source.file("TIDBOK_EI_CA_BUNDLE"),
         )

@@ -23,34 +23,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _int(source: Source, name: str, default: int, minimum: int = 0) -> int:
-    raw = source.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{source.label(name)} must be a whole number, got {raw!r}") from exc
-    if value < minimum:
-        raise ConfigError(f"{source.label(name)} must be at least {minimum}, got {value}")
-    return value
-
-
 def _choice(source: Source, name: str, default: str, choices: tuple[str, ...]) -> str:
     value = source.get(name) or default
     if value not in choices:
         raise ConfigError(f"{source.label(name)} must be one of {', '.join(choices)}, got {value!r}")
     return value
-
-
-def _file(source: Source, name: str) -> Path | None:
-    raw = source.get(name)
-    if not raw:
-        return None
-    path = Path(raw)
-    if not path.is_file():
-        raise ConfigError(f"{source.label(name)} names {raw!r}, which is not a readable file")
-    return path
 
 
 def _networks(source: Source, name: str) -> tuple[Network, ...]:
@@ -104,7 +81,7 @@ class Settings:
     @classmethod
     def from_env(cls, source: Source | None = None) -> Settings:
         source = source or config_source.load()
-        max_days = _int(source, "TIDBOK_MAX_SEARCH_DAYS", 92, minimum=1)
+        max_days = source.integer("TIDBOK_MAX_SEARCH_DAYS", 92, minimum=1)
         if max_days < 62:
             raise ConfigError(
                 f"{source.label('TIDBOK_MAX_SEARCH_DAYS')} must be at least 62 (1177 searches 62-day windows)"
@@ -112,20 +89,20 @@ class Settings:
         settings = cls(
             database_url=source.get("DATABASE_URL") or None,
             host=source.get("TIDBOK_HOST") or "127.0.0.1",
-            port=_int(source, "TIDBOK_PORT", 8080, minimum=1),
-            workers=_int(source, "TIDBOK_WORKERS", 2, minimum=1),
+            port=source.integer("TIDBOK_PORT", 8080, minimum=1),
+            workers=source.integer("TIDBOK_WORKERS", 2, minimum=1),
             booking_id_policy=_choice(source, "TIDBOK_BOOKING_ID_POLICY", "stable", BOOKING_ID_POLICIES),
             max_search_days=max_days,
-            max_request_bytes=_int(source, "TIDBOK_MAX_REQUEST_BYTES", 1_048_576, minimum=1024),
-            db_pool_size=_int(source, "TIDBOK_DB_POOL_SIZE", 4, minimum=1),
-            db_timeout_seconds=_int(source, "TIDBOK_DB_TIMEOUT", 5, minimum=1),
-            shutdown_timeout_seconds=_int(source, "TIDBOK_SHUTDOWN_TIMEOUT", 30, minimum=1),
-            body_timeout_seconds=_int(source, "TIDBOK_BODY_TIMEOUT", 10, minimum=1),
+            max_request_bytes=source.integer("TIDBOK_MAX_REQUEST_BYTES", 1_048_576, minimum=1024),
+            db_pool_size=source.integer("TIDBOK_DB_POOL_SIZE", 4, minimum=1),
+            db_timeout_seconds=source.integer("TIDBOK_DB_TIMEOUT", 5, minimum=1),
+            shutdown_timeout_seconds=source.integer("TIDBOK_SHUTDOWN_TIMEOUT", 30, minimum=1),
+            body_timeout_seconds=source.integer("TIDBOK_BODY_TIMEOUT", 10, minimum=1),
             pgdata=Path(source.get("TIDBOK_PGDATA") or str(REPO_ROOT / ".pgdata")),
             admin_tokens=source.get("TIDBOK_ADMIN_TOKENS") or "",
-            tls_cert=_file(source, "TIDBOK_TLS_CERT"),
-            tls_key=_file(source, "TIDBOK_TLS_KEY"),
-            tls_ca=_file(source, "TIDBOK_TLS_CA"),
+            tls_cert=source.file("TIDBOK_TLS_CERT"),
+            tls_key=source.file("TIDBOK_TLS_KEY"),
+            tls_ca=source.file("TIDBOK_TLS_CA"),
             proxy_cert_header=(source.get("TIDBOK_PROXY_CERT_HEADER") or "").strip() or None,
             trusted_proxies=_networks(source, "TIDBOK_TRUSTED_PROXIES"),
             consumers=Consumers.from_source(source),

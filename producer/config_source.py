@@ -93,6 +93,29 @@ class Source:
         """How to name a setting in an error: the variable, or the file key it was read from."""
         return self.labels.get(name, name)
 
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        """A whole-number setting (unset or empty: the default)."""
+        raw = self.get(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{self.label(name)} must be a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{self.label(name)} must be at least {minimum}, got {value}")
+        return value
+
+    def file(self, name: str) -> Path | None:
+        """A setting naming a file that must exist (unset or empty: None)."""
+        raw = self.get(name)
+        if not raw:
+            return None
+        path = Path(raw)
+        if not path.is_file():
+            raise ConfigError(f"{self.label(name)} names {raw!r}, which is not a readable file")
+        return path
+
 
 def load(environ: Mapping[str, str] | None = None) -> Source:
     """The file named by TIDBOK_CONFIG (if any) overlaid by the environment."""
