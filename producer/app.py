@@ -147,8 +147,7 @@ class Producer:
         try:
             caller = identify(self.settings, environ)
         except NotIdentified as problem:
-            reason = "untrusted_proxy" if "trusted proxy" in str(problem) else "no_identity"
-            raise refusal_fault(f"The caller is not authorized: {problem}", reason) from None
+            raise refusal_fault(f"The caller is not authorized: {problem}", problem.reason) from None
         if caller is not None:
             refusal = self.settings.consumers.refusal(caller, name)
             if refusal is not None:

@@ -27,7 +27,12 @@ _PEM = re.compile(re.escape(_BEGIN) + r"([A-Za-z0-9+/=\s]+)" + re.escape(_END))
 
 
 class NotIdentified(Exception):
-    """The caller could not be identified; the message says why (it never quotes certificate data)."""
+    """The caller could not be identified; the message says why (it never quotes certificate data),
+    `reason` is the metrics label of the refusal."""
+
+    def __init__(self, message: str, reason: str = "no_identity") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def from_peer_certificate(certificate: dict[str, Any] | None) -> str:
@@ -85,7 +90,7 @@ def identify(settings: Settings, environ: dict[str, Any]) -> str | None:
         return from_peer_certificate(sock.getpeercert())
     if settings.transport == "proxy":
         if not _trusted(settings, environ.get("REMOTE_ADDR", "")):
-            raise NotIdentified("the call did not come through a trusted proxy")
+            raise NotIdentified("the call did not come through a trusted proxy", "untrusted_proxy")
         header = "HTTP_" + (settings.proxy_cert_header or "").upper().replace("-", "_")
         return from_forwarded_pem(environ.get(header, ""))
     return None

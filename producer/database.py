@@ -59,21 +59,6 @@ def migrate(url: str) -> None:
     command.upgrade(config, "head")
 
 
-def migrations_current(url: str) -> bool:
-    """True when the database is at the newest revision (used by readiness checks)."""
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-    from sqlalchemy import create_engine, pool
-
-    config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == head
-
-
 class DatabaseSilent(psycopg.OperationalError):
     """The database did not answer in time and nothing showed it alive; the connection was closed."""
 
