@@ -52,7 +52,7 @@ class Settings:
     booking_id_policy: str = "stable"
     max_search_days: int = 92
     max_request_bytes: int = 1_048_576
-    db_pool_size: int = 4
+    db_pool_size: int = 2
     db_timeout_seconds: int = 5
     shutdown_timeout_seconds: int = 30
     body_timeout_seconds: int = 10
@@ -94,7 +94,7 @@ class Settings:
             booking_id_policy=_choice(source, "TIDBOK_BOOKING_ID_POLICY", "stable", BOOKING_ID_POLICIES),
             max_search_days=max_days,
             max_request_bytes=source.integer("TIDBOK_MAX_REQUEST_BYTES", 1_048_576, minimum=1024),
-            db_pool_size=source.integer("TIDBOK_DB_POOL_SIZE", 4, minimum=1),
+            db_pool_size=source.integer("TIDBOK_DB_POOL_SIZE", 2, minimum=1),
             db_timeout_seconds=source.integer("TIDBOK_DB_TIMEOUT", 5, minimum=1),
             shutdown_timeout_seconds=source.integer("TIDBOK_SHUTDOWN_TIMEOUT", 30, minimum=1),
             body_timeout_seconds=source.integer("TIDBOK_BODY_TIMEOUT", 10, minimum=1),

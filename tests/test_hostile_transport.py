@@ -80,13 +80,10 @@ def test_a_slow_but_complete_upload_is_answered(server: ProducerServer) -> None:
     assert check_soap_answer(answer.status, answer.headers, answer.body, "GetAllTimeTypes").fault_code is None
 
 
-# BUG (needs a change outside this file, see the report): granian's WSGI interface hands a request
-# to one of its TIDBOK_DB_POOL_SIZE (4) threads as soon as the headers are in, and wsgi.input.read()
-# then blocks that thread until the body is complete, with no timeout at all. Four clients that send
-# headers and then stall or dribble stop a worker from answering anyone, for as long as they like
-# (slowloris). A deadline inside _read_body only shortens each stall (the thread still waits for it);
-# the body must be read before a thread is taken, e.g. serving through granian's RSGI interface with
-# the body read on the event loop under a deadline. Remove this marker once that is in.
+# granian's WSGI interface would hand a request to a thread as soon as its headers are in, and
+# wsgi.input.read() would block that thread until the body is complete, with no timeout: a few
+# clients that stall or dribble would stop a worker (slowloris). producer/body_first.py reads each
+# body on the event loop under TIDBOK_BODY_TIMEOUT first; this test keeps it that way.
 def test_stalled_uploads_neither_block_others_nor_hang(server: ProducerServer) -> None:
     """Eight clients (twice the worker's threads) dribble a body one byte at a time: valid requests are
     still answered promptly meanwhile, and each slow client gets a soap:Client fault or is cut off
@@ -130,11 +127,9 @@ def test_uploads_abandoned_midway_leave_the_server_answering(server: ProducerSer
     assert assert_alive(server) < PROMPT_SECONDS
 
 
-# BUG (needs a change in producer/app.py, Producer._read_body): when a client announces a
-# Content-Length, sends less and ends its side, granian gives the application the short body as if
-# it were complete, and _read_body does not compare its length with Content-Length. A request whose
-# cut happens to leave well-formed XML (here: the whole envelope, minus announced trailing bytes) is
-# then executed, e.g. a MakeBooking. See the report for the fix; remove this marker once it is in.
+# A client that announces a Content-Length, sends less and ends its side: a cut that happens to
+# leave well-formed XML (here the whole envelope, minus announced trailing bytes) must not be
+# executed (it could be a MakeBooking); the producer compares the body with its Content-Length.
 def test_a_body_shorter_than_its_content_length_is_not_processed(server: ProducerServer) -> None:
     body = time_types_envelope()
     head = request_head(server, "GetAllTimeTypes", len(body) + 100, [("Connection", "close")])
