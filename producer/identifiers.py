@@ -14,7 +14,9 @@ __all__ = [
     "is_reserve_number",
     "is_valid_hsa_id",
     "mask_personnummer",
+    "mask_personnummer_in_text",
     "normalise_hsa_id",
+    "withhold_personnummer_in_text",
 ]
 
 HSA_ID_MAX_LENGTH = 31
@@ -23,6 +25,10 @@ _HSA_ID_RE = re.compile(r"[Ss][Ee][0-9]{10,12}-[A-Za-z0-9]+")
 # Schema form of a subject-of-care id; a letter in position 9 marks a local reserve number.
 _PERSONNUMMER_RE = re.compile(r"[0-9]{8}[0-9pPtTfF][0-9]{3}")
 _DIGITS_RE = re.compile(r"[0-9]{12}")
+# A personnummer, samordningsnummer or reserve number inside free text (a log line, a fault): 12
+# characters from 19/20 (the hyphen optional) or 10 with - or + ("+": 100 years or older). Never
+# next to another digit, so HSA-ids (SE2321000016-A100), timestamps and longer numbers stay.
+_IN_TEXT = re.compile(r"(?<![0-9])((?:19|20)[0-9]{6}-?|[0-9]{6}[-+])[0-9pPtTfF][0-9]{3}(?![0-9A-Za-z])")
 # Samordningsnummer (coordination numbers) add this to the day of birth.
 _SAMORDNING_OFFSET = 60
 
@@ -94,3 +100,14 @@ def mask_personnummer(value: str) -> str:
     if isinstance(value, str) and _PERSONNUMMER_RE.fullmatch(value) is not None:
         return f"{value[:8]}-****"
     return "****"
+
+
+def mask_personnummer_in_text(text: str) -> str:
+    """Every number in `text` masked like :func:`mask_personnummer`: 19121212-1212 and 191212121212
+    → 19121212-****, 121212+1212 → 121212+****."""
+    return _IN_TEXT.sub(lambda m: m.group(1) + ("" if m.group(1)[-1] in "-+" else "-") + "****", text)
+
+
+def withhold_personnummer_in_text(text: str) -> str:
+    """Every number in `text` replaced by "value withheld" (for faults, which carry no patient data)."""
+    return _IN_TEXT.sub("value withheld", text)

@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-# 12 digits (with or without the hyphen) starting 19/20, and the 10-digit form with - or + between
-# date and number; the letter forms (T/F/P reserve numbers) too. Digits next to digits do not
-# match, so HSA-ids (SE2321000016-A100) and other long numbers are left alone.
-_LONG = re.compile(r"(?<![0-9])((?:19|20)[0-9]{6})-?[0-9pPtTfF][0-9]{3}(?![0-9A-Za-z])")
-_SHORT = re.compile(r"(?<![0-9])([0-9]{6}[-+])[0-9]{4}(?![0-9A-Za-z])")  # "+": 100 years or older
+from producer.identifiers import mask_personnummer_in_text
 
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 consumer: contextvars.ContextVar[str] = contextvars.ContextVar("consumer", default="-")
@@ -33,9 +28,7 @@ JSON_FIELDS = "{asctime}{levelname}{name}{message}{request_id}{context_id}{corre
 JSON_RENAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
 
 
-def mask(text: str) -> str:
-    """Keep the birth date, hide the rest: 19121212-1212 → 19121212-****."""
-    return _SHORT.sub(r"\1****", _LONG.sub(r"\1-****", text))
+mask = mask_personnummer_in_text  # keep the birth date, hide the rest: 19121212-1212 → 19121212-****
 
 
 class TraceFilter(logging.Filter):

@@ -14,6 +14,7 @@ from lxml import etree
 from producer.codec import escape_text
 from producer.contract import ACTOR, HEADERS_NS, LOGICAL_ADDRESS
 from producer.hardened_xml import hardened_parser
+from producer.identifiers import withhold_personnummer_in_text
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
@@ -40,23 +41,11 @@ class SoapFault(Exception):
 
 
 def client_fault(message: str) -> SoapFault:
-    return SoapFault("Client", withhold_personal_numbers(message))
+    return SoapFault("Client", withhold_personnummer_in_text(message))
 
 
 def server_fault(message: str) -> SoapFault:
-    return SoapFault("Server", withhold_personal_numbers(message))
-
-
-# A personnummer, samordningsnummer or reserve number: 12 characters (an optional separator before
-# the last four), or 10 with the separator. Not after a letter or digit nor before a digit, so HSA-ids
-# (SE162321000016-A100 has 12 digits) and timestamps stay.
-_PERSONAL_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:\d{8}[-+]?|\d{6}[-+])[0-9pPtTfF]\d{3}(?!\d)")
-
-
-def withhold_personal_numbers(message: str) -> str:
-    """A fault never carries patient data (README), whatever a check chose to quote from the request:
-    e.g. a personnummer sent where the care unit's HSA-id belongs."""
-    return _PERSONAL_NUMBER.sub("value withheld", message)
+    return SoapFault("Server", withhold_personnummer_in_text(message))
 
 
 def refusal_fault(message: str, reason: str) -> SoapFault:
