@@ -41,9 +41,13 @@ SELECT DISTINCT booking_pk FROM (
     ORDER BY o.id LIMIT %s FOR UPDATE OF o SKIP LOCKED
 ) oldest
 """
+# Pending is spelt so that it cannot match the pending index's predicate: without statistics on a
+# backlog that appeared at once (an outage, an invitation campaign), the planner takes IS NULL as
+# rare and walked that index filtering on booking_pk, O(backlog) per batch (3,000/s instead of
+# 5,000); through ei_outbox_by_booking it is O(batch) whatever the statistics say.
 _PENDING = """
 SELECT id, booking_pk, before, after FROM ei_outbox o
-WHERE booking_pk = ANY(%s) AND published_at IS NULL AND parked_at IS NULL
+WHERE booking_pk = ANY(%s) AND coalesce(published_at, parked_at) IS NULL
   AND NOT EXISTS (SELECT 1 FROM ei_outbox p WHERE p.booking_pk = o.booking_pk
                   AND p.parked_at IS NOT NULL AND p.published_at IS NULL)
 ORDER BY id
