@@ -181,7 +181,7 @@ def _write(
 ) -> None:
     """Write the difference when all is well. The slot table's triggers have the last word on
     overlaps; when they (or an earlier problem) object, the staged comparison names the lines."""
-    check_overlaps = not report.ok or slot_diff.duplicate_matches(conn)
+    check_overlaps = not report.ok or slot_diff.duplicate_matches(conn, counts)
     if not check_overlaps:
         progress.step("writing slots")
         try:

@@ -94,9 +94,12 @@ WHERE m.changed AND s.id = m.id AND s.booking_pk IS NULL
 CREATE = """
 INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id, resource_id)
 SELECT unit, starts_at, ends_at, time_type, care_type, performer, resource FROM load_slot n
-WHERE problems IS NULL AND NOT EXISTS (SELECT 1 FROM load_match m WHERE m.n = n.n)
+WHERE problems IS NULL {unmatched}
 ORDER BY unit, starts_at
 """
+# When no staged slot matched one in the calendar (a first load), every good row is new: without
+# the anti-join the planner does not hash a million staged rows to find none of them in load_match.
+UNMATCHED = "AND NOT EXISTS (SELECT 1 FROM load_match m WHERE m.n = n.n)"
 
 # Every new slot that overlaps an earlier one (by start) of the same performer or resource, in the
 # calendar as it would be: the new slots, and the slots of those people and rooms outside the scope.
@@ -128,6 +131,11 @@ class SlotCounts:
     changed: int
     removed: int
     unchanged: int
+
+    @property
+    def matched(self) -> bool:
+        """Did any staged slot match one in the calendar?"""
+        return bool(self.changed or self.unchanged)
 
 
 def compare(conn: psycopg.Connection, scopes_overlap: bool) -> SlotCounts:
@@ -166,8 +174,9 @@ def booked_conflicts(conn: psycopg.Connection, limit: int) -> list[tuple[int, in
     return out[:limit]
 
 
-def duplicate_matches(conn: psycopg.Connection) -> bool:
-    return conn.execute(DUPLICATE_MATCHES).fetchone()[0]
+def duplicate_matches(conn: psycopg.Connection, counts: SlotCounts) -> bool:
+    """Did two staged slots match the same calendar slot? (Nothing to look at when none matched.)"""
+    return counts.matched and conn.execute(DUPLICATE_MATCHES).fetchone()[0]
 
 
 def apply(conn: psycopg.Connection, counts: SlotCounts) -> list[str]:
@@ -182,7 +191,7 @@ def apply(conn: psycopg.Connection, counts: SlotCounts) -> list[str]:
         if changed != counts.changed:
             problems.append(f"{counts.changed - changed} slot(s) to change were booked while loading: load again")
     if counts.created:
-        conn.execute(CREATE)
+        conn.execute(CREATE.format(unmatched=UNMATCHED if counts.matched else ""))
     return problems
 
 

@@ -38,6 +38,12 @@ CREATE TEMP TABLE load_typed (
     line int, unit text, starts_at timestamptz, ends_at timestamptz, time_type text, care_type text,
     performer text, resource text
 ) ON COMMIT DROP;
+-- a CSV source's lines split into fields, and each distinct time text of it as an instant
+CREATE TEMP TABLE load_fields (
+    line int, nfields int, malformed boolean, unit text, time_type text, care_type text, performer text,
+    resource text, start_t text, end_t text
+) ON COMMIT DROP;
+CREATE TEMP TABLE load_instant (t text, at timestamptz) ON COMMIT DROP;
 -- what each source covers: performer and resource NULL = every slot of the unit
 CREATE TEMP TABLE load_scope (
     src int, unit text, performer text, resource text, lo timestamptz, hi timestamptz
@@ -141,11 +147,11 @@ def raw_table(conn: psycopg.Connection, src: int) -> str:
     return name
 
 
-def _csv_inner(table: str, layout: Layout) -> str:
-    """Split each line and convert its fields; syntax problems here, the rest in CHECKED.
+def _split(table: str, layout: Layout) -> str:
+    """Each line of a raw table split into its fields (an end HH:MM completed with the start's date).
 
-    Each level ends in OFFSET 0 so the planner keeps it a subquery: flattened, every reference to a
-    field would split the line again (and the timestamp conversion names its text twenty times)."""
+    The lines level ends in OFFSET 0 so the planner keeps it a subquery: flattened, every reference
+    to a field would split the line again."""
     separator = FIELD_SEPARATOR if not layout.verbatim else layout.separator
     sep_literal = "E'\\x1f'" if separator == FIELD_SEPARATOR else ("E'\\t'" if separator == "\t" else f"'{separator}'")
 
@@ -160,51 +166,68 @@ def _csv_inner(table: str, layout: Layout) -> str:
     malformed = (
         f"cardinality(v) < {width} OR (cardinality(v) > {width} AND array_to_string(v[{width + 1}:], '') !~ '^\\s*$')"
     )
-    # a malformed line reports only that: its fields are not where the header says
     return f"""
-    SELECT line, CASE WHEN malformed THEN NULL ELSE unit END AS unit,
-           CASE WHEN malformed THEN NULL ELSE starts_at END AS starts_at, ends_at, time_type, care_type, performer,
-           resource,
-           CASE WHEN malformed THEN ARRAY[{SEP} || 'expected {width} fields, found ' || cardinality(v)] ELSE ARRAY[
-               CASE WHEN unit IS NULL THEN 'unit' || {SEP} || 'is missing' END,
-               CASE WHEN time_type IS NULL THEN 'time_type' || {SEP} || 'is missing' END,
-               CASE WHEN start_t IS NULL THEN 'start' || {SEP} || 'is missing'
-                    WHEN starts_at IS NOT NULL THEN NULL
-                    WHEN pg_temp.load_ts_ok(start_t)
-                        THEN 'start' || {SEP} || start_t || ' does not exist in Swedish time (the spring DST gap)'
-                    ELSE 'start' || {SEP} || quote_literal(left(start_t, 30))
-                         || ' is not a date and time YYYY-MM-DD HH:MM (Stockholm time)' END,
-               CASE WHEN end_t IS NULL OR ends_at IS NOT NULL OR start_t IS NULL THEN NULL
-                    WHEN pg_temp.load_ts_ok(end_t)
-                        THEN 'end' || {SEP} || end_t || ' does not exist in Swedish time (the spring DST gap)'
-                    ELSE 'end' || {SEP} || quote_literal(left(end_t, 30))
-                         || ' is not a time HH:MM or a date and time YYYY-MM-DD HH:MM' END
-           ] END AS problems
-    FROM (SELECT *, {malformed} AS malformed FROM (
-        SELECT line, v, unit, time_type, care_type, performer, resource, start_t, end_t,
-               pg_temp.load_ts(start_t) AS starts_at, pg_temp.load_ts(end_t) AS ends_at
+    INSERT INTO load_fields (line, nfields, malformed, unit, time_type, care_type, performer, resource, start_t, end_t)
+    SELECT line, nfields, malformed, unit, time_type, care_type, performer, resource, start_t,
+           CASE WHEN length(end_c) IN (5, 8) AND substr(end_c, 3, 1) = ':' AND start_t IS NOT NULL
+                THEN substr(start_t, 1, 11) || end_c ELSE end_c END
+    FROM (
+        SELECT line, cardinality(v) AS nfields, {malformed} AS malformed,
+               {field("unit", True)} AS unit, {field("start")} AS start_t, {field("end")} AS end_c,
+               {field("time_type")} AS time_type, {field("care_type")} AS care_type,
+               {field("performer", True)} AS performer, {field("resource")} AS resource
         FROM (
-            SELECT line, v, unit, time_type, care_type, performer, resource, start_t,
-                   CASE WHEN length(end_c) IN (5, 8) AND substr(end_c, 3, 1) = ':' AND start_t IS NOT NULL
-                        THEN substr(start_t, 1, 11) || end_c ELSE end_c END AS end_t
-            FROM (
-                SELECT line, v, {field("unit", True)} AS unit, {field("start")} AS start_t, {field("end")} AS end_c,
-                       {field("time_type")} AS time_type, {field("care_type")} AS care_type,
-                       {field("performer", True)} AS performer, {field("resource")} AS resource
-                FROM (
-                    SELECT coalesce(line, row + 1)::int AS line, string_to_array(raw, {sep_literal}) AS v
-                    FROM {table} WHERE raw IS NOT NULL OFFSET 0
-                ) lines OFFSET 0
-            ) fields
-            WHERE coalesce(unit, start_t, end_c, time_type, care_type, performer, resource) IS NOT NULL  -- not blank
-            OFFSET 0
-        ) ends OFFSET 0
-    ) converted OFFSET 0) checked
+            SELECT coalesce(line, row + 1)::int AS line, string_to_array(raw, {sep_literal}) AS v
+            FROM {table} WHERE raw IS NOT NULL OFFSET 0
+        ) lines OFFSET 0
+    ) fields
+    WHERE coalesce(unit, start_t, end_c, time_type, care_type, performer, resource) IS NOT NULL  -- not blank
     """
 
 
+# Each distinct time text converted once: a schedule repeats its times (a million slots, two
+# thousand texts), and converting was half the cost of checking a line.
+INSTANTS = """
+INSERT INTO load_instant (t, at)
+SELECT t, pg_temp.load_ts(t) FROM (SELECT start_t FROM load_fields UNION SELECT end_t FROM load_fields) u(t)
+WHERE t IS NOT NULL
+"""
+
+# Syntax problems here, the rest in CHECKED. A malformed line reports only that: its fields are not
+# where the header says.
+CSV_INNER = f"""
+SELECT line, CASE WHEN malformed THEN NULL ELSE unit END AS unit,
+       CASE WHEN malformed THEN NULL ELSE starts_at END AS starts_at, ends_at, time_type, care_type, performer,
+       resource,
+       CASE WHEN malformed THEN ARRAY[{SEP} || 'expected ' || %(width)s || ' fields, found ' || nfields] ELSE ARRAY[
+           CASE WHEN unit IS NULL THEN 'unit' || {SEP} || 'is missing' END,
+           CASE WHEN time_type IS NULL THEN 'time_type' || {SEP} || 'is missing' END,
+           CASE WHEN start_t IS NULL THEN 'start' || {SEP} || 'is missing'
+                WHEN starts_at IS NOT NULL THEN NULL
+                WHEN pg_temp.load_ts_ok(start_t)
+                    THEN 'start' || {SEP} || start_t || ' does not exist in Swedish time (the spring DST gap)'
+                ELSE 'start' || {SEP} || quote_literal(left(start_t, 30))
+                     || ' is not a date and time YYYY-MM-DD HH:MM (Stockholm time)' END,
+           CASE WHEN end_t IS NULL OR ends_at IS NOT NULL OR start_t IS NULL THEN NULL
+                WHEN pg_temp.load_ts_ok(end_t)
+                    THEN 'end' || {SEP} || end_t || ' does not exist in Swedish time (the spring DST gap)'
+                ELSE 'end' || {SEP} || quote_literal(left(end_t, 30))
+                     || ' is not a time HH:MM or a date and time YYYY-MM-DD HH:MM' END
+       ] END AS problems
+FROM (
+    SELECT f.*, s.at AS starts_at, e.at AS ends_at
+    FROM load_fields f LEFT JOIN load_instant s ON s.t = f.start_t LEFT JOIN load_instant e ON e.t = f.end_t
+    ORDER BY f.line
+) converted
+"""
+
+
 def check_csv(conn: psycopg.Connection, src: int, table: str, layout: Layout) -> None:
-    conn.execute(CHECKED.replace("{inner}", _csv_inner(table, layout)), {"src": src})
+    conn.execute("TRUNCATE load_fields, load_instant")
+    conn.execute(_split(table, layout))
+    conn.execute(INSTANTS)
+    conn.execute("ANALYZE load_fields, load_instant")  # sizes known, so the joins hash the few instants
+    conn.execute(CHECKED.replace("{inner}", CSV_INNER), {"src": src, "width": layout.width})
 
 
 def check_typed(conn: psycopg.Connection, src: int, rows: Iterable[tuple]) -> int:
