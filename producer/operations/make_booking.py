@@ -12,7 +12,6 @@ from producer.bookings import (
     BookingView,
     active_by_booking_id,
     booked_post,
-    new_booking_pk,
     record,
     take_slot,
     view_by_pk,
@@ -22,6 +21,7 @@ from producer.codec import Decoded
 from producer.identifiers import normalise_hsa_id
 from producer.operations import resident_texts as texts
 from producer.operations.booking_common import (
+    BOOKING_PREFIX,
     INVITATION_PREFIX,
     Refused,
     SlotRow,
@@ -33,6 +33,24 @@ from producer.operations.booking_common import (
     slot_by_reference,
 )
 from producer.operations.catalogue import units_for_time_type
+
+# A new booking and its slot in one round trip: the key drawn, the booking written, the slot taken
+# if it is still free (else no row in taken, and the caller rolls the booking back).
+_BOOK = """
+WITH n AS (SELECT nextval(pg_get_serial_sequence('booking', 'pk')) AS pk),
+b AS (
+    INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, first_name, middle_name, last_name,
+                         phone, email, address, coaddress, reason, notification, time_type_code, care_type_code)
+    SELECT n.pk, coalesce(%(booking_id)s, %(prefix)s || n.pk), %(unit)s, 'booking', %(resident)s, %(first_name)s,
+           %(middle_name)s, %(last_name)s, %(phone)s, %(email)s, %(address)s, %(coaddress)s, %(reason)s,
+           %(notification)s, %(time_type)s, %(care_type)s
+    FROM n
+    RETURNING pk, booking_id
+), taken AS (
+    UPDATE slot SET booking_pk = (SELECT pk FROM b) WHERE id = %(slot)s AND booking_pk IS NULL RETURNING id
+)
+SELECT b.pk, b.booking_id, EXISTS (SELECT 1 FROM taken) FROM b
+"""
 
 
 def make_booking(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
@@ -99,27 +117,26 @@ def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
             " WHERE pk = %(pk)s",
             {**contact, "booking_id": booking_id, "unit": target, "care_type": slot.care_type_code, "pk": pk},
         )
+        if not take_slot(conn, slot.id, pk):
+            raise Refused(texts.SLOT_TAKEN)
     else:
-        pk, before, action = new_booking_pk(conn), None, "book"
-        booking_id = booking_id_for(call.settings.booking_id_policy, pk, slot.id, None)
-        conn.execute(
-            "INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, first_name, middle_name,"
-            " last_name, phone, email, address, coaddress, reason, notification, time_type_code, care_type_code)"
-            " VALUES (%(pk)s, %(booking_id)s, %(unit)s, 'booking', %(resident)s, %(first_name)s, %(middle_name)s,"
-            " %(last_name)s, %(phone)s, %(email)s, %(address)s, %(coaddress)s, %(reason)s, %(notification)s,"
-            " %(time_type)s, %(care_type)s)",
+        before, action = None, "book"
+        policy = call.settings.booking_id_policy  # stable: "B" + the key the database draws
+        pk, booking_id, taken = conn.execute(
+            _BOOK,
             {
                 **contact,
-                "pk": pk,
-                "booking_id": booking_id,
+                "booking_id": booking_id_for(policy, 0, slot.id, None) if policy == "per-slot" else None,
+                "prefix": BOOKING_PREFIX,
                 "unit": target,
                 "resident": resident,
                 "time_type": slot.time_type_code,
                 "care_type": slot.care_type_code,
+                "slot": slot.id,
             },
-        )
-    if not take_slot(conn, slot.id, pk):
-        raise Refused(texts.SLOT_TAKEN)
+        ).fetchone()
+        if not taken:
+            raise Refused(texts.SLOT_TAKEN)
     record(
         conn,
         pk,
