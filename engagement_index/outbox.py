@@ -55,6 +55,36 @@ def ei_post(
     }
 
 
+# Queue a change and remember the new post on the booking, in one statement (a data-modifying CTE):
+# callers may put their own CTEs first (change_sql), as bookings.record does with the history row.
+_QUEUE = (
+    "queued AS (INSERT INTO ei_outbox (booking_pk, reason, before, after)"
+    " VALUES (%(pk)s, %(reason)s, %(before)s::jsonb, %(after)s::jsonb))"
+)
+_REMEMBER = (
+    "UPDATE booking b SET ei_post = %(after)s::jsonb, ei_expires_at = CASE WHEN %(after)s::jsonb IS NOT NULL"
+    " THEN least((SELECT s.starts_at FROM slot s WHERE s.booking_pk = b.pk),"
+    " CASE WHEN b.kind <> 'booking' THEN b.valid_until END) END WHERE b.pk = %(pk)s"
+)
+
+
+def change_sql(*ctes: str) -> str:
+    """The statement that queues a change and remembers the post, after `ctes` ("name AS (...)")."""
+    return f"WITH {', '.join((*ctes, _QUEUE))} {_REMEMBER}"
+
+
+def change_params(booking_pk: int, reason: str, before: Post | None, after: Post | None) -> dict[str, Any]:
+    return {
+        "pk": booking_pk,
+        "reason": reason,
+        "before": json.dumps(before) if before is not None else None,
+        "after": json.dumps(after) if after is not None else None,
+    }
+
+
+_CHANGE = change_sql()
+
+
 def record_change(conn: Any, booking_pk: int, reason: str, before: Post | None, after: Post | None) -> bool:
     """Queue a change of a booking's EI post and remember the new post on the booking.
 
@@ -63,15 +93,5 @@ def record_change(conn: Any, booking_pk: int, reason: str, before: Post | None, 
     """
     if before == after:
         return False
-    after_json = json.dumps(after) if after is not None else None
-    conn.execute(
-        "INSERT INTO ei_outbox (booking_pk, reason, before, after) VALUES (%s, %s, %s::jsonb, %s::jsonb)",
-        (booking_pk, reason, json.dumps(before) if before is not None else None, after_json),
-    )
-    conn.execute(
-        "UPDATE booking b SET ei_post = %(after)s::jsonb, ei_expires_at = CASE WHEN %(after)s::jsonb IS NOT NULL"
-        " THEN least((SELECT s.starts_at FROM slot s WHERE s.booking_pk = b.pk),"
-        " CASE WHEN b.kind <> 'booking' THEN b.valid_until END) END WHERE b.pk = %(pk)s",
-        {"after": after_json, "pk": booking_pk},
-    )
+    conn.execute(_CHANGE, change_params(booking_pk, reason, before, after))
     return True

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
-from engagement_index.outbox import Post, ei_post, record_change
+from engagement_index.outbox import Post, change_params, change_sql, ei_post, record_change
 
 BOOKING_VIEW_SQL = """
 SELECT b.pk, b.booking_id, b.unit_hsa_id, u.name AS unit_name, u.message_allowed,
@@ -137,6 +137,27 @@ def release_slot(conn: psycopg.Connection, booking_pk: int) -> None:
     conn.execute("UPDATE slot SET booking_pk = NULL WHERE booking_pk = %s", (booking_pk,))
 
 
+_EVENT = (
+    "INSERT INTO booking_event (booking_pk, action, channel, actor_type, actor_id, details)"
+    " VALUES (%(pk)s, %(action)s, %(channel)s, %(actor_type)s, %(actor_id)s, %(details)s::jsonb)"
+)
+# the history row, the outbox row and the booking's post in one statement
+_EVENT_AND_CHANGE = change_sql(f"event AS ({_EVENT})")
+
+
+def _event_params(
+    booking_pk: int, action: str, channel: str, actor_type: str | None, actor_id: str | None, details: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "pk": booking_pk,
+        "action": action,
+        "channel": channel,
+        "actor_type": actor_type,
+        "actor_id": actor_id,
+        "details": json.dumps(details, default=str),
+    }
+
+
 def record_event(
     conn: psycopg.Connection,
     booking_pk: int,
@@ -146,11 +167,7 @@ def record_event(
     actor_id: str | None,
     details: dict[str, Any],
 ) -> None:
-    conn.execute(
-        "INSERT INTO booking_event (booking_pk, action, channel, actor_type, actor_id, details)"
-        " VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
-        (booking_pk, action, channel, actor_type, actor_id, json.dumps(details, default=str)),
-    )
+    conn.execute(_EVENT, _event_params(booking_pk, action, channel, actor_type, actor_id, details))
 
 
 def booked_post(resident: str, unit_hsa_id: str, booking_id: str, starts_at: datetime, now: datetime) -> Post | None:
@@ -177,12 +194,15 @@ def record(
     before: Post | None,
     after: Post | None,
 ) -> None:
-    """The booking's history row and its EI outbox row, sent to the database in one round trip.
+    """The booking's history row and its EI outbox row, written by one statement.
 
     `who` is (channel, actor type, actor id)."""
-    with conn.pipeline():
+    if before == after:
         record_event(conn, pk, action, *who, details)
-        record_change(conn, pk, action, before, after)
+        return
+    conn.execute(
+        _EVENT_AND_CHANGE, {**_event_params(pk, action, *who, details), **change_params(pk, action, before, after)}
+    )
 
 
 def publish_change(conn: psycopg.Connection, pk: int, reason: str, now: datetime) -> None:

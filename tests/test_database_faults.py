@@ -227,13 +227,14 @@ class Faulty:
                 locker.rollback()
 
     def blocked_backend(self, statement: str, seconds: float = 10) -> int:
-        """The pid of the backend of this database that waits for a lock while running ``statement…``."""
+        """The pid of the backend of this database that waits for a lock in a query containing
+        ``statement`` (the changes write several tables in one statement through CTEs)."""
         deadline = time.monotonic() + seconds
         while True:
             row = self.db.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 " AND wait_event_type = 'Lock' AND query LIKE %s",
-                (statement + "%",),
+                ("%" + statement + "%",),
             ).fetchone()
             if row:
                 return row["pid"]
@@ -513,7 +514,8 @@ def test_connection_cut_at_every_statement_leaves_nothing(faulty: Faulty, op: st
         assert_refused_cleanly(answer)
         assert change.snapshot() == before, f"cut before statement {at}: {cut.statements[-1]}"
         change.retry_succeeds()
-    assert cut_before[-1] == "COMMIT" and len(cut_before) >= 5, cut_before
+    # the shortest change, MakeBooking, has four: slot lookup, booking and slot, history and outbox, COMMIT
+    assert cut_before[-1] == "COMMIT" and len(cut_before) >= 4, cut_before
 
 
 @pytest.mark.parametrize("op", OPERATIONS)
