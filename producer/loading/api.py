@@ -18,7 +18,7 @@ import psycopg
 from producer.loading import slots as slot_diff
 from producer.loading import staging
 from producer.loading.catalogue import Catalogue
-from producer.loading.csvfile import Layout, copy_raw, read_layout
+from producer.loading.csvfile import Layout, copy_cells, copy_raw, read_layout
 from producer.loading.documents import DocumentError, from_python, parse_text
 from producer.loading.progress import Progress, Silent
 from producer.loading.report import Problem, Report
@@ -160,10 +160,9 @@ def _stage(
     they list (CSV files, set-up ``slots:``)."""
     for src, layout in layouts.items():
         progress.step(f"copying {names[src]}")
-        table = staging.raw_table(conn, src)
-        copy_raw(conn, table, sources[src - 1], layout, progress, report)
+        table, cells = _copy_csv(conn, src, sources[src - 1], layout, progress, report)
         progress.step(f"checking {names[src]}")
-        staging.check_csv(conn, src, table, layout)
+        staging.check_csv(conn, src, table, layout, cells)
     listed = list(layouts)
     for src, name, units in documents:
         if any(unit.slots for unit in units):
@@ -174,6 +173,28 @@ def _stage(
         names[-src] = name
         staging.check_typed(conn, -src, list(_template_rows(conn, -src, name, units, now, report)))
     return listed
+
+
+def _copy_csv(
+    conn: psycopg.Connection, src: int, source: Source, layout: Layout, progress: Progress, report: Report
+) -> tuple[str, bool]:
+    """Copy a CSV source into the staging table it fits; returns the table and whether it holds cells.
+
+    A verbatim file goes through PostgreSQL's CSV reader first (a million lines: 0.6 s to copy and
+    1 s to tidy, against 0.6 s and 1.9 s to copy whole lines and split them in SQL); when a line
+    lacks fields or has extra ones, that COPY is undone and the lines are taken whole, so that each
+    wrong line is reported."""
+    if layout.verbatim:
+        try:
+            with conn.transaction():
+                table = staging.cells_table(conn, src, layout.width)
+                copy_cells(conn, table, source, layout, progress)
+            return table, True
+        except psycopg.errors.BadCopyFileFormat:
+            progress.step(f"copying {source.name} line by line")
+    table = staging.raw_table(conn, src)
+    copy_raw(conn, table, source, layout, progress, report)
+    return table, False
 
 
 def _write(

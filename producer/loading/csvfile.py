@@ -92,6 +92,34 @@ def read_layout(source: Source, report: Report) -> Layout | None:
     return Layout(separator, columns, len(names), header_bytes, verbatim)
 
 
+def copy_cells(conn: psycopg.Connection, table: str, source: Source, layout: Layout, progress: Progress) -> None:
+    """Copy the lines after the header of a verbatim file into ``table`` (row identity, c1 … cN),
+    split by PostgreSQL's own CSV reader: the fast way, for files whose every line has its fields.
+
+    A line with too few or too many fields (or a blank one) stops the COPY with BadCopyFileFormat;
+    the caller then takes the lines one by one (copy_raw), which can say which lines are wrong."""
+    columns = sql.SQL(", ").join(sql.Identifier(f"c{n}") for n in range(1, layout.width + 1))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, DELIMITER {})").format(
+        sql.Identifier(table), columns, sql.Literal(layout.separator)
+    )
+    _copy_verbatim(conn, statement, source, layout, progress)
+
+
+def _copy_verbatim(
+    conn: psycopg.Connection, statement: sql.Composed, source: Source, layout: Layout, progress: Progress
+) -> None:
+    total = source.size()
+    sent = 0
+    with conn.cursor().copy(statement) as copy:
+        for chunk in source.chunks():
+            if sent == 0:
+                chunk = chunk[layout.header_bytes :]
+                sent = layout.header_bytes
+            copy.write(chunk)
+            sent += len(chunk)
+            progress.advance(sent, total)
+
+
 def copy_raw(
     conn: psycopg.Connection, table: str, source: Source, layout: Layout, progress: Progress, report: Report
 ) -> None:
@@ -101,15 +129,7 @@ def copy_raw(
     if layout.verbatim:
         # CSV format with a delimiter and quote that do not occur: one field per line, taken as is.
         statement = sql.SQL("COPY {} (raw) FROM STDIN (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')")
-        sent = 0
-        with conn.cursor().copy(statement.format(target)) as copy:
-            for chunk in source.chunks():
-                if sent == 0:
-                    chunk = chunk[layout.header_bytes :]
-                    sent = layout.header_bytes
-                copy.write(chunk)
-                sent += len(chunk)
-                progress.advance(sent, total)
+        _copy_verbatim(conn, statement.format(target), source, layout, progress)
         return
     with (
         source.open() as stream,

@@ -147,8 +147,21 @@ def raw_table(conn: psycopg.Connection, src: int) -> str:
     return name
 
 
-def _split(table: str, layout: Layout) -> str:
-    """Each line of a raw table split into its fields (an end HH:MM completed with the start's date).
+def cells_table(conn: psycopg.Connection, src: int, width: int) -> str:
+    """A table for a file's lines already split into their ``width`` fields (csvfile.copy_cells)."""
+    name = f"load_cells_{src}"
+    cells = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"c{n}")) for n in range(1, width + 1))
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} (row bigint GENERATED ALWAYS AS IDENTITY, {}) ON COMMIT DROP").format(
+            sql.Identifier(name), cells
+        )
+    )
+    return name
+
+
+def _split(table: str, layout: Layout, cells: bool = False) -> str:
+    """Each line of a raw table (or of a cells table) split into its fields, an end HH:MM completed
+    with the start's date.
 
     The lines level ends in OFFSET 0 so the planner keeps it a subquery: flattened, every reference
     to a field would split the line again."""
@@ -159,27 +172,31 @@ def _split(table: str, layout: Layout) -> str:
         position = layout.columns.get(name)
         if position is None:
             return "NULL::text"
-        value = f"btrim(v[{position}], ' \t\r')"
+        value = f"btrim({f'c{position}' if cells else f'v[{position}]'}, ' \t\r')"
         return f"nullif({'upper(' + value + ')' if upper else value}, '')"
 
     width = layout.width
     malformed = (
         f"cardinality(v) < {width} OR (cardinality(v) > {width} AND array_to_string(v[{width + 1}:], '') !~ '^\\s*$')"
     )
+    if cells:  # every line had its fields, or the COPY would have stopped
+        lines = f"SELECT row + 1 AS line, {width} AS nfields, false AS malformed, * FROM {table}"
+    else:
+        lines = f"""SELECT line, cardinality(v) AS nfields, {malformed} AS malformed, v FROM (
+            SELECT coalesce(line, row + 1)::int AS line, string_to_array(raw, {sep_literal}) AS v
+            FROM {table} WHERE raw IS NOT NULL OFFSET 0
+        ) split"""
     return f"""
     INSERT INTO load_fields (line, nfields, malformed, unit, time_type, care_type, performer, resource, start_t, end_t)
     SELECT line, nfields, malformed, unit, time_type, care_type, performer, resource, start_t,
            CASE WHEN length(end_c) IN (5, 8) AND substr(end_c, 3, 1) = ':' AND start_t IS NOT NULL
                 THEN substr(start_t, 1, 11) || end_c ELSE end_c END
     FROM (
-        SELECT line, cardinality(v) AS nfields, {malformed} AS malformed,
+        SELECT line, nfields, malformed,
                {field("unit", True)} AS unit, {field("start")} AS start_t, {field("end")} AS end_c,
                {field("time_type")} AS time_type, {field("care_type")} AS care_type,
                {field("performer", True)} AS performer, {field("resource")} AS resource
-        FROM (
-            SELECT coalesce(line, row + 1)::int AS line, string_to_array(raw, {sep_literal}) AS v
-            FROM {table} WHERE raw IS NOT NULL OFFSET 0
-        ) lines OFFSET 0
+        FROM ({lines} OFFSET 0) lines OFFSET 0
     ) fields
     WHERE coalesce(unit, start_t, end_c, time_type, care_type, performer, resource) IS NOT NULL  -- not blank
     """
@@ -222,9 +239,10 @@ FROM (
 """
 
 
-def check_csv(conn: psycopg.Connection, src: int, table: str, layout: Layout) -> None:
+def check_csv(conn: psycopg.Connection, src: int, table: str, layout: Layout, cells: bool = False) -> None:
+    """Stage a CSV source's rows from its raw table, or from its cells table (``cells``)."""
     conn.execute("TRUNCATE load_fields, load_instant")
-    conn.execute(_split(table, layout))
+    conn.execute(_split(table, layout, cells))
     conn.execute(INSTANTS)
     conn.execute("ANALYZE load_fields, load_instant")  # sizes known, so the joins hash the few instants
     conn.execute(CHECKED.replace("{inner}", CSV_INNER), {"src": src, "width": layout.width})
