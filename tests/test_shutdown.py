@@ -82,7 +82,7 @@ class Database:
         deadline = time.monotonic() + seconds
         while not self.db.execute(
             "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            " AND query LIKE 'UPDATE slot%%'"
+            " AND query LIKE '%%UPDATE slot%%'"  # MakeBooking takes the slot inside a CTE
         ).fetchone():
             assert time.monotonic() < deadline, f"no MakeBooking waited for the slot within {seconds} s"
             time.sleep(0.02)
