@@ -695,7 +695,8 @@ def _print(figures: Figures, server: ProducerServer, booked: int, exit_code: int
     print(f"the generator's connections held by each server worker (pid: count): {figures.connections_by_worker}")
     cpu = figures.cpu
     workers = " + ".join(f"{c:.2f}" for name, c in cpu.items() if name.startswith("worker "))
-    rest = cpu["machine"] - cpu["server"] - cpu["generator"] - cpu["postgresql"]
+    # the machine's counters and the processes' own disagree by a few hundredths: never below zero
+    rest = max(0.0, cpu["machine"] - cpu["server"] - cpu["generator"] - cpu["postgresql"])
     print(
         f"CPU over the window, in cores: server {cpu['server']:.2f} (workers {workers}),"
         f" PostgreSQL {cpu['postgresql']:.2f}, load generator {cpu['generator']:.2f}"
