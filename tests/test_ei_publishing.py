@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from lxml import etree
 from support import ProducerServer
@@ -40,9 +41,10 @@ from support.ei import (
     settle_outbox,
     start_publisher,
 )
-from support.server import run_cli
+from support.server import fresh_database, run_cli
 from test_booking_flows import A100, A200, Api, new_resident
 
+from engagement_index import publisher
 from engagement_index.fields import MANDATORY_FIELDS
 from producer.bookings import publish_change, record_event
 
@@ -693,6 +695,40 @@ def test_resync_resends_the_units_posts_and_changes_nothing(config: Config, stub
     assert len(effects) == len(resent) == len(current)
     assert effects == {k: (False, "unchanged" if k in already else "created") for k in current}
     assert len(in_ei(ei, config, resident)) == 2
+
+
+def _scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _scans(child)
+
+
+def test_pending_rows_of_a_sudden_backlog_are_read_by_booking(pg_admin_url: str) -> None:
+    """A backlog that appeared at once (an outage, an invitation campaign) has no statistics yet, and
+    the planner then takes `published_at IS NULL` as rare. Reading the pending rows of the bookings a
+    publisher claimed must still go by booking (ei_outbox_by_booking), not walk every pending row for
+    each batch: that made draining O(backlog) per batch (3,000/s instead of 5,000 in make bench)."""
+    url = fresh_database(pg_admin_url, "tidbok_test_backlogplan")
+    run_cli(["migrate"], {"DATABASE_URL": url})
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE ei_outbox SET (autovacuum_enabled = false)")  # no statistics, as at first
+        conn.execute(
+            """
+            INSERT INTO care_unit (hsa_id, name) VALUES ('SE2321000016-X001', 'Backlog');
+            INSERT INTO time_type (unit_hsa_id, code, name, duration_minutes)
+                VALUES ('SE2321000016-X001', 'LAK', 'L', 10);
+            INSERT INTO booking (booking_id, unit_hsa_id, kind, subject_of_care, time_type_code)
+                SELECT 'B' || i, 'SE2321000016-X001', 'booking', '191212121212', 'LAK' FROM generate_series(1, 30000) i;
+            INSERT INTO ei_outbox (booking_pk, reason, after) SELECT pk, 'test', '{}'::jsonb FROM booking ORDER BY pk;
+            UPDATE ei_outbox SET published_at = now() WHERE id <= 10000;
+            """
+        )
+        claimed = [r[0] for r in conn.execute("SELECT pk FROM booking ORDER BY pk OFFSET 20000 LIMIT 1000")]
+        plan = conn.execute("EXPLAIN (FORMAT JSON) " + publisher._PENDING, (claimed,)).fetchone()[0][0]["Plan"]
+        outer = [n for n in _scans(plan) if n.get("Relation Name") == "ei_outbox" and n.get("Alias") == "o"]
+        assert [n.get("Index Name") for n in outer] == ["ei_outbox_by_booking"], plan
+        rows = conn.execute(publisher._PENDING, (claimed,)).fetchall()
+        assert sorted(r[1] for r in rows) == claimed
 
 
 # -- every request the publisher sent ------------------------------------------------------------------
