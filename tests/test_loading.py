@@ -386,6 +386,36 @@ def test_quoted_csv_with_semicolons(url: str, conn: psycopg.Connection, tmp_path
     assert changes(rep) == {"slots": (2, 0, 0)}
 
 
+def test_both_ways_of_reading_a_csv_give_the_same_slots(url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    """A file whose lines all have their fields is split by PostgreSQL's CSV reader; one with a blank
+    line or extra empty fields is taken line by line. The same slots either way (CRLF, tabs, spaces
+    around fields, lower-case ids), and a line with too few fields is still reported by number."""
+    set_up(url, tmp_path)
+    day = monday()
+    rows = [
+        f" {A100.lower()}\t{day} 08:00 \t08:20\tLAK\t{P001.lower()} ",
+        f"{A100}\t{day} 08:20\t{day} 08:40\tLAK\t{P001}",
+        f"{A100}\t{day} 08:40\t\tLAK\t{P001}",  # the time type's duration: 20 minutes
+    ]
+    header = "unit\tstart\tend\ttime_type\tperformer"
+    tidy = write(tmp_path, "tidy.csv", "\r\n".join([header, *rows]) + "\r\n")
+    assert changes(report(url, tidy)) == {"slots": (3, 0, 0)}
+    expected = [
+        (at(day, a), at(day, b), "LAK", P001) for a, b in (("08:00", "08:20"), ("08:20", "08:40"), ("08:40", "09:00"))
+    ]
+    assert [s[:3] + s[4:5] for s in slots(conn)] == expected
+
+    assert "load: copying tidy.csv line by line" not in run_load(url, "--dry-run", tidy).stderr.splitlines()
+
+    untidy = write(tmp_path, "untidy.csv", "\r\n".join([header, rows[0] + "\t", "", *rows[1:]]) + "\r\n")
+    assert "load: copying untidy.csv line by line" in run_load(url, "--dry-run", untidy).stderr.splitlines()
+    assert changes(report(url, untidy)) == {}  # the same slots: nothing to do
+    assert [s[:3] + s[4:5] for s in slots(conn)] == expected
+
+    short = write(tmp_path, "short.csv", "\n".join([header, *rows[:2], f"{A100}\t{day} 09:00"]) + "\n")
+    assert problems(report(url, short, expect=1)) == ["short.csv:4: None: expected 5 fields, found 2"]
+
+
 def test_progress_lines_when_not_a_terminal(url: str, tmp_path: Path) -> None:
     set_up(url, tmp_path)
     result = run_load(url, write(tmp_path, "p.csv", csv(day_rows(monday()))))
