@@ -29,7 +29,8 @@ import psycopg
 import pytest
 from lxml import etree
 from support import SOAP_ENV, Official, ProducerServer, fresh_database, http_get, run_cli, soap_post
-from support.calendar import SLOT_COLUMNS, Slot, wire_date
+from support.calendar import Slot, unused_free_slot, wire_date
+from support.locks import holding, waiting_backend
 from support.residents import Residents
 from support.server import connect, start_server
 from support.tcp_proxy import TcpProxy, proxied_url, proxy_to
@@ -177,16 +178,7 @@ class Faulty:
     # the database, directly
 
     def free_slot(self) -> Slot:
-        """A free LAK slot days ahead that this module has not used (changeable: the deadline is 24 h)."""
-        row = self.db.execute(
-            f"SELECT {SLOT_COLUMNS} FROM slot WHERE unit_hsa_id = %s AND time_type_code = 'LAK'"
-            " AND booking_pk IS NULL AND starts_at > now() + interval '3 days' AND NOT id = ANY(%s)"
-            " ORDER BY starts_at, id LIMIT 1",
-            (A100, list(self._used)),
-        ).fetchone()
-        assert row is not None, "no free slot left"
-        self._used.add(row["id"])
-        return Slot(**row)
+        return unused_free_slot(self.db, A100, self._used)
 
     def snapshot(self, resident: str, slots: list[int]) -> dict[str, list[Any]]:
         """Everything a booking change of this resident and these slots could have written."""
@@ -216,30 +208,11 @@ class Faulty:
         )
         assert problems == [], problems
 
-    @contextlib.contextmanager
-    def holding(self, statement: str, *params: Any) -> Iterator[None]:
-        """Run a locking statement in an open transaction of the test's own, until the block ends."""
-        with psycopg.connect(self.url) as locker:
-            locker.execute(statement, params)
-            try:
-                yield
-            finally:
-                locker.rollback()
+    def holding(self, statement: str, *params: Any) -> contextlib.AbstractContextManager[None]:
+        return holding(self.url, statement, *params)
 
     def blocked_backend(self, statement: str, seconds: float = 10) -> int:
-        """The pid of the backend of this database that waits for a lock in a query containing
-        ``statement`` (the changes write several tables in one statement through CTEs)."""
-        deadline = time.monotonic() + seconds
-        while True:
-            row = self.db.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                " AND wait_event_type = 'Lock' AND query LIKE %s",
-                ("%" + statement + "%",),
-            ).fetchone()
-            if row:
-                return row["pid"]
-            assert time.monotonic() < deadline, f"no backend waited for a lock in {statement!r} within {seconds} s"
-            time.sleep(0.02)
+        return waiting_backend(self.db, statement, seconds)
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,9 @@ import psycopg
 import pytest
 from lxml import etree
 from support import Official, ProducerServer, fresh_database, http_get, run_cli, soap_post
-from support.calendar import SLOT_COLUMNS, Slot, staff_invitation
+from support.calendar import Slot, staff_invitation, unused_free_slot
 from support.ei import running_stub, start_publisher, wait_until_drained
+from support.locks import holding, waiting_backend
 from support.residents import Residents
 from support.server import connect, start_server
 from support.tcp_proxy import proxied_url, proxy_to
@@ -49,15 +50,7 @@ class Database:
     used: set[int]
 
     def free_slot(self) -> Slot:
-        row = self.db.execute(
-            f"SELECT {SLOT_COLUMNS} FROM slot WHERE unit_hsa_id = %s AND time_type_code = 'LAK'"
-            " AND booking_pk IS NULL AND starts_at > now() + interval '3 days' AND NOT id = ANY(%s)"
-            " ORDER BY starts_at, id LIMIT 1",
-            (A100, list(self.used)),
-        ).fetchone()
-        assert row is not None, "no free slot left"
-        self.used.add(row["id"])
-        return Slot(**row)
+        return unused_free_slot(self.db, A100, self.used)
 
     def bookings_of(self, resident: str) -> list[dict[str, Any]]:
         return self.db.execute(
@@ -68,24 +61,12 @@ class Database:
             (resident,),
         ).fetchall()
 
-    @contextlib.contextmanager
-    def holding_slot(self, slot: Slot) -> Iterator[None]:
+    def holding_slot(self, slot: Slot) -> contextlib.AbstractContextManager[None]:
         """The slot's row locked by the test until the block ends: a MakeBooking of it waits."""
-        with psycopg.connect(self.url) as locker:
-            locker.execute("SELECT 1 FROM slot WHERE id = %s FOR UPDATE", (slot.id,))
-            try:
-                yield
-            finally:
-                locker.rollback()
+        return holding(self.url, "SELECT 1 FROM slot WHERE id = %s FOR UPDATE", slot.id)
 
-    def wait_for_lock_wait(self, seconds: float = 10) -> None:
-        deadline = time.monotonic() + seconds
-        while not self.db.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            " AND query LIKE '%%UPDATE slot%%'"  # MakeBooking takes the slot inside a CTE
-        ).fetchone():
-            assert time.monotonic() < deadline, f"no MakeBooking waited for the slot within {seconds} s"
-            time.sleep(0.02)
+    def wait_for_lock_wait(self) -> None:
+        waiting_backend(self.db, "UPDATE slot")  # MakeBooking takes the slot inside a CTE
 
 
 @pytest.fixture(scope="module")

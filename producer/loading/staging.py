@@ -183,12 +183,13 @@ def _split(table: str, layout: Layout, cells: bool = False) -> str:
         return f"nullif({'upper(' + value + ')' if upper else value}, '')"
 
     width = layout.width
-    malformed = (
-        f"cardinality(v) < {width} OR (cardinality(v) > {width} AND array_to_string(v[{width + 1}:], '') !~ '^\\s*$')"
-    )
     if cells:  # every line had its fields, or the COPY would have stopped
         lines = f"SELECT row + 1 AS line, {width} AS nfields, false AS malformed, * FROM {table}"
     else:
+        malformed = (
+            f"cardinality(v) < {width}"
+            f" OR (cardinality(v) > {width} AND array_to_string(v[{width + 1}:], '') !~ '^\\s*$')"
+        )
         lines = f"""SELECT line, cardinality(v) AS nfields, {malformed} AS malformed, v FROM (
             SELECT coalesce(line, row + 1)::int AS line, string_to_array(raw, {sep_literal}) AS v
             FROM {table} WHERE raw IS NOT NULL OFFSET 0

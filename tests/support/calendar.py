@@ -198,3 +198,21 @@ def staff_invitation(
             assert taken == 1, f"slot {slot.id} is not free"
         publish_change(db, pk, "staff", now)  # as staff tools do: the invitation reaches the EI outbox
     return booking_id
+
+
+def unused_free_slot(db: psycopg.Connection[Any], unit: str, used: set[int]) -> Slot:
+    """A free LAK slot of `unit` more than three days ahead (changeable: the deadline is 24 h) that
+    is not in `used`; it is added to `used`."""
+    slot = (
+        db.cursor(row_factory=class_row(Slot))
+        .execute(
+            f"SELECT {SLOT_COLUMNS} FROM slot WHERE unit_hsa_id = %s AND time_type_code = 'LAK'"
+            " AND booking_pk IS NULL AND starts_at > now() + interval '3 days' AND NOT id = ANY(%s)"
+            " ORDER BY starts_at, id LIMIT 1",
+            (unit, list(used)),
+        )
+        .fetchone()
+    )
+    assert slot is not None, "no free slot left"
+    used.add(slot.id)
+    return slot
