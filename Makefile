@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-dates lint bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+## test-dates: the suite with the clock at other days (libfaketime; long, not part of make test)
+## DATE="2027-10-27 10:00" for one date (Stockholm time; several: comma-separated); without it, every date in tests/dates.py
+test-dates: $(INSTALLED)
+	$(PY) -m tests.dates $(if $(DATE),"$(DATE)")
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

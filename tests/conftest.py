@@ -21,7 +21,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from support.official import OFFICIAL_ROOT, Caller, Official
+from support import reference
+from support.official import Caller, Official
 from support.server import ProducerServer, prepare_and_start
 
 StartProducer = Callable[..., ProducerServer]
@@ -87,9 +88,12 @@ def db(producer_server: ProducerServer) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture(scope="session")
 def official() -> Official:
-    if not OFFICIAL_ROOT.is_dir():
-        pytest.fail(f"official contracts not found at {OFFICIAL_ROOT} (expected ../shared next to the repo)")
+    """The referee contracts: the official release, or our own rendition when it is absent (support.reference)."""
     return Official()
+
+
+def pytest_report_header() -> str:
+    return reference.describe()
 
 
 @pytest.fixture(scope="session")
@@ -105,8 +109,13 @@ def call(official: Official, producer_server: ProducerServer) -> Caller:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """On failure, show the tail of each running producer's stderr next to the test's own output."""
+    """On failure, show the tail of each running producer's stderr next to the test's own output.
+
+    A test skipped because the official contracts are absent is reported at one place, so the
+    summary gives the reason once with the count, not once per test module line."""
     report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and report.longrepr[2].endswith(reference.MISSING):
+        report.longrepr = (str(reference.__file__), 1, report.longrepr[2])
     if report.failed and _running:
         for name, server in _running.items():
             path = server.log_dir / f"{name}.stderr"

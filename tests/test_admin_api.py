@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from support.calendar import unused_free_slot
 from support.ei import EiLoop, publishing_into_a_stub, wait_until_drained
 from support.server import ProducerServer
 
@@ -62,14 +63,12 @@ def api(
         conn.close()
 
 
-def free_slot(server: ProducerServer, unit: str, time_type: str, days: int) -> str:
+def two_free_slots(server: ProducerServer, unit: str) -> tuple[str, str]:
+    """Two distinct free LAK slots (by construction, whatever the day: not "the first after N days"
+    twice, which is one and the same Monday slot when both days fall on a weekend)."""
+    used: set[int] = set()
     with server.connect() as conn:
-        row = conn.execute(
-            "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
-            " AND starts_at > now() + make_interval(days => %s) ORDER BY starts_at, id LIMIT 1",
-            (unit, time_type, days),
-        ).fetchone()
-    return f"T{row[0]}"
+        return unused_free_slot(conn, unit, used).ref, unused_free_slot(conn, unit, used).ref
 
 
 @pytest.mark.parametrize("token", [None, "not-a-token-at-all-xx"])
@@ -133,7 +132,8 @@ def test_openapi_describes_every_route(server: ProducerServer) -> None:
 
 def test_staff_actions_through_the_api_reach_soap_and_ei(server: ProducerServer, ei: EiLoop, official: Any) -> None:
     index = ei.ei
-    first, second = free_slot(server, A100, "LAK", 10), free_slot(server, A100, "LAK", 11)
+    first, second = two_free_slots(server, A100)
+    assert first != second
     status, _, made = api(
         server, "POST", f"/admin/units/{A100}/bookings",
         {"staff": STAFF, "resident": RESIDENT, "slot": first, "contact": {"first_name": "Anna", "last_name": "Test"}},

@@ -32,6 +32,7 @@ from support.contracts import (
     user_components,
     wsdl_summary,
 )
+from support.reference import require_official
 from xmlschema.validators import XsdSimpleType
 
 from producer.contract import INTERACTIONS
@@ -39,7 +40,6 @@ from producer.contract import INTERACTIONS
 REPO = Path(__file__).resolve().parents[1]
 OURS_ROOT = REPO / "contracts"
 OURS = OURS_ROOT / "crm_scheduling_1.1"
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "reference-contracts" / "crm_scheduling_1.1"
 
 CORE_NS = "urn:riv:crm:scheduling:1"
 CORE_EXT_NS = "urn:riv:crm:scheduling:1.1"
@@ -64,9 +64,8 @@ SCHEMA_FILES = sorted(p for p in contract_files(OURS) if p.suffix == ".xsd")
 
 @pytest.fixture(scope="session")
 def official() -> Path:
-    if not OFFICIAL.is_dir():
-        pytest.skip(f"official crm:scheduling 1.1 reference files not found at {OFFICIAL}")
-    return OFFICIAL
+    """The official release's crm:scheduling 1.1 folder; without it, the comparison tests skip."""
+    return require_official() / "crm_scheduling_1.1"
 
 
 OURS_MODEL = ModelDescriber(PNR_OURS)

@@ -34,12 +34,11 @@ from support.contracts import (
     user_components,
     wsdl_summary,
 )
+from support.reference import require_official
 from xmlschema.validators import XsdComplexType, XsdGroup, XsdSimpleType
 
 REPO = Path(__file__).resolve().parents[1]
 OURS = REPO / "contracts" / "engagementindex_1.0"
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-contracts"
-OFFICIAL = REFERENCE / "engagementindex_1.0"
 
 INTERACTIONS = ("Update", "FindContent")
 
@@ -72,9 +71,8 @@ SCHEMA_FILES = sorted(p for p in contract_files(OURS) if p.suffix == ".xsd")
 
 @pytest.fixture(scope="session")
 def official_ei() -> Path:
-    if not OFFICIAL.is_dir():
-        pytest.skip(f"official engagementindex 1.0 reference files not found at {OFFICIAL}")
-    return OFFICIAL
+    """The official release's engagementindex 1.0 folder; without it, the comparison tests skip."""
+    return require_official() / "engagementindex_1.0"
 
 
 @dataclass(frozen=True)
@@ -226,7 +224,7 @@ def test_official_personnummer_pattern_is_defective(official_ei: Path) -> None:
 
 
 def test_same_pattern_as_the_skltp_ei_variant(official_ei: Path) -> None:
-    variant = REFERENCE / "engagementindex_1.0_skltp-ei-variant"
+    variant = official_ei.parent / "engagementindex_1.0_skltp-ei-variant"
     if not variant.is_dir():
         pytest.skip(f"skltp-ei variant not found at {variant}")
     assert list(registered_resident_type(variant).patterns.regexps) == [PNR_OURS]
@@ -343,7 +341,7 @@ def our_files() -> list[Path]:
 
 
 def test_no_file_is_a_copy_of_an_official_file(official_ei: Path) -> None:
-    assert copies(our_files(), REFERENCE, OURS) == []
+    assert copies(our_files(), official_ei.parent, OURS) == []
 
 
 def test_file_encoding_and_formatting() -> None:

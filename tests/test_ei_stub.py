@@ -19,11 +19,8 @@ import requests
 import zeep
 from lxml import etree
 from support.ei import (
-    CORE_XSD,
     EI_HSA_ID,
-    OFFICIAL,
     REGISTRY_NS,
-    REPO,
     RESIDENT,
     SOAP_ENV,
     Ei,
@@ -33,15 +30,13 @@ from support.ei import (
     responder_ns,
     running_stub,
 )
+from support.reference import require_recorded_fixtures
 from zeep.exceptions import Fault, TransportError
-
-FIXTURES = REPO.parent / "shared" / "recorded-fixtures"
 
 ALTERNATIVE_HSA_ID = "SE5565594230-EIALT"
 UNIT = "SE2321000016-A100"
 SOURCE_SYSTEM = "SE2321000016-84GX"
 
-pytestmark = pytest.mark.skipif(not CORE_XSD.is_file(), reason=f"official EI contract not found at {OFFICIAL}")
 
 
 @pytest.fixture(scope="session")
@@ -259,7 +254,7 @@ def test_ei001_invalid_personnummer_through_zeep(ei: Ei) -> None:
 
 def test_ei001_recorded_update_with_elements_out_of_schema_order(stub: Stub) -> None:
     # AgP soapUI puts mostRecentContent after dataController; the stub validates against the schema.
-    xml = (FIXTURES / "Update" / "agp-soapui__Update_198611062384_UllaAlm.xml").read_bytes()
+    xml = (require_recorded_fixtures() / "Update" / "agp-soapui__Update_198611062384_UllaAlm.xml").read_bytes()
     status, body = stub.soap("Update", xml)
     assert status == 500 and b"EI001: " in body
 
@@ -453,12 +448,13 @@ def test_find_content_schema_invalid_is_ei001(stub: Stub) -> None:
 
 
 def test_recorded_messages_get_official_responses(stub: Stub) -> None:
-    update = (FIXTURES / "Update" / "skltp-soapui-agp-tidbokning__Update_GSOCS_PatientId1.xml").read_bytes()
+    fixtures = require_recorded_fixtures()
+    update = (fixtures / "Update" / "skltp-soapui-agp-tidbokning__Update_GSOCS_PatientId1.xml").read_bytes()
     status, body = stub.soap("Update", update)
     assert status == 200, body
     assert assert_official_response("Update", body).findtext(f"{{{responder_ns('Update')}}}ResultCode") == "OK"
     assert len(stub.state()["posts"]) == 3
-    find = (FIXTURES / "FindContent" / "skltp-ei__FindContent.xml").read_bytes()
+    find = (fixtures / "FindContent" / "skltp-ei__FindContent.xml").read_bytes()
     status, body = stub.soap("FindContent", find)
     assert status == 200, body
     assert len(assert_official_response("FindContent", body)) == 0  # another resident and domain

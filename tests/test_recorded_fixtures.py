@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-from support import DEMO_ACTOR, INTERACTIONS, OFFICIAL_ROOT, SOAP_ENV, Official, ProducerServer, envelope, soap_post
+from support import DEMO_ACTOR, INTERACTIONS, SOAP_ENV, Official, ProducerServer, envelope, reference, soap_post
 
-FIXTURES = OFFICIAL_ROOT.parents[1] / "recorded-fixtures"
+FIXTURES = reference.RECORDED_FIXTURES
 UNIT = "SE2321000016-A100"
 LOGICAL_ADDRESS = "{urn:riv:itintegration:registry:1}LogicalAddress"
 HEADER = f"{{{SOAP_ENV}}}Header"
@@ -26,9 +26,7 @@ FACILITY_ELEMENTS = ("healthcare_facility", "healthcare_facility_med")
 REQUEST_ROOTS = {f"{{urn:riv:crm:scheduling:{op}Responder:1}}{op}": op for op in INTERACTIONS}
 
 if not FIXTURES.is_dir():
-    pytest.skip(
-        f"recorded fixtures not found at {FIXTURES} (expected ../shared next to the repo)", allow_module_level=True
-    )
+    pytest.skip(reference.FIXTURES_MISSING, allow_module_level=True)
 
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 

@@ -28,14 +28,16 @@ import zeep
 from lxml import etree
 from psycopg.rows import dict_row, tuple_row
 
+from support import reference
 from support.official import ResponseValidator
 from support.patching import CorePatchingTransport, PatchedCore, patched_parser
 from support.server import free_port, http_get, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
-OFFICIAL = REPO.parent / "shared" / "reference-contracts" / "engagementindex_1.0"
+# The official release when found, else our own rendition (support.reference).
+OFFICIAL = reference.REFEREE / "engagementindex_1.0"
 CORE_XSD = OFFICIAL / "core_components" / "itintegration_engagementindex_1.0.xsd"
-CORE = PatchedCore(CORE_XSD)
+CORE = PatchedCore(CORE_XSD, defective=reference.FOUND)
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 REGISTRY_NS = "urn:riv:itintegration:registry:1"
 EI_HSA_ID = "5565594230"  # the stub's default, as the national EI

@@ -44,14 +44,15 @@ from zeep.helpers import serialize_object
 from zeep.proxy import ServiceProxy
 
 from producer.contract import INTERACTIONS
+from support import reference
 from support.patching import CorePatchingTransport, PatchedCore, patched_parser
 
-REPO = Path(__file__).resolve().parents[2]
-OFFICIAL_ROOT = REPO.parent / "shared" / "reference-contracts" / "crm_scheduling_1.1"
+# The official release when found, else our own rendition (support.reference).
+OFFICIAL_ROOT = reference.REFEREE / "crm_scheduling_1.1"
 CORE_DIR = OFFICIAL_ROOT / "core_components"
 CORE_XSD = CORE_DIR / "crm_scheduling_1.1.xsd"
 
-CORE = PatchedCore(CORE_XSD)
+CORE = PatchedCore(CORE_XSD, defective=reference.FOUND)
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 REGISTRY_NS = "urn:riv:itintegration:registry:1"
