@@ -111,10 +111,10 @@ def call(official: Official, producer_server: ProducerServer) -> Caller:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """On failure, show the tail of each running producer's stderr next to the test's own output.
 
-    A test skipped because the official contracts are absent is reported at one place, so the
-    summary gives the reason once with the count, not once per test module line."""
+    A test skipped because ../shared is absent is reported at one place, so the summary gives each
+    reason once with its count, not once per line of a test module."""
     report = yield
-    if report.skipped and isinstance(report.longrepr, tuple) and report.longrepr[2].endswith(reference.MISSING):
+    if report.skipped and isinstance(report.longrepr, tuple) and report.longrepr[2].endswith(reference.REASONS):
         report.longrepr = (str(reference.__file__), 1, report.longrepr[2])
     if report.failed and _running:
         for name, server in _running.items():

@@ -58,3 +58,6 @@ def require_recorded_fixtures() -> Path:
     if not RECORDED_FIXTURES.is_dir():
         pytest.skip(FIXTURES_MISSING)
     return RECORDED_FIXTURES
+
+
+REASONS = (MISSING, FIXTURES_MISSING)  # conftest reports these skips at one place each
