@@ -34,7 +34,7 @@ from support.contracts import (
 )
 from xmlschema.validators import XsdSimpleType
 
-from producer.contract import INTERACTIONS
+from producer.soap.scheduling import INTERACTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 OURS_ROOT = REPO / "contracts"

@@ -43,7 +43,7 @@ from lxml import etree
 from zeep.helpers import serialize_object
 from zeep.proxy import ServiceProxy
 
-from producer.contract import INTERACTIONS
+from producer.soap.scheduling import INTERACTIONS
 from support.patching import CorePatchingTransport, PatchedCore, patched_parser
 
 REPO = Path(__file__).resolve().parents[2]
