@@ -1,1 +1,1 @@
-"""Engagement index (EI) integration: the outbox that records every booking change for EI."""
+"""Engagement index (EI): publisher, net transactions, client, settings, outbox admin, sweeper. May import: producer."""

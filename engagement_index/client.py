@@ -19,7 +19,7 @@ from zeep.transports import Transport
 
 from engagement_index.config import EiSettings
 from engagement_index.transactions import Transaction
-from producer.config import CONTRACTS_DIR
+from producer.soap.scheduling import CONTRACTS_DIR
 
 UPDATE_WSDL = CONTRACTS_DIR / "engagementindex_1.0" / "interactions" / "UpdateInteraction"
 UPDATE_WSDL = UPDATE_WSDL / "UpdateInteraction_1.0_RIVTABP21.wsdl"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from producer import config_source
-from producer.config_source import ConfigError, Source
+from producer.platform import settings_source
+from producer.platform.settings_source import ConfigError, Source
 
 CATEGORIZATIONS = ("split", "NA")
 
@@ -38,7 +38,7 @@ class EiSettings:
 
     @classmethod
     def from_env(cls, source: Source | None = None) -> EiSettings:
-        source = source or config_source.load()
+        source = source or settings_source.load()
         categorization = source.get("TIDBOK_EI_CATEGORIZATION") or "split"
         if categorization not in CATEGORIZATIONS:
             raise ConfigError(f"{source.label('TIDBOK_EI_CATEGORIZATION')} must be split or NA, got {categorization!r}")

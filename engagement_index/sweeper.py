@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from engagement_index.outbox import record_change
+from producer.calendar.outbox import record_change
 
 SWEEP_LOCK = (7202, 0)  # one sweeper at a time, however many publishers run it
 

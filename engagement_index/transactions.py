@@ -18,8 +18,8 @@ from typing import Any
 
 from engagement_index.config import EiSettings
 from engagement_index.fields import FIELD_LIMITS, MANDATORY_FIELDS
-from engagement_index.outbox import Post
-from producer.identifiers import is_reserve_number
+from producer.calendar.outbox import Post
+from producer.sweden.identifiers import is_reserve_number
 
 SERVICE_DOMAIN = "riv:crm:scheduling"
 Key = tuple[str, ...]

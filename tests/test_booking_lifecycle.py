@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from support.calendar import SLOT_COLUMNS, STOCKHOLM, Slot, today, weekday_on_or_after
 from support.machines import run_machine
 
-from engagement_index.outbox import ei_post, record_change
+from producer.calendar.outbox import ei_post, record_change
 
 UNIT = "SE2321000016-A100"
 RESIDENTS = ("191212121212", "196408233234", "197010632391", "198112189876")
@@ -212,7 +212,7 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
 
         @invariant()
         def outbox_replays_to_the_current_post(self) -> None:
-            from producer.bookings import fetch_views
+            from producer.calendar.bookings import fetch_views
 
             now = datetime.now(UTC)
             rows = self.conn.execute("SELECT booking_pk, before, after FROM ei_outbox ORDER BY id").fetchall()

@@ -16,7 +16,7 @@ from support import DEMO_RESIDENT, Caller, Official, ProducerServer
 from support.official import as_data, client_fault
 from support.server import booking_ids_by_kind
 
-from producer.wire_time import STOCKHOLM, format_dt
+from producer.sweden.wall_time import STOCKHOLM, format_dt
 
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
 P001, P002, P003 = "SE2321000016-P001", "SE2321000016-P002", "SE2321000016-P003"

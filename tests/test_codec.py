@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from producer.codec import MissingField, ResponseWriter, decode, escape_text
-from producer.contract import Contract, TypePlan, load_contract
+from producer.soap.codec import MissingField, ResponseWriter, decode, escape_text
+from producer.soap.contract import Contract, TypePlan, load_contract
 
 CONTRACT: Contract = load_contract()
 # Text a resident or a clinic could send: any XML 1.0 character, with markup characters favoured.

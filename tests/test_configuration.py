@@ -22,11 +22,11 @@ from support.pki import Authority
 from support.server import PYTHON, REPO, free_port, fresh_database, subprocess_env
 
 from engagement_index.config import EiSettings
-from producer import config_source
 from producer.admin_api.auth import Tokens
-from producer.authorization import Consumer, Consumers
-from producer.config import ConfigError, Settings
-from producer.config_source import FILE_KEYS
+from producer.platform import settings_source as config_source
+from producer.platform.consumers import Consumer, Consumers
+from producer.platform.settings import ConfigError, Settings
+from producer.platform.settings_source import FILE_KEYS
 
 EXAMPLE = REPO / "tidbok.example.toml"
 PLATFORM = "SE2321000016-VP01"
@@ -425,7 +425,7 @@ class TestRefusal:
         assert self.consumers.refusal(hsa_id, "MakeBooking", A200.lower()) is None
 
     def test_a_consumer_without_narrowing_may_call_everything(self) -> None:
-        from producer.contract import INTERACTIONS
+        from producer.soap.scheduling import INTERACTIONS
 
         for interaction in INTERACTIONS:
             assert self.consumers.refusal(PLATFORM, interaction, A200) is None

@@ -35,7 +35,7 @@ from support.contracts import (
 from support.reference import require_official
 from xmlschema.validators import XsdSimpleType
 
-from producer.contract import INTERACTIONS
+from producer.soap.scheduling import INTERACTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 OURS_ROOT = REPO / "contracts"

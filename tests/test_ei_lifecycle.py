@@ -34,7 +34,7 @@ from engagement_index.client import UpdateClient
 from engagement_index.config import EiSettings
 from engagement_index.publisher import Publisher
 from engagement_index.sweeper import sweep
-from producer.wire_time import STOCKHOLM
+from producer.sweden.wall_time import STOCKHOLM
 
 pytestmark = pytest.mark.skipif(not CORE_XSD.is_file(), reason=f"official EI contract not found at {OFFICIAL}")
 

@@ -82,7 +82,7 @@ def test_a_slow_but_complete_upload_is_answered(server: ProducerServer) -> None:
 
 # granian's WSGI interface would hand a request to a thread as soon as its headers are in, and
 # wsgi.input.read() would block that thread until the body is complete, with no timeout: a few
-# clients that stall or dribble would stop a worker (slowloris). producer/body_first.py reads each
+# clients that stall or dribble would stop a worker (slowloris). producer/http/body_first.py reads each
 # body on the event loop under TIDBOK_BODY_TIMEOUT first; this test keeps it that way.
 def test_stalled_uploads_neither_block_others_nor_hang(server: ProducerServer) -> None:
     """Eight clients (twice the worker's threads) dribble a body one byte at a time: valid requests are

@@ -1,4 +1,4 @@
-"""Tests for producer.identifiers: HSA-ids and personnummer."""
+"""Tests for producer.sweden.identifiers: HSA-ids and personnummer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer.identifiers import (
+from producer.sweden.identifiers import (
     check_subject_of_care_id,
     is_reserve_number,
     is_valid_hsa_id,

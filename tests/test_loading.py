@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.server import PYTHON, REPO, fresh_database, subprocess_env
 
-from producer.database import migrate
 from producer.loading.templates import Template, Window, expand
-from producer.wire_time import STOCKHOLM
+from producer.platform.database import migrate
+from producer.sweden.wall_time import STOCKHOLM
 
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
 P001, P002 = "SE2321000016-P001", "SE2321000016-P002"

@@ -38,7 +38,7 @@ from support.pki import Authority
 from support.residents import Residents, as_resident
 from support.server import DATABASE_PREFIX, fresh_database, run_cli, start_server
 
-from producer.logs import mask
+from producer.platform.logs import mask
 
 A100 = "SE2321000016-A100"
 CORRELATION = "x-skltp-correlation-id"

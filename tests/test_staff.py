@@ -25,7 +25,7 @@ from support.official import Caller, Official
 from support.residents import Residents, as_resident, booking_details, schedule
 from support.server import PYTHON, REPO, subprocess_env
 
-from producer.config import Settings
+from producer.platform.settings import Settings
 from producer.staff import (
     Staff,
     StaffError,

@@ -1,4 +1,4 @@
-"""Tests for producer.wire_time: wire formats, DST edges and round trips."""
+"""Tests for producer.sweden.wall_time: wire formats, DST edges and round trips."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from producer.wire_time import (
+from producer.sweden.wall_time import (
     STOCKHOLM,
     WireFormatError,
     day_range_bounds,

@@ -1,4 +1,6 @@
-"""A stand-alone engagement index (EI) stub that behaves like the real one (skltp/ei) towards a producer.
+"""An EI stub for testers, on the producer's SOAP engine. May import: producer.soap, producer.sweden, engagement_index.
+
+A stand-alone engagement index (EI) stub that behaves like the real one (skltp/ei) towards a producer.
 
 Run it with one command (granian, WSGI, one worker: the state lives in memory in that process)::
 

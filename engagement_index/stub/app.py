@@ -18,8 +18,8 @@ from engagement_index.stub.contract import EiContract, load_ei_contract
 from engagement_index.stub.control import Control, ControlError, parse_behaviour
 from engagement_index.stub.service import EngagementIndex
 from engagement_index.stub.store import Store
-from producer.soap import CONTENT_TYPE, SoapFault, fault_envelope
-from producer.wsdl import ENDPOINT, ContractFiles
+from producer.soap.envelope import CONTENT_TYPE, SoapFault, fault_envelope
+from producer.soap.wsdl import ContractFiles, endpoint_name
 
 log = logging.getLogger("tidbok.ei_stub")
 
@@ -46,12 +46,11 @@ class StubApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
-        served = self.files.get(environ)
+        name = endpoint_name(path)
+        served = self.files.get(environ, name)
         if served is not None:
             return _respond(start_response, "200 OK", _XML, served)
-        endpoint = ENDPOINT.match(path)
-        if endpoint and endpoint.group(1) in self.contract.interactions:
-            name = endpoint.group(1)
+        if name in self.contract.interactions:
             if method == "POST":
                 return self._soap(name, environ, start_response)
             return _respond(start_response, "405 Method Not Allowed", "text/plain", b"POST SOAP, or GET ?wsdl\n")

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from producer.config import CONTRACTS_DIR
-from producer.contract import Interaction, load_interactions
+from producer.soap.contract import Interaction, load_interactions
+from producer.soap.scheduling import CONTRACTS_DIR
 
 EI_DIR = "engagementindex_1.0"
 INTERACTIONS = ("Update", "FindContent")
@@ -18,7 +18,7 @@ EI_NS = "urn:riv:itintegration:engagementindex:1"
 
 @dataclass(frozen=True)
 class EiContract:
-    """What the stub needs of producer.contract.Contract: EI has no Actor header to validate."""
+    """What the stub needs of producer.soap.contract.Contract: EI has no Actor header to validate."""
 
     root: Path
     interactions: dict[str, Interaction]

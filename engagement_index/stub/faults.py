@@ -6,7 +6,7 @@ stub answers with the real texts, typos included, rather than prettier ones of i
 
 from __future__ import annotations
 
-from producer.soap import SoapFault
+from producer.soap.envelope import SoapFault
 
 CODES = ("EI000", "EI001", "EI002", "EI003", "EI004", "EI005", "EI006")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from engagement_index.fields import DATE_FIELDS, FIELD_LIMITS, KEY_FIELDS, MANDATORY_FIELDS
 from engagement_index.stub import faults
-from producer.wire_time import WireFormatError, parse_ts
+from producer.sweden.wall_time import WireFormatError, parse_ts
 
 MIN_TRANSACTIONS = 1
 MAX_TRANSACTIONS = 1000

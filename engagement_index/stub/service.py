@@ -1,12 +1,12 @@
-"""The two EI operations: SOAP bytes in, SOAP bytes out, on producer's engine (parse, validate, decode, write).
+"""The two EI operations: SOAP bytes in, SOAP bytes out, through the producer's SOAP request pipeline
+(producer.soap.pipeline: parse, check the root, validate, decode) and its response writer.
 
-Every problem becomes an EI fault (a producer.soap.SoapFault whose text starts with the EI code),
-so app.py only has to turn SoapFault into HTTP 500 with producer.soap.fault_envelope.
+Every problem becomes an EI fault (a producer.soap.envelope.SoapFault whose text starts with the EI
+code), so app.py only has to turn SoapFault into HTTP 500 with producer.soap.envelope.fault_envelope.
 """
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 
 from lxml import etree
@@ -16,13 +16,25 @@ from engagement_index.stub.config import StubSettings
 from engagement_index.stub.contract import EiContract
 from engagement_index.stub.rules import UpdateRules
 from engagement_index.stub.store import Store, Transaction
-from producer.codec import ResponseWriter, decode
-from producer.contract import Interaction
-from producer.soap import Envelope, SoapFault, describe_schema_errors, envelope, parse_envelope
-from producer.wire_time import format_ts
+from producer.soap.codec import ResponseWriter
+from producer.soap.contract import Interaction
+from producer.soap.envelope import Envelope, SoapFault, envelope
+from producer.soap.pipeline import Pipeline
+from producer.sweden.wall_time import format_ts
 
-# A compiled schema keeps its error log on itself, so validate-then-describe must not interleave.
-_VALIDATION_LOCK = threading.Lock()
+
+class EiPipeline(Pipeline):
+    """The producer's pipeline, refusing as EI does: every problem is EI001 (not schema-valid)."""
+
+    def problem(self, message: str) -> SoapFault:
+        return faults.not_schema_valid(message)
+
+    def unparsable(self, fault: SoapFault) -> SoapFault:
+        return faults.not_schema_valid(fault.message)
+
+    def wrong_root(self, interaction: Interaction, tag: str) -> str:
+        expected = f"The {interaction.name} endpoint expects {interaction.request_qname} in the Body"
+        return f"{expected}, got {etree.QName(tag).text}"
 
 
 class EngagementIndex:
@@ -38,15 +50,17 @@ class EngagementIndex:
         self.writers = {
             name: ResponseWriter(i.response_qname, i.response_plan) for name, i in contract.interactions.items()
         }
+        self.pipeline = EiPipeline(contract.interactions)  # EI has no Actor header to validate
 
     def update(self, body: bytes, call: int) -> bytes:
         interaction = self.contract.interactions["Update"]
-        parsed = _parse(interaction, body)
-        self.rules.check_routing(parsed.logical_address)
         transaction_tag = interaction.request_plan.fields[0].qname
-        self.rules.check_count(sum(1 for child in parsed.body_root if child.tag == transaction_tag))
-        _validate(interaction, parsed.body_root)
-        request = decode(parsed.body_root, interaction.request_plan, strip=False)  # EI004 judges white space
+
+        def routed(parsed: Envelope) -> None:  # the real EI's order: routing and count before the schema
+            self.rules.check_routing(parsed.logical_address)
+            self.rules.check_count(sum(1 for child in parsed.body_root if child.tag == transaction_tag))
+
+        _, request = self.pipeline.read(interaction, body, routed, strip=False)  # EI004 judges white space
         transactions = [
             Transaction(delete=t["deleteFlag"], engagement=t["engagement"]) for t in request["engagementTransaction"]
         ]
@@ -56,29 +70,5 @@ class EngagementIndex:
 
     def find_content(self, body: bytes) -> bytes:
         # The real FindContent does not check the LogicalAddress header; neither does the stub.
-        interaction = self.contract.interactions["FindContent"]
-        parsed = _parse(interaction, body)
-        _validate(interaction, parsed.body_root)
-        criteria = decode(parsed.body_root, interaction.request_plan)
+        _, criteria = self.pipeline.read(self.contract.interactions["FindContent"], body)
         return envelope(self.writers["FindContent"].write({"engagement": self.store.find(criteria)}))
-
-
-def _parse(interaction: Interaction, body: bytes) -> Envelope:
-    try:
-        parsed = parse_envelope(body)
-    except SoapFault as fault:
-        raise faults.not_schema_valid(fault.message) from None
-    if parsed.body_root.tag != interaction.request_qname:
-        raise faults.not_schema_valid(
-            f"The {interaction.name} endpoint expects {interaction.request_qname} in the Body, "
-            f"got {etree.QName(parsed.body_root).text}"
-        )
-    return parsed
-
-
-def _validate(interaction: Interaction, element: etree._Element) -> None:
-    with _VALIDATION_LOCK:
-        if interaction.validator.validate(element):
-            return
-        problem = describe_schema_errors(interaction.validator.error_log)
-    raise faults.not_schema_valid(problem)

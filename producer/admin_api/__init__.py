@@ -1,1 +1,1 @@
-"""The clinics' JSON API under /admin: loading schedules, invitations and staff actions over HTTP."""
+"""The /admin JSON API, a channel: parse, call staff/ and loading/, answer. May import: staff, loading, platform."""

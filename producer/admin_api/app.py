@@ -9,83 +9,37 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from producer.admin_api import tracing
-from producer.admin_api.auth import Grant, Tokens
-from producer.config import Settings
+from producer.admin_api.auth import Tokens
+from producer.admin_api.openapi import describe
+from producer.admin_api.route import ApiError, Request, Route
+from producer.platform import tracing
+from producer.platform.settings import Settings
 
 log = logging.getLogger("tidbok.admin")
 
 MAX_BODY = 256 * 1024 * 1024  # a 1,000,000-slot CSV is about 80 MB
+BODY_TIMEOUT_SECONDS = 600  # that CSV over a slow link; /admin is for operators only
 StartResponse = Callable[..., Any]
-
-
-class ApiError(Exception):
-    """An answer other than success: status, a message for people, and the field it is about."""
-
-    def __init__(self, status: int, message: str, field: str | None = None, details: Any = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field, self.details = status, message, field, details
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    params: dict[str, str]
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    grant: Grant
-    settings: Settings
-
-    def json(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.body or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"The body is not valid JSON: {exc}", "body") from None
-        if not isinstance(value, dict):
-            raise ApiError(400, "The body must be a JSON object", "body")
-        return value
-
-    def require_unit(self, unit: str) -> None:
-        if not self.grant.covers(unit):
-            raise ApiError(403, f"This token does not cover care unit {unit}", "unit")
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-Handler = Callable[[Request, psycopg.Connection], tuple[int, Any]]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str  # with {name} placeholders, e.g. /admin/units/{unit}/bookings
-    handler: Handler
-    summary: str
-    request_body: dict[str, Any] | None = None  # OpenAPI requestBody content, by media type
-    response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
-    query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
-    success: int = 200
-
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "/?$")
 
 
 class AdminApi:
     """A WSGI callable for paths under /admin, sharing the producer's connection pool."""
+
+    PREFIX = "/admin"
+    max_body = MAX_BODY  # the HTTP router reads these two to read a body before it gets here
+    body_timeout = BODY_TIMEOUT_SECONDS
+
+    @classmethod
+    def owns(cls, path: str) -> bool:
+        """Whether a request path is the admin API's (the one place the /admin prefix is checked)."""
+        return path == cls.PREFIX or path.startswith(cls.PREFIX + "/")
 
     def __init__(
         self, routes: list[Route], tokens: Tokens, pool: Callable[[], ConnectionPool], settings: Settings
@@ -119,8 +73,6 @@ class AdminApi:
 
     def _dispatch(self, method: str, path: str, environ: dict[str, Any]) -> tuple[int, Any]:
         if method == "GET" and path.rstrip("/") == "/admin/openapi.json":
-            from producer.admin_api.openapi import describe
-
             return 200, describe([route for route, _ in self.routes])
         found = [(route, match) for route, pattern in self.routes if (match := pattern.match(path))]
         if not found:
@@ -139,7 +91,7 @@ class AdminApi:
             query={k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()},
             headers={k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
             | {"content-type": environ.get("CONTENT_TYPE", "")},
-            body=_read(environ),
+            body=_read(environ, self.max_body),
             grant=grant,
             settings=self.settings,
         )
@@ -163,13 +115,13 @@ def _bearer(environ: dict[str, Any]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def _read(environ: dict[str, Any]) -> bytes:
+def _read(environ: dict[str, Any], limit: int) -> bytes:
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise ApiError(400, "Content-Length is not a number", "Content-Length") from None
-    if length > MAX_BODY:
-        raise ApiError(413, f"The body is larger than {MAX_BODY} bytes")
+    if length > limit:
+        raise ApiError(413, f"The body is larger than {limit} bytes")
     return environ["wsgi.input"].read(length) if length > 0 else b""
 
 

@@ -12,8 +12,8 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from producer.config import ConfigError
-from producer.identifiers import is_valid_hsa_id, normalise_hsa_id
+from producer.platform.settings import ConfigError
+from producer.sweden.identifiers import is_valid_hsa_id, normalise_hsa_id
 
 ALL_UNITS = "*"
 

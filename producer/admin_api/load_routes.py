@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from producer.admin_api.app import ApiError, Request, Route
+from producer.admin_api.route import ApiError, Request, Route
 from producer.loading import Options, Source, load
 
 MEDIA = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from producer.admin_api.app import Route
+from producer.admin_api.route import Route
 
 ERROR = {
     "type": "object",

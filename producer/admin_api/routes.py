@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from producer.admin_api import load_routes, staff_routes
-from producer.admin_api.app import Route
+from producer.admin_api.route import Route
 
 ROUTES: list[Route] = [*load_routes.ROUTES, *staff_routes.ROUTES]

@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from producer.admin_api.app import ApiError, Request, Route
+from producer.admin_api.route import ApiError, Request, Route
 from producer.staff import Contact, Staff, StaffError, actions, invitations, listing, screening
 from producer.staff import checks as parse
 from producer.staff.results import jsonable

@@ -1,4 +1,6 @@
-"""Loading units, schedules and free slots from files (``tidbok load``) or from an HTTP API.
+"""Loading units, schedules and slots from files or the HTTP API, a channel. May import: calendar, platform, sweden.
+
+``tidbok load`` and /admin call it.
 
 The core takes a connection and sources and returns a Report; it never prints (the CLI does):
 

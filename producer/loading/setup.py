@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
-from producer.identifiers import is_valid_hsa_id, normalise_hsa_id
 from producer.loading.documents import Node
 from producer.loading.report import Problem, Report
 from producer.loading.templates import WEEKDAYS, Template, Window, resolve_wall
+from producer.sweden.identifiers import is_valid_hsa_id, normalise_hsa_id
 
 _WALL = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2})?)(Z|[+-]\d{2}:?\d{2})?")
 _CLOCK = re.compile(r"([01]\d|2[0-4]):([0-5]\d)")

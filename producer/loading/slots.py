@@ -13,7 +13,7 @@ from datetime import datetime
 
 import psycopg
 
-from producer.wire_time import STOCKHOLM
+from producer.sweden.wall_time import STOCKHOLM
 
 ZONE = "Europe/Stockholm"
 

@@ -19,7 +19,7 @@ from producer.loading.csvfile import FIELD_SEPARATOR, Layout
 
 ZONE = "Europe/Stockholm"
 SEP = "E'\\x1f'"  # field / message separator inside a problem
-HSA_RE = "^SE[0-9]{10,12}-[A-Z0-9]+$"  # producer.identifiers.is_valid_hsa_id, on upper-cased text
+HSA_RE = "^SE[0-9]{10,12}-[A-Z0-9]+$"  # producer.sweden.identifiers.is_valid_hsa_id, on upper-cased text
 _TS_RE = (
     "^[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?"
     "(Z|[+-][01][0-9]:?[0-5][0-9])?$"

@@ -14,9 +14,9 @@ from typing import Any
 
 import psycopg
 
-from producer.bookings import booked_post, new_booking_pk, record, release_slot, view_by_pk
-from producer.operations.booking_common import booking_id_for
-from producer.operations.catalogue import units_for_time_type
+from producer.calendar.bookings import booked_post, new_booking_pk, record, release_slot, view_by_pk
+from producer.interactions.booking_common import booking_id_for
+from producer.interactions.catalogue import units_for_time_type
 from producer.staff import checks, slots
 from producer.staff.actor import Staff
 from producer.staff.checks import Contact

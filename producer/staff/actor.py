@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from producer.config import Settings
-from producer.identifiers import is_valid_hsa_id, normalise_hsa_id
+from producer.platform.settings import Settings
 from producer.staff.errors import StaffError
+from producer.sweden.identifiers import is_valid_hsa_id, normalise_hsa_id
 
 CHANNEL = "staff"
 ACTOR_TYPE = "staff"
@@ -30,5 +30,5 @@ class Staff:
 
     @property
     def who(self) -> tuple[str, str, str]:
-        """(channel, actor type, actor id) as producer.bookings.record takes it."""
+        """(channel, actor type, actor id) as producer.calendar.bookings.record takes it."""
         return (CHANNEL, ACTOR_TYPE, self.hsa_id)

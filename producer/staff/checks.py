@@ -7,10 +7,10 @@ from datetime import date, datetime
 
 import psycopg
 
-from producer.bookings import BookingView, fetch_views
-from producer.identifiers import check_subject_of_care_id, normalise_hsa_id
+from producer.calendar.bookings import BookingView, fetch_views
 from producer.staff.errors import StaffError
-from producer.wire_time import STOCKHOLM, WireFormatError, local_day_bounds, parse_ts
+from producer.sweden.identifiers import check_subject_of_care_id, normalise_hsa_id
+from producer.sweden.wall_time import STOCKHOLM, WireFormatError, local_day_bounds, parse_ts
 
 MAX_TEXT = 2000  # reason, note, names: free text staff type; a purpose may be longer
 MAX_CAMPAIGN = 100

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from producer.config import Settings
+from producer.platform.settings import Settings
 from producer.staff import actions, checks, invitations, listing, screening
 from producer.staff.actor import Staff
 from producer.staff.checks import Contact

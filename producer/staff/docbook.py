@@ -14,7 +14,7 @@ from typing import Literal
 
 from lxml import etree
 
-from producer.hardened_xml import hardened_parser
+from producer.soap.hardened_xml import hardened_parser
 from producer.staff.errors import StaffError
 
 ALLOWED_ELEMENTS = frozenset({"article", "info", "title", "para", "section", "ulink", "bibliography"})

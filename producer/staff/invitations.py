@@ -15,16 +15,16 @@ from typing import Any
 
 import psycopg
 
-from producer.bookings import new_booking_pk, record, view_by_pk
-from producer.operations.booking_common import INVITATION_PREFIX
-from producer.operations.catalogue import units_for_time_type
+from producer.calendar.bookings import new_booking_pk, record, view_by_pk
+from producer.interactions.booking_common import INVITATION_PREFIX
+from producer.interactions.catalogue import units_for_time_type
 from producer.staff import checks, slots
 from producer.staff.actor import Staff
 from producer.staff.checks import Contact
 from producer.staff.docbook import check_purpose
 from producer.staff.errors import StaffError
 from producer.staff.results import BookingInfo, Change
-from producer.wire_time import local_date
+from producer.sweden.wall_time import local_date
 
 
 @dataclass(frozen=True)

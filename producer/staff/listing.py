@@ -6,12 +6,12 @@ from datetime import date
 
 import psycopg
 
-from producer.bookings import fetch_views
-from producer.identifiers import normalise_hsa_id
+from producer.calendar.bookings import fetch_views
 from producer.staff import checks
 from producer.staff.errors import StaffError
 from producer.staff.results import BookingInfo, DaySlot, Event, History, local, slot_ref
-from producer.wire_time import local_day_bounds
+from producer.sweden.identifiers import normalise_hsa_id
+from producer.sweden.wall_time import local_day_bounds
 
 
 def booking(conn: psycopg.Connection, booking_id: str, *, unit: str | None = None) -> BookingInfo:

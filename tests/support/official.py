@@ -43,7 +43,7 @@ from lxml import etree
 from zeep.helpers import serialize_object
 from zeep.proxy import ServiceProxy
 
-from producer.contract import INTERACTIONS
+from producer.soap.scheduling import INTERACTIONS
 from support import reference
 from support.patching import CorePatchingTransport, PatchedCore, patched_parser
 

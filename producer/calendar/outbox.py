@@ -1,0 +1,97 @@
+"""The write side of the EI outbox: what a booking's EI post is, and recording each change of it.
+
+A row holds the post before and after the change (or NULL where there is none), written in the
+same transaction as the booking change, so no change can be lost or published without happening.
+The publisher (engagement-index issue) turns before/after into Update transactions: an upsert when
+the key is unchanged, delete(old key) then create(new key) in one call when it changed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time
+from typing import Any
+
+from producer.sweden.wall_time import STOCKHOLM, format_ts
+
+Post = dict[str, Any]
+
+
+def ei_post(
+    *,
+    status: str,
+    kind: str,
+    subject_of_care: str,
+    unit_hsa_id: str,
+    booking_id: str,
+    starts_at: datetime | None,
+    invitation_date: date | None,
+    valid_until: datetime | None,
+    now: datetime,
+) -> Post | None:
+    """The EI post a booking should have now, or None when it belongs nowhere in EI.
+
+    TKB §3.4: only current items are in EI: not cancelled, start time not passed, invitation still
+    valid. mostRecentContent is the start time, or the business date of an open invitation.
+    """
+    if status != "active":
+        return None
+    if valid_until is not None and kind != "booking" and valid_until <= now:
+        return None
+    if starts_at is not None:
+        if starts_at <= now:
+            return None
+        content = format_ts(starts_at)
+    elif invitation_date is not None:
+        content = format_ts(datetime.combine(invitation_date, time(), tzinfo=STOCKHOLM))
+    else:
+        return None
+    return {
+        "subject_of_care": subject_of_care,
+        "unit": unit_hsa_id.upper(),
+        "booking_id": booking_id,
+        "kind": "booking" if kind == "booking" else "invitation",
+        "most_recent_content": content,
+    }
+
+
+# Queue a change and remember the new post on the booking, in one statement (a data-modifying CTE):
+# callers may put their own CTEs first (change_sql), as bookings.record does with the history row.
+_QUEUE = (
+    "queued AS (INSERT INTO ei_outbox (booking_pk, reason, before, after)"
+    " VALUES (%(pk)s, %(reason)s, %(before)s::jsonb, %(after)s::jsonb))"
+)
+_REMEMBER = (
+    "UPDATE booking b SET ei_post = %(after)s::jsonb, ei_expires_at = CASE WHEN %(after)s::jsonb IS NOT NULL"
+    " THEN least((SELECT s.starts_at FROM slot s WHERE s.booking_pk = b.pk),"
+    " CASE WHEN b.kind <> 'booking' THEN b.valid_until END) END WHERE b.pk = %(pk)s"
+)
+
+
+def change_sql(*ctes: str) -> str:
+    """The statement that queues a change and remembers the post, after `ctes` ("name AS (...)")."""
+    return f"WITH {', '.join((*ctes, _QUEUE))} {_REMEMBER}"
+
+
+def change_params(booking_pk: int, reason: str, before: Post | None, after: Post | None) -> dict[str, Any]:
+    return {
+        "pk": booking_pk,
+        "reason": reason,
+        "before": json.dumps(before) if before is not None else None,
+        "after": json.dumps(after) if after is not None else None,
+    }
+
+
+_CHANGE = change_sql()
+
+
+def record_change(conn: Any, booking_pk: int, reason: str, before: Post | None, after: Post | None) -> bool:
+    """Queue a change of a booking's EI post and remember the new post on the booking.
+
+    Call it after the booking and its slot are written: the post's expiry (start time, or an
+    invitation's validity end) is read from them for the sweeper. Returns whether a row was written.
+    """
+    if before == after:
+        return False
+    conn.execute(_CHANGE, change_params(booking_pk, reason, before, after))
+    return True

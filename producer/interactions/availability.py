@@ -1,0 +1,182 @@
+"""GetAvailableDates and GetAvailableTimeslots: free slots of the addressed unit in a date window.
+
+With a bookingId the answer is for rebooking that booking (or booking that invitation): its time
+type decides, the unit must be one where it may be booked, and every slot carries that bookingId so
+it can be passed back as is to UpdateBooking or MakeBooking. Without one, each slot carries its own
+id ("T…"), which MakeBooking accepts to select exactly that slot. Past times are never returned.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from producer.calendar.bookings import active_by_booking_id
+from producer.calendar.units import Names
+from producer.interactions.booking_common import SLOT_PREFIX
+from producer.interactions.call import Call
+from producer.interactions.catalogue import units_for_time_type
+from producer.interactions.common import require_addressed_unit, require_valid_resident
+from producer.soap.codec import Decoded
+from producer.soap.envelope import client_fault
+from producer.sweden.wall_time import WireFormatError, day_range_bounds, parse_dt
+
+_NAME_FILTERS = (("time_type", "timeType"), ("care_type", "careType"))
+
+# Times are formatted as Stockholm wall time by PostgreSQL itself: 100 slots are 200 conversions.
+# Names come from the worker's UnitCache, so the query is an index-only scan with no joins.
+_FILTERS = """
+WHERE s.unit_hsa_id = %(unit)s AND s.booking_pk IS NULL
+  AND s.starts_at >= {start} AND s.starts_at < {end}
+  AND (%(performers)s::text[] IS NULL OR s.performer_hsa_id = ANY(%(performers)s::text[]))
+  AND (%(time_types)s::text[] IS NULL OR s.time_type_code = ANY(%(time_types)s::text[]))
+  AND (%(care_types)s::text[] IS NULL OR s.care_type_code = ANY(%(care_types)s::text[]))
+"""
+FREE_SLOTS_SQL = f"""
+SELECT s.id, to_char(s.starts_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'),
+       to_char(s.ends_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'), s.starts_at,
+       s.performer_hsa_id, s.resource_id, s.time_type_code, s.care_type_code
+FROM slot s {_FILTERS.format(start="%(start)s", end="%(end)s")}
+ORDER BY s.starts_at, s.id
+"""
+# One row per date and performer/resource/time type/care type. A small DISTINCT per Stockholm day
+# (bounds converted once per day, DST-correct) costs far less than converting every slot's time.
+_ONE_DAY = _FILTERS.format(
+    start="greatest(%(start)s, day.d::timestamp AT TIME ZONE 'Europe/Stockholm')",
+    end="least(%(end)s, (day.d + 1)::timestamp AT TIME ZONE 'Europe/Stockholm')",
+)
+FREE_DATES_SQL = f"""
+SELECT to_char(day.d, 'YYYYMMDD'), f.performer_hsa_id, f.resource_id, f.time_type_code, f.care_type_code
+FROM (SELECT d::date FROM generate_series(%(first_day)s::date, %(last_day)s::date, interval '1 day') d) day
+CROSS JOIN LATERAL (
+    SELECT DISTINCT s.performer_hsa_id, s.resource_id, s.time_type_code, s.care_type_code FROM slot s {_ONE_DAY}
+) f
+ORDER BY day.d, f.performer_hsa_id NULLS FIRST, f.resource_id NULLS FIRST, f.time_type_code
+"""
+
+
+def _window(call: Call, request: Decoded) -> tuple[date, date, datetime, datetime]:
+    try:
+        first, last = parse_dt(request["startDateInclusive"]), parse_dt(request["endDateInclusive"])
+    except WireFormatError as exc:
+        raise client_fault(f"Invalid date: {exc}") from None
+    if last < first:
+        raise client_fault("endDateInclusive is before startDateInclusive")
+    days = (last - first).days + 1
+    if days > call.settings.max_search_days:
+        raise client_fault(
+            f"The date window is {days} days; at most {call.settings.max_search_days} days may be searched at once"
+        )
+    start, end = day_range_bounds(first, last)
+    return first, last, max(start, call.now), end
+
+
+def _codes(names: Names, kind: str, code: str | None, name: str | None) -> list[str] | None:
+    """The codes a code and/or name filter selects: None for no filter, [] when nothing matches."""
+    if not code and not name:
+        return None
+    candidates = {code} if code else set(names.by_kind.get(kind, {}))
+    if name:
+        candidates = {c for c in candidates if names.get(kind, c) == name}
+    return sorted(candidates)
+
+
+def _filters(call: Call, request: Decoded, conn: psycopg.Connection) -> tuple[dict[str, Any], str | None, Names]:
+    """SQL parameters for the search, the bookingId every returned slot should carry, and the names."""
+    require_addressed_unit(call, request)
+    resident = require_valid_resident(request)
+    first, last, start, end = _window(call, request)
+    names = call.units.names(conn, call.unit.hsa_id)
+    wanted = [(kind, request.get(f"{key}ID"), request.get(f"{key}Name")) for kind, key in _NAME_FILTERS]
+    if any(name and not _codes(names, kind, None, name) for kind, _, name in wanted):
+        names = call.units.names(conn, call.unit.hsa_id, reload=True)  # a name added since we looked
+    time_types, care_types = (_codes(names, kind, code, name) for kind, code, name in wanted)
+    booking_id = request.get("bookingId") or None
+    if booking_id is not None:
+        view = active_by_booking_id(conn, booking_id)
+        if view is None or view.subject_of_care != resident:
+            raise client_fault("No booking or invitation with that bookingId for this resident")
+        if view.unit_hsa_id != call.unit.hsa_id and call.unit.hsa_id not in {
+            h for h, _ in units_for_time_type(conn, view.unit_hsa_id, view.time_type_code)
+        }:
+            raise client_fault("That booking cannot be moved to this care unit")
+        time_types = [view.time_type_code]  # a booking's or invitation's time type cannot change
+    params = {
+        "unit": call.unit.hsa_id,
+        "first_day": first,
+        "last_day": last,
+        "start": start,
+        "end": end,
+        "performers": [p.upper() for p in request.get("performer", [])] or None,
+        "time_types": time_types,
+        "care_types": care_types,
+    }
+    return params, booking_id, names
+
+
+def _rows_with_names(
+    call: Call, conn: psycopg.Connection, names: Names, sql: str, params: dict[str, Any]
+) -> tuple[list[tuple[Any, ...]], Names]:
+    """Run the search; reload the names once if a row has a code the remembered catalogue lacks."""
+    rows = conn.execute(sql, params).fetchall()
+    fresh = all(
+        names.knows("performer", r[-4]) and names.knows("resource", r[-3]) and names.knows("care_type", r[-1])
+        and names.knows("time_type", r[-2])
+        for r in rows
+    )  # fmt: skip
+    return rows, names if fresh else call.units.names(conn, call.unit.hsa_id, reload=True)
+
+
+def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
+    params, booking_id, names = _filters(call, request, conn)
+    rows, names = _rows_with_names(call, conn, names, FREE_SLOTS_SQL, params)
+    deadline = call.now + timedelta(seconds=call.unit.change_deadline_seconds)
+    unit, unit_name, message_allowed = call.unit.hsa_id, call.unit.name, call.unit.message_allowed
+    slots = []
+    for slot_id, start, end, starts_at, performer, resource_id, tt_code, ct_code in rows:
+        changeable = starts_at > deadline
+        slots.append(
+            {
+                "startTimeInclusive": start,
+                "endTimeExclusive": end,
+                "healthcare_facility": unit,
+                "performer": performer,
+                "bookingId": booking_id or f"{SLOT_PREFIX}{slot_id}",
+                "resourceName": names.get("resource", resource_id),
+                "healthcare_facility_name": unit_name,
+                "performerName": names.get("performer", performer),
+                "resourceID": resource_id,
+                "timeTypeName": names.get("time_type", tt_code),
+                "timeTypeID": tt_code,
+                "careTypeName": names.get("care_type", ct_code),
+                "careTypeID": ct_code,
+                "cancel_booking_allowed": changeable,
+                "rebooking_allowed": changeable,
+                "message_allowed": message_allowed,
+            }
+        )
+    return {"timeslotDetail": slots}
+
+
+def get_available_dates(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
+    params, _, names = _filters(call, request, conn)
+    rows, names = _rows_with_names(call, conn, names, FREE_DATES_SQL, params)
+    unit = call.unit.hsa_id
+    return {
+        "performerAvailabilityByDate": [
+            {
+                "healthcare_facility": unit,
+                "performer": performer,
+                "date": day,
+                "resourceName": names.get("resource", resource_id),
+                "resourceID": resource_id,
+                "timeTypeName": names.get("time_type", tt_code),
+                "timeTypeID": tt_code,
+                "careTypeName": names.get("care_type", ct_code),
+                "careTypeID": ct_code,
+            }
+            for day, performer, resource_id, tt_code, ct_code in rows
+        ]
+    }

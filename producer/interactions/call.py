@@ -1,0 +1,28 @@
+"""What a handler knows about the call it answers, beyond the request body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from producer.calendar.units import Unit, UnitCache
+from producer.platform.settings import Settings
+
+
+@dataclass(frozen=True)
+class Call:
+    interaction: str
+    unit: Unit
+    actor_id: str | None
+    actor_type: str | None
+    caller: str | None  # the calling consumer's HSA-id from its certificate (None in the open mode)
+    consumer_hsa_id: str | None  # x-rivta-original-serviceconsumer-hsaid: audit only
+    correlation_id: str | None
+    now: datetime
+    settings: Settings
+    units: UnitCache  # this worker's memory of units and their catalogue names
+
+    @property
+    def resident_actor(self) -> str | None:
+        """The resident calling for themselves, if the Actor says so; None for staff agents."""
+        return self.actor_id if self.actor_type == "subject_of_care" else None

@@ -1,0 +1,162 @@
+"""Settings, read once from the configuration file and the environment so every process (server,
+CLI, tests) agrees; a bad value stops the start with an error that names the setting."""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from producer.platform import settings_source
+from producer.platform.consumers import Consumers
+from producer.platform.settings_source import ConfigError, Source
+
+__all__ = ["BOOKING_ID_POLICIES", "REPO_ROOT", "ConfigError", "Settings"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+BOOKING_ID_POLICIES = ("stable", "per-slot")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _choice(source: Source, name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = source.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{source.label(name)} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _networks(source: Source, name: str) -> tuple[Network, ...]:
+    networks = []
+    for entry in (e.strip() for e in (source.get(name) or "").split(",")):
+        if entry:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigError(f"{source.label(name)}: {entry!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the producer can be told; defaults are the documented ones (tidbok.example.toml)."""
+
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    booking_id_policy: str = "stable"
+    max_search_days: int = 92
+    max_request_bytes: int = 1_048_576
+    db_pool_size: int = 2
+    db_timeout_seconds: int = 5
+    shutdown_timeout_seconds: int = 30
+    body_timeout_seconds: int = 10
+    pgdata: Path = field(default=REPO_ROOT / ".pgdata")
+    admin_tokens: str = ""  # TIDBOK_ADMIN_TOKENS: see producer.admin_api.auth
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    proxy_cert_header: str | None = None
+    trusted_proxies: tuple[Network, ...] = ()
+    consumers: Consumers = field(default_factory=Consumers, compare=False)
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    @property
+    def transport(self) -> str:
+        """How callers are identified: "mtls" (our own TLS with client certificates), "proxy" (a
+        TLS-terminating proxy passes the verified certificate in a header) or "open" (plain HTTP,
+        nobody identified: development and tests)."""
+        if self.tls_cert is not None:
+            return "mtls"
+        if self.proxy_cert_header:
+            return "proxy"
+        return "open"
+
+    @classmethod
+    def from_env(cls, source: Source | None = None) -> Settings:
+        source = source or settings_source.load()
+        max_days = source.integer("TIDBOK_MAX_SEARCH_DAYS", 92, minimum=1)
+        if max_days < 62:
+            raise ConfigError(
+                f"{source.label('TIDBOK_MAX_SEARCH_DAYS')} must be at least 62 (1177 searches 62-day windows)"
+            )
+        settings = cls(
+            database_url=source.get("DATABASE_URL") or None,
+            host=source.get("TIDBOK_HOST") or "127.0.0.1",
+            port=source.integer("TIDBOK_PORT", 8080, minimum=1),
+            workers=source.integer("TIDBOK_WORKERS", 2, minimum=1),
+            booking_id_policy=_choice(source, "TIDBOK_BOOKING_ID_POLICY", "stable", BOOKING_ID_POLICIES),
+            max_search_days=max_days,
+            max_request_bytes=source.integer("TIDBOK_MAX_REQUEST_BYTES", 1_048_576, minimum=1024),
+            db_pool_size=source.integer("TIDBOK_DB_POOL_SIZE", 2, minimum=1),
+            db_timeout_seconds=source.integer("TIDBOK_DB_TIMEOUT", 5, minimum=1),
+            shutdown_timeout_seconds=source.integer("TIDBOK_SHUTDOWN_TIMEOUT", 30, minimum=1),
+            body_timeout_seconds=source.integer("TIDBOK_BODY_TIMEOUT", 10, minimum=1),
+            pgdata=Path(source.get("TIDBOK_PGDATA") or str(REPO_ROOT / ".pgdata")),
+            admin_tokens=source.get("TIDBOK_ADMIN_TOKENS") or "",
+            tls_cert=source.file("TIDBOK_TLS_CERT"),
+            tls_key=source.file("TIDBOK_TLS_KEY"),
+            tls_ca=source.file("TIDBOK_TLS_CA"),
+            proxy_cert_header=(source.get("TIDBOK_PROXY_CERT_HEADER") or "").strip() or None,
+            trusted_proxies=_networks(source, "TIDBOK_TRUSTED_PROXIES"),
+            consumers=Consumers.from_source(source),
+            log_format=_choice(source, "TIDBOK_LOG_FORMAT", "text", LOG_FORMATS),
+            log_level=_choice(source, "TIDBOK_LOG_LEVEL", "INFO", LOG_LEVELS),
+        )
+        _check_transport(settings, source)
+        return settings
+
+
+def _check_transport(settings: Settings, source: Source) -> None:
+    """The transport settings must make one coherent mode, and a mode that identifies callers must
+    name who may call (a producer open to every certificate holder is never the default)."""
+    tls = {"TIDBOK_TLS_CERT": settings.tls_cert, "TIDBOK_TLS_KEY": settings.tls_key, "TIDBOK_TLS_CA": settings.tls_ca}
+    given = [name for name, path in tls.items() if path is not None]
+    if given and len(given) < 3:
+        missing = next(name for name in tls if name not in given)
+        raise ConfigError(f"{source.label(missing)} is needed too: mutual TLS takes a certificate, its key and a CA")
+    if given and settings.proxy_cert_header:
+        raise ConfigError(
+            f"{source.label('TIDBOK_PROXY_CERT_HEADER')} and {source.label('TIDBOK_TLS_CERT')} exclude each other:"
+            " terminate TLS here or at a proxy, not both"
+        )
+    if settings.proxy_cert_header and not settings.trusted_proxies:
+        raise ConfigError(
+            f"{source.label('TIDBOK_TRUSTED_PROXIES')} is needed: the proxy's client-certificate header is"
+            " believed only from the proxy's addresses"
+        )
+    if settings.transport != "open" and not settings.consumers:
+        raise ConfigError(
+            f"{source.label('TIDBOK_CONSUMERS')}: name the service consumers (HSA-ids) that may call"
+            " (TIDBOK_CONSUMERS or [[consumer]] tables)"
+        )
+    if settings.transport == "open" and settings.consumers:
+        listed = "TIDBOK_CONSUMERS" if source.get("TIDBOK_CONSUMERS") is not None else f"[[consumer]] in {source.path}"
+        raise ConfigError(
+            f"{listed} names service consumers, but nothing identifies callers: set [tls] (TIDBOK_TLS_CERT,"
+            " TIDBOK_TLS_KEY, TIDBOK_TLS_CA) for mutual TLS, or [proxy] (TIDBOK_PROXY_CERT_HEADER,"
+            " TIDBOK_TRUSTED_PROXIES) behind a TLS-terminating proxy"
+        )
+    if settings.transport == "mtls":
+        _check_tls_files(settings, source)
+
+
+def _check_tls_files(settings: Settings, source: Source) -> None:
+    """Load what the server will load, now, so a wrong file is named before any worker starts."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"{source.label('TIDBOK_TLS_CERT')} and {source.label('TIDBOK_TLS_KEY')} are not a certificate"
+            f" and its private key (PEM): {exc}"
+        ) from None
+    try:
+        context.load_verify_locations(cafile=str(settings.tls_ca))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"{source.label('TIDBOK_TLS_CA')} is not a PEM bundle of CA certificates: {exc}") from None

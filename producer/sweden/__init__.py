@@ -1,0 +1,1 @@
+"""Personnummer, HSA-ids and Stockholm wall time on the wire. May import nothing of tidbok."""
