@@ -9,6 +9,7 @@ Unavailable and is retried with backoff (RIV-TA BP 2.1 rule 22).
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 
 import requests
@@ -19,6 +20,7 @@ from zeep.transports import Transport
 
 from engagement_index.config import EiSettings
 from engagement_index.transactions import Transaction
+from producer.platform import tracing
 from producer.soap.scheduling import CONTRACTS_DIR
 
 UPDATE_WSDL = CONTRACTS_DIR / "engagementindex_1.0" / "interactions" / "UpdateInteraction"
@@ -54,15 +56,24 @@ class UpdateClient:
             session=session, timeout=settings.timeout_seconds, operation_timeout=settings.timeout_seconds
         )
         client = zeep.Client(str(UPDATE_WSDL), transport=transport)
+        self._client = client
         self._service = client.create_service(BINDING, url)
         self._headers = {"LogicalAddress": settings.logical_address}
 
     def update(self, transactions: Sequence[Transaction]) -> None:
-        """Send one Update; returns when EI answered OK (or INFO), raises DataError or Unavailable."""
+        """Send one Update; returns when EI answered OK (or INFO), raises DataError or Unavailable.
+
+        Each call carries a new X-Request-ID and the publishing round's X-Context-ID (seed 002), so
+        one round's calls (a batch and its halves, when EI refuses one) can be followed in EI's logs."""
+        context_id = tracing.context_id.get()
+        headers = {tracing.REQUEST_ID: str(uuid.uuid4())}
+        if context_id != "-":
+            headers[tracing.CONTEXT_ID] = context_id
         try:
-            response = self._service.Update(
-                engagementTransaction=[t.as_zeep() for t in transactions], _soapheaders=self._headers
-            )
+            with self._client.settings(extra_http_headers=headers):
+                response = self._service.Update(
+                    engagementTransaction=[t.as_zeep() for t in transactions], _soapheaders=self._headers
+                )
         except zeep.exceptions.Fault as fault:
             message = str(fault.message or "SOAP fault without a message")
             if DATA_ERROR.match(message):

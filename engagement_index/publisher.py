@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ import psycopg
 from engagement_index.client import DataError, Unavailable
 from engagement_index.config import EiSettings
 from engagement_index.transactions import Key, Transaction, engagement, keys, net_transactions
+from producer.platform import tracing
 
 log = logging.getLogger("tidbok.ei.publisher")
 
@@ -103,7 +105,16 @@ class Publisher:
         self.send = send
 
     def publish_once(self) -> Outcome:
-        """Claim, send and mark one round of pending rows. Raises Unavailable after recording it."""
+        """Claim, send and mark one round of pending rows. Raises Unavailable after recording it.
+
+        The round is one X-Context-ID: its log lines and every Update call it makes carry it."""
+        token = tracing.context_id.set(str(uuid.uuid4()))
+        try:
+            return self._publish_round()
+        finally:
+            tracing.context_id.reset(token)
+
+    def _publish_round(self) -> Outcome:
         outcome = Outcome()
         unavailable: Unavailable | None = None
         with self.conn.transaction():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -377,6 +378,21 @@ def test_booking_made_through_soap_is_published(config: Config, ei: Ei) -> None:
     assert booking_id == config.new_id(config.pk(booking_id), slot)
     config.settle()
     assert in_ei(ei, config, resident) == {config.key(resident, "booking", A100, booking_id): slot.start}
+
+
+def test_update_calls_carry_trace_ids(config: Config, stub: Stub) -> None:
+    """Seed 002: every Update call has an X-Request-ID of its own (a UUID) and its publishing round's
+    X-Context-ID, so EI's logs can be followed back to the publisher's."""
+    resident = new_resident()
+    config.api.book(resident, config.api.free_slot(A100, "LAK"))
+    config.settle()
+    status, requests = stub.api("GET", "requests")
+    updates = [r for r in requests if r["operation"] == "Update" and resident in r["body"]]
+    assert status == 200 and updates
+    for update in updates:
+        assert uuid.UUID(update["request_id"]) and uuid.UUID(update["context_id"])
+    all_updates = [r for r in requests if r["operation"] == "Update" and "request_id" in r]
+    assert len({r["request_id"] for r in all_updates}) == len(all_updates), "a request id was sent twice"
 
 
 def test_booking_made_by_staff_is_published(config: Config, ei: Ei) -> None:

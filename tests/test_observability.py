@@ -214,6 +214,23 @@ def test_health_and_ready_on_a_migrated_producer(observed: ProducerServer) -> No
     assert headers["content-type"].startswith("text/plain")
 
 
+def test_soap_answers_echo_the_trace_ids(observed: ProducerServer) -> None:
+    """Seed 002: X-Request-ID and X-Context-ID come back on the answer, a fault's too; a call without
+    an X-Request-ID gets one made for it, and the log lines of the call carry them."""
+    sent = {"X-Request-ID": f"req-{uuid.uuid4()}", "X-Context-ID": "ctx-4711"}
+    status, headers, _ = soap_post(
+        observed.base_url, "GetAllTimeTypes", envelope(A100, time_types_body()), headers=sent
+    )
+    assert status == 200 and headers["x-request-id"] == sent["X-Request-ID"] and headers["x-context-id"] == "ctx-4711"
+    status, headers, _ = soap_post(
+        observed.base_url, "GetAllTimeTypes", envelope("SE2321000016-NONE", time_types_body()), headers=sent
+    )
+    assert status == 500 and headers["x-request-id"] == sent["X-Request-ID"]
+    assert f"request {sent['X-Request-ID']} context ctx-4711" in observed.output()
+    status, headers, _ = soap_post(observed.base_url, "GetAllTimeTypes", envelope(A100, time_types_body()))
+    assert status == 200 and uuid.UUID(headers["x-request-id"]) and headers["x-context-id"] is None
+
+
 def newest_revision() -> str:
     """The head of the migrations, read with alembic itself (not the producer's own code)."""
     config = Config(str(MIGRATIONS / "alembic.ini"))
@@ -670,6 +687,9 @@ def test_mask_keeps_the_century_sign() -> None:
         "B191212",
         "T1234",
         "2026-03-04 09:15:00,123",
+        "request fc132644-1234-5678-9abc-def012345678",  # X-Request-ID (a UUID): its digits are no personnummer
+        "context 20121212-1212-4abc-8def-0123456789ab",
+        "id=c132644-1234 ok",
     ],
 )
 def test_mask_leaves_other_identifiers_alone(text: str) -> None:

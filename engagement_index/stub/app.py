@@ -72,7 +72,7 @@ class StubApp:
             if behaviour.mode == "fault":
                 raise faults.injected(behaviour.fault_code or "EI000", self.settings.hsa_id)
             body = _read_body(environ)
-            self.store.keep_request(name, call, body)
+            self.store.keep_request(name, call, body, _trace(environ))
             response = self.index.update(body, call) if name == "Update" else self.index.find_content(body)
             status = "200 OK"
         except SoapFault as fault:
@@ -108,6 +108,12 @@ class StubApp:
             self.control.reset()
             return _json(start_response, "200 OK", {"reset": True})
         return _json(start_response, "404 Not Found", {"error": f"no {method} {path}"})
+
+
+def _trace(environ: dict[str, Any]) -> dict[str, str]:
+    """The caller's X-Request-ID and X-Context-ID (seed 002), as it sent them."""
+    sent = {"request_id": environ.get("HTTP_X_REQUEST_ID"), "context_id": environ.get("HTTP_X_CONTEXT_ID")}
+    return {key: value[:128] for key, value in sent.items() if value}
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:

@@ -52,10 +52,12 @@ class Store:
         self._calls = {"Update": 0, "FindContent": 0}
         self._requests: deque[dict[str, Any]] = deque(maxlen=KEPT_REQUESTS)
 
-    def keep_request(self, operation: str, call: int, body: bytes) -> None:
-        """Keep the raw request, so testers can check what a client really sent."""
+    def keep_request(self, operation: str, call: int, body: bytes, trace: dict[str, str] | None = None) -> None:
+        """Keep the raw request and its trace headers, so testers can check what a client really sent."""
         with self._lock:
-            self._requests.append({"operation": operation, "call": call, "body": body.decode("utf-8", "replace")})
+            self._requests.append(
+                {"operation": operation, "call": call, "body": body.decode("utf-8", "replace"), **(trace or {})}
+            )
 
     def requests(self) -> list[dict[str, Any]]:
         with self._lock:

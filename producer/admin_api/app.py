@@ -52,7 +52,7 @@ class AdminApi:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request_id, context_id = tracing.ids_from(environ)
         id_token, context_token = tracing.request_id.set(request_id), tracing.context_id.set(context_id or "-")
-        echo = [(tracing.REQUEST_ID, request_id)] + ([(tracing.CONTEXT_ID, context_id)] if context_id else [])
+        echo = tracing.echo(request_id, context_id)
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
         try:
             status, payload = self._dispatch(method, path, environ)

@@ -154,6 +154,9 @@ class Producer:
     def _soap(self, name: str, route: Route, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = perf_counter()
         traced = tracing.correlation_id.set(tracing.safe(environ.get("HTTP_X_SKLTP_CORRELATION_ID", "")) or "-")
+        request_id, context_id = tracing.ids_from(environ)
+        id_token, context_token = tracing.request_id.set(request_id), tracing.context_id.set(context_id or "-")
+        echo = tracing.echo(request_id, context_id)
         outcome, fault_code = "ok", None
         try:
             caller = self._caller(name, environ)
@@ -167,13 +170,15 @@ class Producer:
                 log.warning("refused %s: %s", name, fault.message)
             else:
                 log.info("fault %s %s: %s", name, fault.code, fault.message)
-            return _fault(start_response, fault)
+            return _fault(start_response, fault, echo)
         finally:
             metrics.observe(name, outcome, perf_counter() - started, fault_code)
             metrics.observe_pool(self._pool)
             tracing.consumer.set("-")
             tracing.correlation_id.reset(traced)
-        return _respond(start_response, "200 OK", CONTENT_TYPE, response)
+            tracing.request_id.reset(id_token)
+            tracing.context_id.reset(context_token)
+        return _respond(start_response, "200 OK", CONTENT_TYPE, response, echo)
 
     def _caller(self, name: str, environ: dict[str, Any]) -> str | None:
         """The consumer's HSA-id, refused here when it may not call this contract at all (the care
@@ -276,10 +281,12 @@ class Producer:
         return unit
 
 
-def _respond(start_response: StartResponse, status: str, content_type: str, body: bytes) -> list[bytes]:
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+def _respond(
+    start_response: StartResponse, status: str, content_type: str, body: bytes, extra: list[tuple[str, str]] = ()
+) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *extra])
     return [body]
 
 
-def _fault(start_response: StartResponse, fault: SoapFault) -> list[bytes]:
-    return _respond(start_response, "500 Internal Server Error", CONTENT_TYPE, fault_envelope(fault))
+def _fault(start_response: StartResponse, fault: SoapFault, extra: list[tuple[str, str]] = ()) -> list[bytes]:
+    return _respond(start_response, "500 Internal Server Error", CONTENT_TYPE, fault_envelope(fault), extra)

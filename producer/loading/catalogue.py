@@ -17,7 +17,7 @@ import psycopg
 
 from producer.loading.documents import Node
 from producer.loading.report import Problem, Report
-from producer.loading.setup import UnitSpec
+from producer.loading.setup import RULE_COLUMNS, UnitSpec
 
 
 @dataclass
@@ -48,7 +48,7 @@ ENTITIES = {
         " + (SELECT count(*) FROM booking WHERE unit_hsa_id = %(unit)s AND care_type_code = %(key)s)",
     ),
     "time_types": Entity(
-        "time_types", "time_type", "code", ("name", "duration_minutes", "care_type_code"),
+        "time_types", "time_type", "code", ("name", "duration_minutes", "care_type_code", *RULE_COLUMNS),
         "SELECT (SELECT count(*) FROM slot WHERE unit_hsa_id = %(unit)s AND time_type_code = %(key)s)"
         " + (SELECT count(*) FROM booking WHERE unit_hsa_id = %(unit)s AND time_type_code = %(key)s)",
     ),
@@ -69,11 +69,19 @@ SELECT (SELECT count(*) FROM booking WHERE unit_hsa_id = %(unit)s AND status = '
 """
 
 RENAME = """
-INSERT INTO care_unit (hsa_id, name, message_allowed, change_deadline, created_at)
-    SELECT %(new)s, name, message_allowed, change_deadline, created_at FROM care_unit WHERE hsa_id = %(old)s;
+INSERT INTO care_unit (hsa_id, name, message_allowed, change_deadline, created_at, medical_unit_hsa_id,
+                       medical_unit_name, publish_to_ei)
+    SELECT %(new)s, name, message_allowed, change_deadline, created_at, medical_unit_hsa_id, medical_unit_name,
+           publish_to_ei
+    FROM care_unit WHERE hsa_id = %(old)s;
+INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, change_deadline)
+    SELECT %(new)s, consumer_hsa_id, change_deadline FROM consumer_rule WHERE unit_hsa_id = %(old)s;
 INSERT INTO care_type (unit_hsa_id, code, name) SELECT %(new)s, code, name FROM care_type WHERE unit_hsa_id = %(old)s;
-INSERT INTO time_type (unit_hsa_id, code, name, duration_minutes, care_type_code)
-    SELECT %(new)s, code, name, duration_minutes, care_type_code FROM time_type WHERE unit_hsa_id = %(old)s;
+INSERT INTO time_type (unit_hsa_id, code, name, duration_minutes, care_type_code, self_booking, min_lead, horizon,
+                       max_active_per_resident, change_deadline, message_allowed, purpose)
+    SELECT %(new)s, code, name, duration_minutes, care_type_code, self_booking, min_lead, horizon,
+           max_active_per_resident, change_deadline, message_allowed, purpose
+    FROM time_type WHERE unit_hsa_id = %(old)s;
 INSERT INTO performer (unit_hsa_id, hsa_id, title, first_name, last_name)
     SELECT %(new)s, hsa_id, title, first_name, last_name FROM performer WHERE unit_hsa_id = %(old)s;
 INSERT INTO resource (unit_hsa_id, resource_id, name)
@@ -207,31 +215,40 @@ class Catalogue:
 
     def _unit(self, source: str, unit: UnitSpec) -> None:
         row = self.conn.execute(
-            "SELECT name, message_allowed, (extract(epoch FROM change_deadline) / 60)::int FROM care_unit"
-            " WHERE hsa_id = %s",
+            "SELECT name, message_allowed, (extract(epoch FROM change_deadline) / 60)::int, medical_unit_hsa_id,"
+            " medical_unit_name, publish_to_ei FROM care_unit WHERE hsa_id = %s",
             (unit.hsa_id,),
         ).fetchone()
+        medical = unit.medical_unit or (None, None)
         if row is None:
             if unit.name is None:
                 return  # reported by the parser
             self.conn.execute(
-                "INSERT INTO care_unit (hsa_id, name, message_allowed, change_deadline)"
-                " VALUES (%s, %s, %s, make_interval(mins => %s))",
-                (unit.hsa_id, unit.name, bool(unit.message_allowed), unit.change_deadline_minutes or 24 * 60),
-            )
+                "INSERT INTO care_unit (hsa_id, name, message_allowed, change_deadline, medical_unit_hsa_id,"
+                " medical_unit_name, publish_to_ei) VALUES (%s, %s, %s, make_interval(mins => %s), %s, %s, %s)",
+                (
+                    unit.hsa_id, unit.name, bool(unit.message_allowed), unit.change_deadline_minutes or 24 * 60,
+                    *medical, unit.publish_to_ei is not False,
+                ),
+            )  # fmt: skip
+            self._consumers(unit)
             self.report.counts["units"].created += 1
         else:
             wanted = (
                 unit.name or row[0],
                 row[1] if unit.message_allowed is None else unit.message_allowed,
                 row[2] if unit.change_deadline_minutes is None else unit.change_deadline_minutes,
+                *(row[3:5] if unit.medical_unit is None else medical),
+                row[5] if unit.publish_to_ei is None else unit.publish_to_ei,
             )
+            consumers_changed = self._consumers(unit)
             if wanted != tuple(row):
                 self.conn.execute(
-                    "UPDATE care_unit SET name = %s, message_allowed = %s, change_deadline = make_interval(mins => %s)"
-                    " WHERE hsa_id = %s",
+                    "UPDATE care_unit SET name = %s, message_allowed = %s, change_deadline = make_interval(mins => %s),"
+                    " medical_unit_hsa_id = %s, medical_unit_name = %s, publish_to_ei = %s WHERE hsa_id = %s",
                     (*wanted, unit.hsa_id),
                 )
+            if wanted != tuple(row) or consumers_changed:
                 self.report.counts["units"].changed += 1
             else:
                 self.report.counts["units"].unchanged += 1
@@ -239,7 +256,7 @@ class Catalogue:
         self._sync(source, unit, "care_types", unit.care_types, lambda s: (s.code, (s.name,), s.node))
         self._sync(
             source, unit, "time_types", unit.time_types,
-            lambda s: (s.code, (s.name, s.duration_minutes, s.care_type), s.node),
+            lambda s: (s.code, (s.name, s.duration_minutes, s.care_type, *s.rules.values()), s.node),
         )  # fmt: skip
         self._sync(
             source, unit, "performers", unit.performers,
@@ -283,6 +300,26 @@ class Catalogue:
                 self.report.counts[kind].unchanged += 1
         for key in sorted(existing.keys() - listed):
             self.removals.append(Removal(kind, unit.hsa_id, key, source, unit.node))
+
+    def _consumers(self, unit: UnitSpec) -> bool:
+        """A given consumers list is complete: it replaces the unit's consumer rules. True if changed."""
+        if unit.consumers is None:
+            return False
+        existing = dict(
+            self.conn.execute(
+                "SELECT consumer_hsa_id, change_deadline FROM consumer_rule WHERE unit_hsa_id = %s", (unit.hsa_id,)
+            ).fetchall()
+        )
+        wanted = {spec.hsa_id: spec.change_deadline for spec in unit.consumers}
+        if wanted == existing:
+            return False
+        self.conn.execute("DELETE FROM consumer_rule WHERE unit_hsa_id = %s", (unit.hsa_id,))
+        for hsa_id, deadline in wanted.items():
+            self.conn.execute(
+                "INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, change_deadline) VALUES (%s, %s, %s)",
+                (unit.hsa_id, hsa_id, deadline),
+            )
+        return True
 
     def _care_type_exists(self, unit: str, code: str) -> bool:
         return bool(

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 from producer.loading.documents import Node
 from producer.loading.report import Problem, Report
 from producer.loading.templates import WEEKDAYS, Template, Window, resolve_wall
+from producer.staff.docbook import docbook_problem, is_markup
 from producer.sweden.identifiers import is_valid_hsa_id, normalise_hsa_id
 
 _WALL = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2})?)(Z|[+-]\d{2}:?\d{2})?")
@@ -31,6 +32,30 @@ class CareTypeSpec:
     node: Node
 
 
+@dataclass(frozen=True)
+class Rules:
+    """The booking rules of a time type (producer.calendar applies them); unset = the default."""
+
+    self_booking: bool = True
+    min_lead: timedelta = timedelta(0)
+    horizon: timedelta | None = None
+    max_active_per_resident: int | None = None
+    change_deadline: timedelta | None = None  # None: the unit's
+    message_allowed: bool | None = None  # None: the unit's
+    purpose: str | None = None
+
+    def values(self) -> tuple:
+        return (
+            self.self_booking, self.min_lead, self.horizon, self.max_active_per_resident,
+            self.change_deadline, self.message_allowed, self.purpose,
+        )  # fmt: skip
+
+
+RULE_COLUMNS = (
+    "self_booking", "min_lead", "horizon", "max_active_per_resident", "change_deadline", "message_allowed", "purpose",
+)  # fmt: skip
+
+
 @dataclass
 class TimeTypeSpec:
     code: str
@@ -38,6 +63,16 @@ class TimeTypeSpec:
     duration_minutes: int
     care_type: str | None
     alternatives: list[tuple[str, Node]] | None
+    node: Node
+    rules: Rules = field(default_factory=Rules)
+
+
+@dataclass
+class ConsumerSpec:
+    """A consumer allowed to change bookings at the unit until another deadline than residents."""
+
+    hsa_id: str
+    change_deadline: timedelta
     node: Node
 
 
@@ -98,6 +133,9 @@ class UnitSpec:
     change_deadline_minutes: int | None
     previous_hsa_id: str | None
     remove: bool
+    medical_unit: tuple[str, str | None] | None  # (HSA-id, name) of the care unit with medical responsibility
+    publish_to_ei: bool | None
+    consumers: list[ConsumerSpec] | None
     care_types: list[CareTypeSpec] | None
     time_types: list[TimeTypeSpec] | None
     performers: list[PerformerSpec] | None
@@ -108,9 +146,14 @@ class UnitSpec:
 
 
 UNIT_FIELDS = {
-    "hsa_id", "name", "message_allowed", "change_deadline", "previous_hsa_id", "remove",
-    "care_types", "time_types", "performers", "resources", "templates", "slots",
+    "hsa_id", "name", "message_allowed", "change_deadline", "previous_hsa_id", "remove", "medical_unit",
+    "publish_to_ei", "consumers", "care_types", "time_types", "performers", "resources", "templates", "slots",
 }  # fmt: skip
+RULE_FIELDS = {
+    "self_booking", "min_lead", "horizon", "max_active_per_resident", "change_deadline", "message_allowed", "purpose",
+}  # fmt: skip
+MAX_TIME_TYPE_NAME = 100  # 1177 shows at most 100 characters of a time type's name (seed 003)
+MAX_PURPOSE = 10_000
 
 
 class Reader:
@@ -279,6 +322,9 @@ def _unit(r: Reader, node: Node) -> UnitSpec | None:
         change_deadline_minutes=r.minutes(f["change_deadline"]) if "change_deadline" in f else None,
         previous_hsa_id=r.hsa(f["previous_hsa_id"]) if "previous_hsa_id" in f else None,
         remove=bool(remove),
+        medical_unit=_medical_unit(r, f["medical_unit"]) if "medical_unit" in f else None,
+        publish_to_ei=r.boolean(f["publish_to_ei"]) if "publish_to_ei" in f else None,
+        consumers=_list(r, f, "consumers", _consumer),
         care_types=_list(r, f, "care_types", _care_type),
         time_types=_list(r, f, "time_types", _time_type),
         performers=_list(r, f, "performers", _performer),
@@ -317,13 +363,68 @@ def _care_type(r: Reader, node: Node) -> CareTypeSpec | None:
     return CareTypeSpec(code, name, node) if code and name else None
 
 
+def _medical_unit(r: Reader, node: Node) -> tuple[str, str | None] | None:
+    """`medical_unit: SE…-V100`, or a mapping with hsa_id and name."""
+    if isinstance(node.value, dict):
+        f = r.mapping(node, {"hsa_id", "name"}, ("hsa_id",))
+        if f is None or "hsa_id" not in f:
+            return None
+        hsa_id = r.hsa(f["hsa_id"])
+        return (hsa_id, r.text(f.get("name"), optional=True)) if hsa_id else None
+    hsa_id = r.hsa(node)
+    return (hsa_id, None) if hsa_id else None
+
+
+def _consumer(r: Reader, node: Node) -> ConsumerSpec | None:
+    f = r.mapping(node, {"hsa_id", "change_deadline"}, ("hsa_id", "change_deadline"))
+    if f is None or not {"hsa_id", "change_deadline"} <= f.keys():
+        return None
+    hsa_id, minutes = r.hsa(f["hsa_id"]), r.minutes(f["change_deadline"])
+    return ConsumerSpec(hsa_id, timedelta(minutes=minutes), node) if hsa_id and minutes is not None else None
+
+
+def _rules(r: Reader, f: dict[str, Node]) -> Rules:
+    def duration(key: str) -> timedelta | None:
+        minutes = r.minutes(f[key]) if key in f else None
+        return None if minutes is None else timedelta(minutes=minutes)
+
+    horizon = duration("horizon")
+    if horizon is not None and not horizon:
+        r.problem(f["horizon"], "a horizon must be longer than 0 (leave it out for no limit)")
+    purpose = None
+    if "purpose" in f:
+        purpose = f["purpose"].value.strip() if isinstance(f["purpose"].value, str) else None
+        problem = "expected text" if purpose is None else (docbook_problem(purpose) if is_markup(purpose) else None)
+        problem = f"DocBook {problem}" if problem and purpose is not None else problem
+        if problem is None and len(purpose) > MAX_PURPOSE:
+            problem = f"longer than {MAX_PURPOSE} characters"
+        if problem:
+            r.problem(f["purpose"], problem)
+        purpose = purpose or None
+    return Rules(
+        self_booking=r.boolean(f["self_booking"]) is not False if "self_booking" in f else True,
+        min_lead=duration("min_lead") or timedelta(0),
+        horizon=horizon or None,
+        max_active_per_resident=(
+            r.integer(f["max_active_per_resident"], 1, 1000) if "max_active_per_resident" in f else None
+        ),
+        change_deadline=duration("change_deadline"),
+        message_allowed=r.boolean(f["message_allowed"]) if "message_allowed" in f else None,
+        purpose=purpose,
+    )
+
+
 def _time_type(r: Reader, node: Node) -> TimeTypeSpec | None:
-    allowed = {"code", "name", "duration_minutes", "care_type", "alternatives"}
+    allowed = {"code", "name", "duration_minutes", "care_type", "alternatives"} | RULE_FIELDS
     f = r.mapping(node, allowed, ("code", "name", "duration_minutes"))
     if f is None or not {"code", "name", "duration_minutes"} <= f.keys():
         return None
     code, name = r.code(f["code"]), r.text(f["name"])
+    if name is not None and len(name) > MAX_TIME_TYPE_NAME:
+        r.problem(f["name"], f"longer than {MAX_TIME_TYPE_NAME} characters (1177 shows no more of a time type's name)")
+        name = None
     minutes = r.integer(f["duration_minutes"], 1, 1440)
+    rules = _rules(r, f)
     care_type = r.code(f.get("care_type"), optional=True)
     alternatives = None
     if "alternatives" in f:
@@ -334,7 +435,7 @@ def _time_type(r: Reader, node: Node) -> TimeTypeSpec | None:
                 alternatives.append((hsa, item))
     if code is None or name is None or minutes is None:
         return None
-    return TimeTypeSpec(code, name, minutes, care_type, alternatives, node)
+    return TimeTypeSpec(code, name, minutes, care_type, alternatives, node, rules)
 
 
 def _performer(r: Reader, node: Node) -> PerformerSpec | None:

@@ -1,5 +1,5 @@
-"""The trace ids every log line carries, in one place: the admin API's X-Request-ID (generated when
-missing) and X-Context-ID, echoed on its responses; the platform's x-skltp-correlation-id and the
+"""The trace ids every log line carries, in one place: X-Request-ID (generated when missing) and
+X-Context-ID of a SOAP or admin API call, echoed on its responses; the platform's x-skltp-correlation-id and the
 calling consumer of a SOAP call. producer.platform.logs.TraceFilter puts them on every record."""
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ consumer: contextvars.ContextVar[str] = contextvars.ContextVar("consumer", defau
 def safe(value: str) -> str | None:
     """The caller's id when it is a sane header value (safe to log), else None."""
     return value if _SAFE.match(value) else None
+
+
+def echo(request_id: str, context_id: str | None) -> list[tuple[str, str]]:
+    """The response headers that give the caller its ids back (seed 002: GK1, GK2)."""
+    return [(REQUEST_ID, request_id)] + ([(CONTEXT_ID, context_id)] if context_id else [])
 
 
 def ids_from(environ: dict[str, str]) -> tuple[str, str | None]:

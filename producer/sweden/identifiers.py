@@ -27,8 +27,12 @@ _PERSONNUMMER_RE = re.compile(r"[0-9]{8}[0-9pPtTfF][0-9]{3}")
 _DIGITS_RE = re.compile(r"[0-9]{12}")
 # A personnummer, samordningsnummer or reserve number inside free text (a log line, a fault): 12
 # characters from 19/20 (the hyphen optional) or 10 with - or + ("+": 100 years or older). Never
-# next to another digit, so HSA-ids (SE2321000016-A100), timestamps and longer numbers stay.
-_IN_TEXT = re.compile(r"(?<![0-9])((?:19|20)[0-9]{6}-?|[0-9]{6}[-+])[0-9pPtTfF][0-9]{3}(?![0-9A-Za-z])")
+# next to another digit, so HSA-ids (SE2321000016-A100), timestamps and longer numbers stay; nor
+# inside a word or a hyphenated id, so request ids (fc132644-1234-5678-…, a UUID) stay whole. A
+# letter escaped by a backslash (JSON's "\n") is not a word.
+_IN_TEXT = re.compile(
+    r"(?<![0-9-])(?<!(?<!\\)[A-Za-z])((?:19|20)[0-9]{6}-?|[0-9]{6}[-+])[0-9pPtTfF][0-9]{3}(?![0-9A-Za-z]|-[0-9A-Za-z])"
+)
 # Samordningsnummer (coordination numbers) add this to the day of birth.
 _SAMORDNING_OFFSET = 60
 
