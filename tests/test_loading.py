@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.calendar import last_sunday
 from support.server import PYTHON, REPO, fresh_database, subprocess_env
 
 from producer.loading.templates import Template, Window, expand
@@ -428,15 +429,12 @@ def test_progress_lines_when_not_a_terminal(url: str, tmp_path: Path) -> None:
 # -- templates and DST ------------------------------------------------------------------------------
 
 
-def last_sunday(year: int, month: int) -> date:
-    day = date(year, month + 1, 1) - timedelta(days=1)
-    return day - timedelta(days=(day.weekday() + 1) % 7)
-
-
 def dst_year() -> int:
-    """2027, or the first later year whose spring change is still ahead."""
+    """2027, or the first later year whose spring change is more than a week ahead: the test's
+    weekday template starts six days before it, and a load makes no slots in the past (on the
+    Saturday before the change, "the change is still ahead" left five of those days behind)."""
     year = 2027
-    while last_sunday(year, 3) <= datetime.now(STOCKHOLM).date():
+    while last_sunday(year, 3) - timedelta(days=7) <= datetime.now(STOCKHOLM).date():
         year += 1
     return year
 
