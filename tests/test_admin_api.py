@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from support.admin import admin_api
 from support.calendar import unused_free_slot
 from support.ei import EiLoop, publishing_into_a_stub, wait_until_drained
 from support.server import ProducerServer
@@ -46,21 +47,7 @@ def api(
     token: str | None = ALL,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], Any]:
-    parts = urlsplit(server.base_url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-    sent = dict(headers or {})
-    if token:
-        sent["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    if data is not None:
-        sent["Content-Type"] = "application/json"
-    try:
-        conn.request(method, path, body=data, headers=sent)
-        response = conn.getresponse()
-        raw = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(raw)
-    finally:
-        conn.close()
+    return admin_api(server, method, path, body, token, headers)
 
 
 def two_free_slots(server: ProducerServer, unit: str) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from support.official import client_fault, zeep_client
 from support.residents import Residents, as_resident, booking_details, schedule
 from zeep.helpers import serialize_object
 
-from producer.interactions import resident_texts
+from producer.calendar import resident_texts
 
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
 CONSUMER_HEADER = "x-rivta-original-serviceconsumer-hsaid"

@@ -212,7 +212,7 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
 
         @invariant()
         def outbox_replays_to_the_current_post(self) -> None:
-            from producer.calendar.bookings import fetch_views
+            from producer.calendar.views import fetch_views
 
             now = datetime.now(UTC)
             rows = self.conn.execute("SELECT booking_pk, before, after FROM ei_outbox ORDER BY id").fetchall()

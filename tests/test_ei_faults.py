@@ -34,7 +34,7 @@ from engagement_index.client import UpdateClient
 from engagement_index.config import EiSettings
 from engagement_index.fields import KEY_FIELDS
 from engagement_index.publisher import Publisher
-from producer.calendar.bookings import publish_change
+from producer.calendar.history import publish_change
 
 pytestmark = pytest.mark.skipif(not CORE_XSD.is_file(), reason=f"official EI contract not found at {OFFICIAL}")
 

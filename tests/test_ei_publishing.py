@@ -47,7 +47,7 @@ from test_booking_flows import A100, A200, Api, new_resident
 
 from engagement_index import publisher
 from engagement_index.fields import MANDATORY_FIELDS
-from producer.calendar.bookings import publish_change, record_event
+from producer.calendar.history import publish_change, record_event
 
 pytestmark = pytest.mark.skipif(not CORE_XSD.is_file(), reason=f"official EI contract not found at {OFFICIAL}")
 

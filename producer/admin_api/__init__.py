@@ -1,1 +1,1 @@
-"""The /admin JSON API, a channel: parse, call staff/ and loading/, answer. May import: staff, loading, platform."""
+"""The /admin JSON API: a channel that calls staff and loading. May import: staff, loading, platform, sweden."""

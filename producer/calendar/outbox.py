@@ -2,8 +2,8 @@
 
 A row holds the post before and after the change (or NULL where there is none), written in the
 same transaction as the booking change, so no change can be lost or published without happening.
-The publisher (engagement-index issue) turns before/after into Update transactions: an upsert when
-the key is unchanged, delete(old key) then create(new key) in one call when it changed.
+The publisher (engagement_index.publisher) turns before/after into Update transactions: an upsert
+when the key is unchanged, delete(old key) then create(new key) in one call when it changed.
 """
 
 from __future__ import annotations
@@ -55,8 +55,23 @@ def ei_post(
     }
 
 
+def booked_post(resident: str, unit_hsa_id: str, booking_id: str, starts_at: datetime, now: datetime) -> Post | None:
+    """The EI post of an active booking (not an invitation) with a time: what a booking or rebooking leaves."""
+    return ei_post(
+        status="active",
+        kind="booking",
+        subject_of_care=resident,
+        unit_hsa_id=unit_hsa_id,
+        booking_id=booking_id,
+        starts_at=starts_at,
+        invitation_date=None,
+        valid_until=None,
+        now=now,
+    )
+
+
 # Queue a change and remember the new post on the booking, in one statement (a data-modifying CTE):
-# callers may put their own CTEs first (change_sql), as bookings.record does with the history row.
+# callers may put their own CTEs first (change_sql), as history.record does with the history row.
 _QUEUE = (
     "queued AS (INSERT INTO ei_outbox (booking_pk, reason, before, after)"
     " VALUES (%(pk)s, %(reason)s, %(before)s::jsonb, %(after)s::jsonb))"

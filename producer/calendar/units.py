@@ -1,4 +1,5 @@
-"""Per-worker memory of care units and the names in their catalogues.
+"""Care units: a worker's memory of them and of the names in their catalogues, where a booking of a
+time type may be made, and a unit's bookings moved or removed with the unit (the loader's).
 
 Every call needs its unit, and availability answers carry time-type, care-type, performer and
 resource names for every slot; both change seldom, so each worker keeps them for a few seconds
@@ -83,3 +84,87 @@ class UnitCache:
         with self._lock:
             self._names[hsa_id] = (names, now + self._ttl)
         return names
+
+
+ALTERNATIVES_SQL = """
+SELECT u.hsa_id, u.name FROM care_unit u
+WHERE (u.hsa_id = %(unit)s AND EXISTS (
+          SELECT 1 FROM slot s WHERE s.unit_hsa_id = u.hsa_id AND s.time_type_code = %(tt)s))
+   OR u.hsa_id IN (
+          SELECT a.alternative_hsa_id FROM unit_alternative a
+          JOIN time_type t ON t.unit_hsa_id = a.alternative_hsa_id AND t.code = a.time_type_code
+          WHERE a.unit_hsa_id = %(unit)s AND a.time_type_code = %(tt)s)
+ORDER BY u.hsa_id = %(unit)s DESC, u.hsa_id
+"""
+
+
+def units_for_time_type(conn: psycopg.Connection, unit_hsa_id: str, time_type: str) -> list[tuple[str, str]]:
+    """Where a booking of this time type at this unit may be booked: the unit itself if it offers
+    the time type (a sender-only unit with no slots of it does not), and its configured alternatives."""
+    return conn.execute(ALTERNATIVES_SQL, {"unit": unit_hsa_id, "tt": time_type}).fetchall()
+
+
+# -- a unit's HSA-id changed, or the unit removed (the loader) -------------------------------------
+
+_BUSY = """
+SELECT (SELECT count(*) FROM booking WHERE unit_hsa_id = %(unit)s AND status = 'active'),
+       (SELECT count(*) FROM ei_outbox o JOIN booking b ON b.pk = o.booking_pk
+        WHERE b.unit_hsa_id = %(unit)s AND o.published_at IS NULL)
+"""
+
+_RENAME = """
+INSERT INTO care_unit (hsa_id, name, message_allowed, change_deadline, created_at, medical_unit_hsa_id,
+                       medical_unit_name, publish_to_ei)
+    SELECT %(new)s, name, message_allowed, change_deadline, created_at, medical_unit_hsa_id, medical_unit_name,
+           publish_to_ei
+    FROM care_unit WHERE hsa_id = %(old)s;
+INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, change_deadline)
+    SELECT %(new)s, consumer_hsa_id, change_deadline FROM consumer_rule WHERE unit_hsa_id = %(old)s;
+INSERT INTO care_type (unit_hsa_id, code, name) SELECT %(new)s, code, name FROM care_type WHERE unit_hsa_id = %(old)s;
+INSERT INTO time_type (unit_hsa_id, code, name, duration_minutes, care_type_code, self_booking, min_lead, horizon,
+                       max_active_per_resident, change_deadline, message_allowed, purpose)
+    SELECT %(new)s, code, name, duration_minutes, care_type_code, self_booking, min_lead, horizon,
+           max_active_per_resident, change_deadline, message_allowed, purpose
+    FROM time_type WHERE unit_hsa_id = %(old)s;
+INSERT INTO performer (unit_hsa_id, hsa_id, title, first_name, last_name)
+    SELECT %(new)s, hsa_id, title, first_name, last_name FROM performer WHERE unit_hsa_id = %(old)s;
+INSERT INTO resource (unit_hsa_id, resource_id, name)
+    SELECT %(new)s, resource_id, name FROM resource WHERE unit_hsa_id = %(old)s;
+INSERT INTO unit_alternative (unit_hsa_id, time_type_code, alternative_hsa_id)
+    SELECT %(new)s, time_type_code, alternative_hsa_id FROM unit_alternative WHERE unit_hsa_id = %(old)s;
+UPDATE unit_alternative SET alternative_hsa_id = %(new)s WHERE alternative_hsa_id = %(old)s;
+UPDATE slot SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
+UPDATE booking SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
+DELETE FROM unit_alternative WHERE unit_hsa_id = %(old)s;
+DELETE FROM care_unit WHERE hsa_id = %(old)s;
+"""
+
+# History first (inactive bookings, their events and published outbox rows), then the unit: its
+# slots go with it (trigger), its catalogue and the alternatives naming it by cascade.
+_REMOVE = """
+DELETE FROM slot WHERE unit_hsa_id = %(unit)s;
+DELETE FROM booking_event WHERE booking_pk IN (SELECT pk FROM booking WHERE unit_hsa_id = %(unit)s);
+DELETE FROM ei_outbox WHERE booking_pk IN (SELECT pk FROM booking WHERE unit_hsa_id = %(unit)s);
+DELETE FROM booking WHERE unit_hsa_id = %(unit)s;
+DELETE FROM unit_alternative WHERE unit_hsa_id = %(unit)s OR alternative_hsa_id = %(unit)s;
+DELETE FROM care_unit WHERE hsa_id = %(unit)s;
+"""
+
+
+def busy(conn: psycopg.Connection, unit_hsa_id: str) -> tuple[int, int]:
+    """(active bookings and invitations, outbox rows not yet published) of a unit: while either is
+    not 0 the unit may be neither renamed nor removed (the engagement index must hear of each first)."""
+    active, pending = conn.execute(_BUSY, {"unit": unit_hsa_id}).fetchone()
+    return active, pending
+
+
+def rename(conn: psycopg.Connection, old: str, new: str) -> None:
+    """Give a unit (one that is not busy) a new HSA-id: its catalogue, slots and past bookings go along."""
+    for statement in _RENAME.strip().split(";\n"):
+        conn.execute(statement, {"old": old, "new": new})
+
+
+def remove(conn: psycopg.Connection, unit_hsa_id: str) -> None:
+    """Delete a unit (one that is not busy) with its slots, catalogue and history."""
+    for statement in _REMOVE.strip().split(";\n"):
+        conn.execute(statement, {"unit": unit_hsa_id})

@@ -13,11 +13,10 @@ from typing import Any
 
 import psycopg
 
-from producer.calendar.bookings import active_by_booking_id
-from producer.calendar.units import Names
-from producer.interactions.booking_common import SLOT_PREFIX
+from producer.calendar.ids import SLOT_PREFIX
+from producer.calendar.units import Names, units_for_time_type
+from producer.calendar.views import active_by_booking_id
 from producer.interactions.call import Call
-from producer.interactions.catalogue import units_for_time_type
 from producer.interactions.common import require_addressed_unit, require_valid_resident
 from producer.soap.codec import Decoded
 from producer.soap.envelope import client_fault

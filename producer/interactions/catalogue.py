@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import psycopg
 
-from producer.calendar.bookings import active_by_booking_id
+from producer.calendar.units import units_for_time_type
+from producer.calendar.views import active_by_booking_id
 from producer.interactions.call import Call
 from producer.interactions.common import require_addressed_unit, require_valid_resident
 from producer.soap.codec import Decoded
@@ -73,24 +74,6 @@ def get_all_performers(call: Call, request: Decoded, conn: psycopg.Connection) -
             for hsa_id, first, last, title in rows
         ]
     }
-
-
-ALTERNATIVES_SQL = """
-SELECT u.hsa_id, u.name FROM care_unit u
-WHERE (u.hsa_id = %(unit)s AND EXISTS (
-          SELECT 1 FROM slot s WHERE s.unit_hsa_id = u.hsa_id AND s.time_type_code = %(tt)s))
-   OR u.hsa_id IN (
-          SELECT a.alternative_hsa_id FROM unit_alternative a
-          JOIN time_type t ON t.unit_hsa_id = a.alternative_hsa_id AND t.code = a.time_type_code
-          WHERE a.unit_hsa_id = %(unit)s AND a.time_type_code = %(tt)s)
-ORDER BY u.hsa_id = %(unit)s DESC, u.hsa_id
-"""
-
-
-def units_for_time_type(conn: psycopg.Connection, unit_hsa_id: str, time_type: str) -> list[tuple[str, str]]:
-    """Where a booking of this time type at this unit may be booked: the unit itself if it offers
-    the time type (a sender-only unit with no slots of it does not), and its configured alternatives."""
-    return conn.execute(ALTERNATIVES_SQL, {"unit": unit_hsa_id, "tt": time_type}).fetchall()
 
 
 def get_all_healthcare_facilities(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:

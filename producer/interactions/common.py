@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from producer.calendar.bookings import BookingView
+from producer.calendar.views import BookingView
 from producer.interactions.call import Call
 from producer.soap.codec import Decoded
 from producer.soap.envelope import client_fault

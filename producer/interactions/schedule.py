@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from producer.calendar.bookings import fetch_views
+from producer.calendar.views import fetch_views
 from producer.interactions.call import Call
 from producer.interactions.common import booking_timeslot, require_addressed_unit, require_valid_resident
 from producer.soap.codec import Decoded

@@ -5,7 +5,8 @@ Additions and changes are made first, so the slots of the same load can use them
 entry missing from a list that was given, or a unit marked ``remove``) are made after the slots, so
 a load can drop a performer's free slots and the performer together. Removing something still in
 use is refused. A unit's HSA-id change or removal is refused while it has active bookings (or EI
-changes not yet published): those must be cancelled or moved first, through the outbox.
+changes not yet published): those must be cancelled or moved first, through the outbox. The unit's
+bookings move or go with it through the calendar core (producer.calendar.units).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from producer.calendar import units as calendar_units
 from producer.loading.documents import Node
 from producer.loading.report import Problem, Report
 from producer.loading.setup import RULE_COLUMNS, UnitSpec
@@ -61,51 +63,6 @@ ENTITIES = {
         "SELECT count(*) FROM slot WHERE unit_hsa_id = %(unit)s AND resource_id = %(key)s",
     ),
 }  # fmt: skip
-
-BUSY = """
-SELECT (SELECT count(*) FROM booking WHERE unit_hsa_id = %(unit)s AND status = 'active'),
-       (SELECT count(*) FROM ei_outbox o JOIN booking b ON b.pk = o.booking_pk
-        WHERE b.unit_hsa_id = %(unit)s AND o.published_at IS NULL)
-"""
-
-RENAME = """
-INSERT INTO care_unit (hsa_id, name, message_allowed, change_deadline, created_at, medical_unit_hsa_id,
-                       medical_unit_name, publish_to_ei)
-    SELECT %(new)s, name, message_allowed, change_deadline, created_at, medical_unit_hsa_id, medical_unit_name,
-           publish_to_ei
-    FROM care_unit WHERE hsa_id = %(old)s;
-INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, change_deadline)
-    SELECT %(new)s, consumer_hsa_id, change_deadline FROM consumer_rule WHERE unit_hsa_id = %(old)s;
-INSERT INTO care_type (unit_hsa_id, code, name) SELECT %(new)s, code, name FROM care_type WHERE unit_hsa_id = %(old)s;
-INSERT INTO time_type (unit_hsa_id, code, name, duration_minutes, care_type_code, self_booking, min_lead, horizon,
-                       max_active_per_resident, change_deadline, message_allowed, purpose)
-    SELECT %(new)s, code, name, duration_minutes, care_type_code, self_booking, min_lead, horizon,
-           max_active_per_resident, change_deadline, message_allowed, purpose
-    FROM time_type WHERE unit_hsa_id = %(old)s;
-INSERT INTO performer (unit_hsa_id, hsa_id, title, first_name, last_name)
-    SELECT %(new)s, hsa_id, title, first_name, last_name FROM performer WHERE unit_hsa_id = %(old)s;
-INSERT INTO resource (unit_hsa_id, resource_id, name)
-    SELECT %(new)s, resource_id, name FROM resource WHERE unit_hsa_id = %(old)s;
-INSERT INTO unit_alternative (unit_hsa_id, time_type_code, alternative_hsa_id)
-    SELECT %(new)s, time_type_code, alternative_hsa_id FROM unit_alternative WHERE unit_hsa_id = %(old)s;
-UPDATE unit_alternative SET alternative_hsa_id = %(new)s WHERE alternative_hsa_id = %(old)s;
-UPDATE slot SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
-UPDATE booking SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
-DELETE FROM unit_alternative WHERE unit_hsa_id = %(old)s;
-DELETE FROM care_unit WHERE hsa_id = %(old)s;
-"""
-
-# History first (inactive bookings, their events and published outbox rows), then the unit: its
-# slots go with it (trigger), its catalogue and the alternatives naming it by cascade.
-DELETE_UNIT = """
-DELETE FROM slot WHERE unit_hsa_id = %(unit)s;
-DELETE FROM booking_event WHERE booking_pk IN (SELECT pk FROM booking WHERE unit_hsa_id = %(unit)s);
-DELETE FROM ei_outbox WHERE booking_pk IN (SELECT pk FROM booking WHERE unit_hsa_id = %(unit)s);
-DELETE FROM booking WHERE unit_hsa_id = %(unit)s;
-DELETE FROM unit_alternative WHERE unit_hsa_id = %(unit)s OR alternative_hsa_id = %(unit)s;
-DELETE FROM care_unit WHERE hsa_id = %(unit)s;
-"""
-
 
 class Catalogue:
     """Applies the set-up documents of one load; counts go to the report, refusals are problems."""
@@ -173,13 +130,12 @@ class Catalogue:
             self.report.counts["slots"].removed += self.conn.execute(
                 "SELECT count(*) FROM slot WHERE unit_hsa_id = %s", (unit.hsa_id,)
             ).fetchone()[0]
-            for statement in DELETE_UNIT.strip().split(";\n"):
-                self.conn.execute(statement, {"unit": unit.hsa_id})
+            calendar_units.remove(self.conn, unit.hsa_id)
             self.report.counts["alternatives"].removed += alternatives
             self.report.counts["units"].removed += 1
 
     def _not_busy(self, source: str, unit: UnitSpec, what: str, hsa_id: str | None = None) -> bool:
-        active, pending = self.conn.execute(BUSY, {"unit": hsa_id or unit.hsa_id}).fetchone()
+        active, pending = calendar_units.busy(self.conn, hsa_id or unit.hsa_id)
         if active:
             message = f"unit {hsa_id or unit.hsa_id} has {active} active booking(s) or invitation(s)"
             self.refuse(
@@ -209,8 +165,7 @@ class Catalogue:
             return
         if not self._not_busy(source, unit, "given a new HSA-id", old):
             return
-        for statement in RENAME.strip().split(";\n"):
-            self.conn.execute(statement, {"old": old, "new": new})
+        calendar_units.rename(self.conn, old, new)
         self.report.counts["units"].changed += 1
 
     def _unit(self, source: str, unit: UnitSpec) -> None:

@@ -1,8 +1,8 @@
 """Staff actions, a channel: invitations, screening, resident bookings. May import: calendar, platform, soap, sweden.
 
 Invitations (one, or a screening call's batch) and bookings made, moved and cancelled on a
-resident's behalf, with a unit's day list and a booking's history. (Until the calendar core exists,
-staff also borrow the slot and refusal helpers of producer.interactions.)
+resident's behalf, with a unit's day list and a booking's history. Every change is the calendar
+core's (producer.calendar); a refusal there reaches staff as a StaffError with its staff text.
 
 The HTTP API and the `tidbok staff` command call these functions. Each takes a psycopg connection
 (tuple rows, as the pool hands them out) and plain arguments, returns dataclasses (`jsonable` gives

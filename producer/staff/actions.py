@@ -1,27 +1,25 @@
 """Book, rebook and cancel on a resident's behalf (channel "staff", actor = the staff member's HSA-id).
 
-The same rules as the resident's SOAP calls, with one exception: staff are not bound by the unit's
-change deadline (a resident may cancel or rebook until `change_deadline` before the start; staff may
-until the start, e.g. when the resident phones the clinic that morning). What nobody may do: hold a
-slot twice (the conditional take), move a booking to a slot of another time type, to a unit its time
-type may not be booked at, or change a booking whose time has passed.
+The changes are the calendar core's, with the same rules as the resident's SOAP calls but one:
+staff are not bound by the unit's change deadline (a resident may cancel or rebook until
+`change_deadline` before the start; staff may until the start, e.g. when the resident phones the
+clinic that morning). What nobody may do: hold a slot twice (the conditional take), move a booking
+to a slot of another time type, to a unit its time type may not be booked at, or change a booking
+whose time has passed. Here: what staff typed, checked, and the answer staff see.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
 
-from producer.calendar.bookings import booked_post, new_booking_pk, record, release_slot, view_by_pk
-from producer.interactions.booking_common import booking_id_for
-from producer.interactions.catalogue import units_for_time_type
+from producer.calendar import changes
+from producer.calendar.views import view_by_pk
 from producer.staff import checks, slots
 from producer.staff.actor import Staff
 from producer.staff.checks import Contact
-from producer.staff.errors import StaffError
-from producer.staff.results import BookingInfo, Change, slot_ref
+from producer.staff.results import BookingInfo, Change
 
 
 def book(
@@ -46,36 +44,9 @@ def book(
     note = checks.text("note", note)
     with slots.refusable(conn):
         row = slots.resolve(conn, slot, unit)
-        slots.require_bookable(row, now)
-        pk = new_booking_pk(conn)
-        booking_id = booking_id_for(staff.settings.booking_id_policy, pk, row.id, None)
-        conn.execute(
-            "INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, first_name, middle_name,"
-            " last_name, phone, email, reason, time_type_code, care_type_code)"
-            " VALUES (%(pk)s, %(booking_id)s, %(unit)s, 'booking', %(resident)s, %(first_name)s, %(middle_name)s,"
-            " %(last_name)s, %(phone)s, %(email)s, %(reason)s, %(time_type)s, %(care_type)s)",
-            {
-                **names,
-                "pk": pk,
-                "booking_id": booking_id,
-                "unit": row.unit_hsa_id,
-                "resident": resident,
-                "reason": reason,
-                "time_type": row.time_type_code,
-                "care_type": row.care_type_code,
-            },
-        )
-        slots.take(conn, row, pk)
-        record(
-            conn,
-            pk,
-            "book",
-            staff.who,
-            _details(slot=row.id, unit=row.unit_hsa_id, booking_id=booking_id, note=note),
-            None,
-            booked_post(resident, row.unit_hsa_id, booking_id, row.starts_at, now),
-        )
-        return Change(BookingInfo.of(view_by_pk(conn, pk)), True)
+        contact_and_reason = {**names, "reason": reason}
+        booked = changes.book(conn, staff.actor(note), row, resident=resident, now=now, contact=contact_and_reason)
+        return Change(BookingInfo.of(view_by_pk(conn, booked.pk)), True)
 
 
 def rebook(
@@ -100,49 +71,10 @@ def rebook(
     with slots.refusable(conn):
         view = checks.booking_row(conn, booking_id, unit, active_only=True, lock=True)
         row = slots.resolve(conn, slot)
-        if row.id == view.slot_id:
+        moved = changes.rebook(conn, staff.actor(note), view, row, now=now)
+        if not moved.changed:
             return Change(BookingInfo.of(view), False)
-        if view.starts_at is not None and view.starts_at <= now:
-            raise StaffError("booking_id", f"{view.booking_id} has already started and cannot be moved", "conflict")
-        if view.kind == "open_invitation" and view.valid_until is not None and view.valid_until <= now:
-            raise StaffError("booking_id", f"invitation {view.booking_id} is no longer valid", "conflict")
-        if row.time_type_code != view.time_type_code:
-            raise StaffError(
-                "slot", f"{slot_ref(row.id)} is a {row.time_type_code} time; {view.booking_id} is {view.time_type_code}"
-            )
-        allowed = {view.unit_hsa_id} | {h for h, _ in units_for_time_type(conn, view.unit_hsa_id, view.time_type_code)}
-        if row.unit_hsa_id not in allowed:
-            raise StaffError(
-                "slot", f"a {view.time_type_code} time at {view.unit_hsa_id} may not be moved to {row.unit_hsa_id}"
-            )
-        slots.require_bookable(row, now)
-
-        release_slot(conn, view.pk)
-        slots.take(conn, row, view.pk)
-        if view.kind == "timed_invitation":
-            kind, new_id, action = "timed_invitation", view.booking_id, "rebook"
-        else:
-            kind = "booking"
-            new_id = booking_id_for(staff.settings.booking_id_policy, view.pk, row.id, view.booking_id)
-            action = "book_invitation" if view.kind == "open_invitation" else "rebook"
-        conn.execute(
-            "UPDATE booking SET booking_id = %s, unit_hsa_id = %s, kind = %s, care_type_code = %s, updated_at = now()"
-            " WHERE pk = %s",
-            (new_id, row.unit_hsa_id, kind, row.care_type_code, view.pk),
-        )
-        after = view_by_pk(conn, view.pk)
-        details = _details(
-            from_slot=view.slot_id,
-            to_slot=row.id,
-            from_unit=view.unit_hsa_id,
-            to_unit=row.unit_hsa_id,
-            from_booking_id=view.booking_id,
-            booking_id=new_id,
-            was_invitation=view.is_invitation,
-            note=note,
-        )
-        record(conn, view.pk, action, staff.who, details, view.ei_post, after.post(now))
-        return Change(BookingInfo.of(after), True)
+        return Change(BookingInfo.of(view_by_pk(conn, view.pk)), True)
 
 
 def cancel(
@@ -160,19 +92,7 @@ def cancel(
     note = checks.text("note", note)
     with slots.refusable(conn):
         view = checks.booking_row(conn, booking_id, unit, active_only=False, lock=True)
-        if view.status == "cancelled":
+        cancelled = changes.cancel(conn, staff.actor(note), view, now=now)
+        if not cancelled.changed:
             return Change(BookingInfo.of(view), False)
-        if view.status != "active":
-            raise StaffError("booking_id", f"invitation {view.booking_id} has expired", "conflict")
-        if view.starts_at is not None and view.starts_at <= now:
-            raise StaffError("booking_id", f"{view.booking_id} has already started and cannot be cancelled", "conflict")
-        release_slot(conn, view.pk)
-        conn.execute("UPDATE booking SET status = 'cancelled', updated_at = now() WHERE pk = %s", (view.pk,))
-        details = _details(slot=view.slot_id, booking_id=view.booking_id, was_invitation=view.is_invitation, note=note)
-        record(conn, view.pk, "cancel", staff.who, details, view.ei_post, None)
         return Change(BookingInfo.of(view_by_pk(conn, view.pk)), True)
-
-
-def _details(**values: Any) -> dict[str, Any]:
-    """booking_event details without the empty ones (a note is optional)."""
-    return {key: value for key, value in values.items() if value is not None}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from producer.calendar.policy import STAFF, Actor
 from producer.platform.settings import Settings
 from producer.staff.errors import StaffError
 from producer.sweden.identifiers import is_valid_hsa_id, normalise_hsa_id
 
-CHANNEL = "staff"
 ACTOR_TYPE = "staff"
 
 
@@ -16,8 +16,7 @@ ACTOR_TYPE = "staff"
 class Staff:
     """A staff member, by HSA-id (validated and upper-cased on creation).
 
-    `settings` carries the booking-id policy, so staff bookings get ids as SOAP bookings do; it is
-    also what booking_common.booking_id_for reads of a SOAP Call (`.settings.booking_id_policy`)."""
+    `settings` carries the booking-id policy, so staff bookings get ids as SOAP bookings do."""
 
     hsa_id: str
     settings: Settings = field(default_factory=Settings)
@@ -28,7 +27,7 @@ class Staff:
             raise StaffError("staff", "must be the staff member's HSA-id, e.g. SE2321000016-ABCD")
         object.__setattr__(self, "hsa_id", hsa_id)
 
-    @property
-    def who(self) -> tuple[str, str, str]:
-        """(channel, actor type, actor id) as producer.calendar.bookings.record takes it."""
-        return (CHANNEL, ACTOR_TYPE, self.hsa_id)
+    def actor(self, note: str | None = None) -> Actor:
+        """The staff member as the calendar records a change: channel staff, their HSA-id, and the
+        note they gave (kept in the booking's history)."""
+        return Actor(STAFF, ACTOR_TYPE, self.hsa_id, self.settings.booking_id_policy, {"note": note})

@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 import psycopg
 
-from producer.calendar.bookings import BookingView, fetch_views
+from producer.calendar.views import BookingView, find_booking
 from producer.staff.errors import StaffError
 from producer.sweden.identifiers import check_subject_of_care_id, normalise_hsa_id
 from producer.sweden.wall_time import STOCKHOLM, WireFormatError, local_day_bounds, parse_ts
@@ -87,22 +87,16 @@ def valid_until(value: date | datetime | None, now: datetime) -> datetime | None
 def booking_row(
     conn: psycopg.Connection, booking_id: str | None, unit_hsa_id: str | None, active_only: bool, lock: bool
 ) -> BookingView:
-    """The booking or invitation with this id: the active one, else (unless active_only) the latest.
-
-    Ids can recur (a per-slot id comes back with its slot), so the active one wins. `unit_hsa_id`
-    limits the search to one unit (the staff member's)."""
+    """The booking or invitation with this id: the active one, else (unless active_only) the latest
+    (producer.calendar.views.find_booking). `unit_hsa_id` limits the search to one unit (the staff member's)."""
     wanted = (booking_id or "").strip()
     unit_filter = normalise_hsa_id(unit_hsa_id) if unit_hsa_id else None
-    query = "SELECT pk FROM booking WHERE booking_id = %s AND (%s::text IS NULL OR unit_hsa_id = %s)"
-    if active_only:
-        query += " AND status = 'active'"
-    query += " ORDER BY status = 'active' DESC, pk DESC LIMIT 1" + (" FOR UPDATE" if lock else "")
-    row = conn.execute(query, (wanted, unit_filter, unit_filter)).fetchone()
-    if row is None:
+    view = find_booking(conn, wanted, unit_filter, active_only=active_only, lock=lock)
+    if view is None:
         where = f" at {unit_filter}" if unit_filter else ""
         state = "active " if active_only else ""
         raise StaffError("booking_id", f"no {state}booking or invitation {wanted or '(empty)'}{where}", "not_found")
-    return fetch_views(conn, "b.pk = %s", (row[0],))[0]
+    return view
 
 
 def moment(field: str, text: str) -> datetime:

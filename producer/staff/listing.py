@@ -6,10 +6,11 @@ from datetime import date
 
 import psycopg
 
-from producer.calendar.bookings import fetch_views
+from producer.calendar.ids import slot_ref
+from producer.calendar.views import fetch_views
 from producer.staff import checks
 from producer.staff.errors import StaffError
-from producer.staff.results import BookingInfo, DaySlot, Event, History, local, slot_ref
+from producer.staff.results import BookingInfo, DaySlot, Event, History, local
 from producer.sweden.identifiers import normalise_hsa_id
 from producer.sweden.wall_time import local_day_bounds
 

@@ -7,14 +7,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from producer.calendar.bookings import BookingView
-from producer.interactions.booking_common import SLOT_PREFIX
+from producer.calendar.ids import slot_ref
+from producer.calendar.views import BookingView
 from producer.sweden.wall_time import STOCKHOLM
-
-
-def slot_ref(slot_id: int | None) -> str | None:
-    """A slot's id as GetAvailableTimeslots hands it out ("T123"), which staff functions accept."""
-    return None if slot_id is None else f"{SLOT_PREFIX}{slot_id}"
 
 
 def local(moment: datetime | None) -> datetime | None:

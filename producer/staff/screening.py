@@ -4,7 +4,8 @@ Loading the same list again (or an overlapping one) invites nobody twice: the 00
 unit, campaign and resident decides, inside one INSERT … ON CONFLICT DO NOTHING, so even two loads
 at once cannot. The report names, by line, each personnummer that cannot be used (its date or check
 digit; the number is not repeated) and each resident the campaign had invited already. The valid
-lines are invited even when others are not: fix the file and load it again.
+lines are invited even when others are not: fix the file and load it again. The calendar core
+writes them (producer.calendar.invitations.invite_open_many); here: reading the list, the report.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ from datetime import UTC, date, datetime
 
 import psycopg
 
-from producer.calendar.bookings import record
-from producer.calendar.outbox import ei_post
-from producer.interactions.booking_common import INVITATION_PREFIX
+from producer.calendar import invitations
 from producer.staff import checks
 from producer.staff.actor import Staff
 from producer.staff.errors import StaffError
-from producer.staff.invitations import OpenTerms, open_details
+from producer.staff.invitations import open_terms
 from producer.staff.results import AlreadyInvited, BatchReport, InvalidLine, Invited
 from producer.sweden.identifiers import check_subject_of_care_id
 
@@ -80,7 +79,7 @@ def invite_batch(
     name = checks.campaign(campaign)
     if name is None:
         raise StaffError("campaign", "a screening call needs a campaign name: it makes the batch safe to load again")
-    terms = OpenTerms.check(conn, unit, time_type, purpose, valid_until, invitation_date, now)
+    terms = open_terms(conn, unit, time_type, purpose, valid_until, invitation_date, now)
     found, invalid = read_personnummer(csv_text)
     first_line: dict[str, int] = {}
     repeated: list[tuple[int, str]] = []
@@ -90,51 +89,7 @@ def invite_batch(
         else:
             first_line[resident] = line
     residents = list(first_line)
-    with conn.transaction():
-        created = conn.execute(
-            "WITH input AS (SELECT nextval(pg_get_serial_sequence('booking', 'pk')) AS pk, r.resident, r.n"
-            " FROM unnest(%(residents)s::text[]) WITH ORDINALITY AS r(resident, n))"
-            " INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, purpose, time_type_code,"
-            " care_type_code, invitation_date, valid_until, campaign)"
-            " SELECT pk, %(prefix)s || pk, %(unit)s, 'open_invitation', resident, %(purpose)s, %(time_type)s,"
-            " %(care_type)s, %(invitation_date)s, %(valid_until)s, %(campaign)s FROM input ORDER BY n"
-            " ON CONFLICT (unit_hsa_id, campaign, subject_of_care) WHERE campaign IS NOT NULL DO NOTHING"
-            " RETURNING pk, booking_id, subject_of_care",
-            {
-                "residents": residents,
-                "prefix": INVITATION_PREFIX,
-                "unit": terms.unit,
-                "purpose": terms.purpose,
-                "time_type": terms.time_type,
-                "care_type": terms.care_type,
-                "invitation_date": terms.invitation_date,
-                "valid_until": terms.valid_until,
-                "campaign": name,
-            },
-        ).fetchall()
-        details = open_details(terms, name)
-        with conn.pipeline():
-            for pk, booking_id, resident in created:
-                post = ei_post(
-                    status="active",
-                    kind="open_invitation",
-                    subject_of_care=resident,
-                    unit_hsa_id=terms.unit,
-                    booking_id=booking_id,
-                    starts_at=None,
-                    invitation_date=terms.invitation_date,
-                    valid_until=terms.valid_until,
-                    now=now,
-                )
-                record(conn, pk, "invite", staff.who, {"booking_id": booking_id, **details}, None, post)
-        invited_ids = {resident: booking_id for _pk, booking_id, resident in created}
-        existing = dict(
-            conn.execute(
-                "SELECT subject_of_care, booking_id FROM booking"
-                " WHERE unit_hsa_id = %s AND campaign = %s AND subject_of_care = ANY(%s)",
-                (terms.unit, name, [r for r in residents if r not in invited_ids]),
-            ).fetchall()
-        )
+    invited_ids, existing = invitations.invite_open_many(conn, staff.actor(), terms, residents, name, now)
     known = {**existing, **invited_ids}
     already = [AlreadyInvited(first_line[r], r, existing[r]) for r in residents if r in existing]
     already += [AlreadyInvited(line, r, known[r]) for line, r in repeated]

@@ -1,9 +1,8 @@
-"""Choosing and taking a slot on staff's behalf, with the pieces SOAP bookings use.
+"""Choosing a slot on staff's behalf, and running a staff change in the calendar core.
 
 A slot is named by its id ("T123", as GetAvailableTimeslots and the day list show it) or by unit
-and times (booking_common.find_slot, the wire's rules: a time in the repeated autumn hour matches
-either occurrence, the earlier wins; the id always names exactly one slot). It is taken with the
-conditional UPDATE, so a slot is never held twice.
+and times (producer.calendar.slots.find_slot, the wire's rules: a time in the repeated autumn hour
+matches either occurrence, the earlier wins; the id always names exactly one slot).
 """
 
 from __future__ import annotations
@@ -15,20 +14,13 @@ from datetime import datetime
 
 import psycopg
 
-from producer.calendar.bookings import take_slot
-from producer.interactions.booking_common import (
-    RACE_ERRORS,
-    SLOT_PREFIX,
-    Refused,
-    SlotRow,
-    find_slot,
-    slot_by_reference,
-)
+from producer.calendar.changes import change
+from producer.calendar.ids import SLOT_PREFIX
+from producer.calendar.refusals import Refusal
+from producer.calendar.slots import SlotRow, find_slot, slot_by_reference, wall_readings
 from producer.staff.errors import StaffError
 from producer.sweden.identifiers import normalise_hsa_id
 from producer.sweden.wall_time import format_ts
-
-SLOT_TAKEN = "is already taken: choose a free slot (never double-booked)"
 
 
 @dataclass(frozen=True)
@@ -47,13 +39,14 @@ SlotChoice = str | int | Timeslot
 
 @contextmanager
 def refusable(conn: psycopg.Connection) -> Iterator[None]:
-    """run_refusable for staff: the change runs in a savepoint (its own transaction on an autocommit
-    connection); a StaffError or a lost race undoes all of it, and a race is a conflict on the slot."""
+    """A staff change in the calendar core's savepoint (its own transaction on an autocommit
+    connection): a StaffError, a refusal or a lost race undoes all of it; a refusal (a race: the
+    slot is taken) is told to staff as a StaffError with the refusal's field, staff text and code."""
     try:
-        with conn.transaction():
+        with change(conn):
             yield
-    except RACE_ERRORS:
-        raise StaffError("slot", SLOT_TAKEN, "conflict") from None
+    except Refusal as refusal:
+        raise StaffError(refusal.field, refusal.staff, refusal.code) from None
 
 
 def resolve(conn: psycopg.Connection, choice: SlotChoice | None, unit: str | None = None) -> SlotRow:
@@ -83,28 +76,15 @@ def _by_times(conn: psycopg.Connection, choice: Timeslot) -> SlotRow:
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise StaffError("slot", "start and end need a time zone")
     unit = normalise_hsa_id(choice.unit)
-    wire = {
-        "startTimeInclusive": format_ts(choice.start),
-        "endTimeExclusive": format_ts(choice.end),
-        "performer": choice.performer,
-        "timeTypeID": choice.time_type,
-    }
-    try:
-        return find_slot(conn, unit, wire, None)
-    except Refused:
-        shown = f"{unit} from {wire['startTimeInclusive']} to {wire['endTimeExclusive']}"
-        raise StaffError("slot", f"no slot at {shown}", "not_found") from None
-
-
-def require_bookable(slot: SlotRow, now: datetime) -> None:
-    """A future slot nobody holds (checked before writing; the conditional take has the last word)."""
-    if slot.starts_at <= now:
-        raise StaffError("slot", f"{SLOT_PREFIX}{slot.id} has already started", "conflict")
-    if slot.booking_pk is not None:
-        raise StaffError("slot", f"{SLOT_PREFIX}{slot.id} {SLOT_TAKEN}", "conflict")
-
-
-def take(conn: psycopg.Connection, slot: SlotRow, booking_pk: int) -> None:
-    """The conditional take; losing it undoes the change (the caller runs in `refusable`)."""
-    if not take_slot(conn, slot.id, booking_pk):
-        raise StaffError("slot", f"{SLOT_PREFIX}{slot.id} {SLOT_TAKEN}", "conflict")
+    row = find_slot(
+        conn,
+        unit,
+        wall_readings(choice.start),
+        wall_readings(choice.end),
+        performer=(choice.performer or "").upper() or None,
+        time_type=choice.time_type or None,
+    )
+    if row is None:
+        shown = f"{unit} from {format_ts(choice.start)} to {format_ts(choice.end)}"
+        raise StaffError("slot", f"no slot at {shown}", "not_found")
+    return row

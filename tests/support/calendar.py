@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import class_row, tuple_row
 
-from producer.calendar.bookings import publish_change
+from producer.calendar.history import publish_change
 from support.server import ProducerServer
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")

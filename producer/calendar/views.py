@@ -1,14 +1,9 @@
-"""Bookings and invitations in the calendar: reading one with everything shown about it, and the
-writes every channel shares (take and release a slot, history, EI outbox).
-
-Slots are taken with a conditional UPDATE (`… WHERE booking_pk IS NULL`): under READ COMMITTED a
-racing transaction waits for the winner and then finds the row taken, so nobody double-books and
-nobody deadlocks (design notes §2).
+"""Bookings and invitations as every channel reads them: one joined with everything shown about
+it (its slot, unit and catalogue names), and the lookups a change starts from.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,7 +11,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
-from producer.calendar.outbox import Post, change_params, change_sql, ei_post, record_change
+from producer.calendar.ids import INVITATION_PREFIX
+from producer.calendar.outbox import Post, ei_post
 
 BOOKING_VIEW_SQL = """
 SELECT b.pk, b.booking_id, b.unit_hsa_id, u.name AS unit_name, u.message_allowed,
@@ -123,89 +119,47 @@ def active_by_booking_id(conn: psycopg.Connection, booking_id: str, lock: bool =
     return found[0] if found else None
 
 
-def new_booking_pk(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT nextval(pg_get_serial_sequence('booking', 'pk'))").fetchone()[0]
-
-
-def take_slot(conn: psycopg.Connection, slot_id: int, booking_pk: int) -> bool:
-    """Take a free slot for a booking; False when someone else holds it (the caller rolls back)."""
-    cur = conn.execute("UPDATE slot SET booking_pk = %s WHERE id = %s AND booking_pk IS NULL", (booking_pk, slot_id))
-    return cur.rowcount == 1
-
-
-def release_slot(conn: psycopg.Connection, booking_pk: int) -> None:
-    conn.execute("UPDATE slot SET booking_pk = NULL WHERE booking_pk = %s", (booking_pk,))
-
-
-_EVENT = (
-    "INSERT INTO booking_event (booking_pk, action, channel, actor_type, actor_id, details)"
-    " VALUES (%(pk)s, %(action)s, %(channel)s, %(actor_type)s, %(actor_id)s, %(details)s::jsonb)"
-)
-# the history row, the outbox row and the booking's post in one statement
-_EVENT_AND_CHANGE = change_sql(f"event AS ({_EVENT})")
-
-
-def _event_params(
-    booking_pk: int, action: str, channel: str, actor_type: str | None, actor_id: str | None, details: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "pk": booking_pk,
-        "action": action,
-        "channel": channel,
-        "actor_type": actor_type,
-        "actor_id": actor_id,
-        "details": json.dumps(details, default=str),
-    }
-
-
-def record_event(
+def find_booking(
     conn: psycopg.Connection,
-    booking_pk: int,
-    action: str,
-    channel: str,
-    actor_type: str | None,
-    actor_id: str | None,
-    details: dict[str, Any],
-) -> None:
-    conn.execute(_EVENT, _event_params(booking_pk, action, channel, actor_type, actor_id, details))
+    booking_id: str,
+    unit_hsa_id: str | None = None,
+    resident: str | None = None,
+    active_only: bool = False,
+    lock: bool = False,
+) -> BookingView | None:
+    """The booking or invitation with this id: the active one, else (unless active_only) the latest.
 
-
-def booked_post(resident: str, unit_hsa_id: str, booking_id: str, starts_at: datetime, now: datetime) -> Post | None:
-    """The EI post of an active booking (not an invitation) with a time: what a booking or rebooking leaves."""
-    return ei_post(
-        status="active",
-        kind="booking",
-        subject_of_care=resident,
-        unit_hsa_id=unit_hsa_id,
-        booking_id=booking_id,
-        starts_at=starts_at,
-        invitation_date=None,
-        valid_until=None,
-        now=now,
+    Ids can recur (a per-slot id comes back with its slot), so the active one wins. `unit_hsa_id`
+    and `resident` narrow the search (a unit's staff, a resident's own); `lock`: FOR UPDATE, to change it."""
+    query = (
+        "SELECT pk FROM booking WHERE booking_id = %(id)s AND (%(unit)s::text IS NULL OR unit_hsa_id = %(unit)s)"
+        " AND (%(resident)s::text IS NULL OR subject_of_care = %(resident)s)"
     )
+    if active_only:
+        query += " AND status = 'active'"
+    query += " ORDER BY status = 'active' DESC, pk DESC LIMIT 1" + (" FOR UPDATE" if lock else "")
+    row = conn.execute(query, {"id": booking_id, "unit": unit_hsa_id, "resident": resident}).fetchone()
+    return view_by_pk(conn, row[0]) if row else None
 
 
-def record(
-    conn: psycopg.Connection,
-    pk: int,
-    action: str,
-    who: tuple[str, str | None, str | None],
-    details: dict[str, Any],
-    before: Post | None,
-    after: Post | None,
-) -> None:
-    """The booking's history row and its EI outbox row, written by one statement.
-
-    `who` is (channel, actor type, actor id)."""
-    if before == after:
-        record_event(conn, pk, action, *who, details)
-        return
-    conn.execute(
-        _EVENT_AND_CHANGE, {**_event_params(pk, action, *who, details), **change_params(pk, action, before, after)}
-    )
+def active_invitation_by_original_id(conn: psycopg.Connection, invitation_id: str) -> BookingView | None:
+    """The active booking that was invitation "K<pk>", locked: under the per-slot policy a booked
+    invitation has its slot's id, and its first id still finds it (for a resend to be recognised)."""
+    if not invitation_id.startswith(INVITATION_PREFIX) or not invitation_id[1:].isdigit():
+        return None
+    row = conn.execute(
+        "SELECT booking_id FROM booking WHERE pk = %s AND status = 'active' FOR UPDATE", (int(invitation_id[1:]),)
+    ).fetchone()
+    return active_by_booking_id(conn, row[0]) if row else None
 
 
-def publish_change(conn: psycopg.Connection, pk: int, reason: str, now: datetime) -> None:
-    """Queue the difference between the booking's last published post and what it should be now."""
-    view = view_by_pk(conn, pk)
-    record_change(conn, pk, reason, view.ei_post, view.post(now))
+def rebooked_from(conn: psycopg.Connection, booking_id: str, resident: str) -> BookingView | None:
+    """The resident's active booking that a rebooking moved away from `booking_id`, locked: under the
+    per-slot policy a rebooking changes the id, so a resend of the same UpdateBooking names the old one."""
+    row = conn.execute(
+        "SELECT b.pk FROM booking_event e JOIN booking b ON b.pk = e.booking_pk"
+        " WHERE e.action = 'rebook' AND e.details->>'from_booking_id' = %s AND b.subject_of_care = %s"
+        " AND b.status = 'active' ORDER BY e.id DESC LIMIT 1 FOR UPDATE OF b",
+        (booking_id, resident),
+    ).fetchone()
+    return view_by_pk(conn, row[0]) if row else None

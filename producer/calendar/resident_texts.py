@@ -1,4 +1,5 @@
-"""What MakeBooking, UpdateBooking and CancelBooking tell the resident (resultText), in plain Swedish.
+"""What MakeBooking, UpdateBooking and CancelBooking tell the resident (resultText), in plain Swedish:
+the resident text of every refusal (producer.calendar.refusals).
 
 1177 shows these texts as they are, so they say what happened and what to do, never why in
 technical terms.
@@ -23,3 +24,4 @@ TOO_LATE_TO_CANCEL = "Tiden kan inte längre avbokas här så nära inpå besök
 ALREADY_PASSED = "Tiden har redan passerat och kan inte ändras."
 ALREADY_CANCELLED = "Tiden var redan avbokad."
 BOOKING_CANCELLED = "Bokningen är avbokad och kan inte ombokas. Boka en ny tid i stället."
+ALREADY_INVITED = "Du är redan kallad. Kontakta mottagningen."  # staff invite; no resident sees it today
