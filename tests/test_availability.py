@@ -156,7 +156,7 @@ def test_lak_slots_of_a_weekday(call: Caller, lak_start: datetime) -> None:
         assert slot["healthcare_facility"] == A100
         assert slot["healthcare_facility_name"] == "Vårdcentralen Exempel"
         assert slot["performer"] == P001
-        assert slot["performerName"] == "Anna Andersson"
+        assert slot["performerName"] == "Läkare Anna Andersson"  # title, first and last name (seed 001)
         assert slot["bookingId"].startswith("T") and slot["bookingId"][1:].isdigit()
         assert (slot["timeTypeID"], slot["timeTypeName"]) == ("LAK", "Läkarbesök")
         assert (slot["careTypeID"], slot["careTypeName"]) == ("ALLM", "Allmänmedicin")
@@ -189,13 +189,14 @@ def test_never_returns_past_times(call: Caller, conn: psycopg.Connection) -> Non
     """A slot that began a minute ago is gone, one beginning in two minutes is offered.
 
     No performer, so the exclusion constraint can never clash with a demo slot, whatever the hour.
+    SSK: the demo's LAK is booked at least two hours ahead (test_booking_rules).
     """
     now = datetime.now(UTC).replace(microsecond=0)
     inserted = []
     for offset in (timedelta(minutes=-1), timedelta(minutes=2)):
         row = conn.execute(
             "INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code)"
-            " VALUES (%s, %s, %s, 'LAK', 'ALLM') RETURNING id",
+            " VALUES (%s, %s, %s, 'SSK', 'ALLM') RETURNING id",
             (A100, now + offset, now + offset + timedelta(minutes=20)),
         ).fetchone()
         inserted.append(f"T{row[0]}")
@@ -373,24 +374,26 @@ def test_an_unknown_booking_id_is_a_fault(call: Caller, filter_day: date) -> Non
 
 
 def test_a_slot_passed_back_as_is_books_it(call: Caller, conn: psycopg.Connection) -> None:
+    """SSK: the demo resident holds the one upcoming LAK booking the demo allows per resident."""
     day = weekday_on_or_after(today() + timedelta(days=21))
-    slots = timeslots(call, A100, day, timeTypeID="LAK")
+    slots = timeslots(call, A100, day, timeTypeID="SSK")
     chosen = slots[3]
     response = make_booking(call, A100, chosen)
     assert response.resultCode == "OK", response.resultText
     assert response.bookingId
     assert booked_start(conn, response.bookingId) == parse_ts(chosen["startTimeInclusive"]).astimezone(UTC)
 
-    after = timeslots(call, A100, day, timeTypeID="LAK")
+    after = timeslots(call, A100, day, timeTypeID="SSK")
     assert chosen["bookingId"] not in {s["bookingId"] for s in after}
     assert chosen["startTimeInclusive"] not in {s["startTimeInclusive"] for s in after}
     assert len(after) == len(slots) - 1
 
 
 def test_a_slot_offered_for_a_booking_passed_back_as_is_rebooks_it(call: Caller, conn: psycopg.Connection) -> None:
-    """A LAK booking of our own (the demo's stays where the other tests expect it)."""
+    """An SSK booking of our own (the demo's LAK stays where the other tests expect it, and the demo
+    allows one upcoming LAK booking per resident)."""
     day = weekday_on_or_after(today() + timedelta(days=28))
-    first = timeslots(call, A100, day, timeTypeID="LAK")[0]
+    first = timeslots(call, A100, day, timeTypeID="SSK")[0]
     made = make_booking(call, A100, first)
     assert made.resultCode == "OK", made.resultText
     booking_id = made.bookingId
@@ -403,11 +406,11 @@ def test_a_slot_offered_for_a_booking_passed_back_as_is_rebooks_it(call: Caller,
     assert response.resultCode == "OK", response.resultText
 
     assert booked_start(conn, booking_id) == parse_ts(target["startTimeInclusive"]).astimezone(UTC)
-    taken = {s["startTimeInclusive"] for s in timeslots(call, A100, later, timeTypeID="LAK")}
+    taken = {s["startTimeInclusive"] for s in timeslots(call, A100, later, timeTypeID="SSK")}
     assert target["startTimeInclusive"] not in taken
     # the old slot is free again at once
     assert first["startTimeInclusive"] in {
-        s["startTimeInclusive"] for s in timeslots(call, A100, day, timeTypeID="LAK")
+        s["startTimeInclusive"] for s in timeslots(call, A100, day, timeTypeID="SSK")
     }
 
 

@@ -283,7 +283,7 @@ def test_book_a_slot_from_availability(api: Api) -> None:
     assert (detail.startTimeInclusive, detail.endTimeExclusive) == (hint.start, hint.end)
     assert detail.bookingId == response.bookingId and detail.subject_of_care == resident
     assert detail.healthcare_facility == A100 and detail.healthcare_facility_name == "Vårdcentralen Exempel"
-    assert detail.performer == hint.performer and detail.performerName == "Anna Andersson"
+    assert detail.performer == hint.performer and detail.performerName == "Läkare Anna Andersson"
     assert (detail.timeTypeID, detail.timeTypeName) == ("LAK", "Läkarbesök")
     assert (detail.careTypeID, detail.careTypeName) == ("ALLM", "Allmänmedicin")
     assert detail.cancel_booking_allowed is True and detail.rebooking_allowed is True
@@ -745,15 +745,19 @@ def test_cancel_with_another_facility_than_the_logical_address_is_refused(flows:
     assert flows.state() == before
 
 
-def test_cancel_an_open_invitation(flows: Api) -> None:
+def test_an_open_invitation_cannot_be_cancelled_by_the_resident(flows: Api) -> None:
+    """Seed 001 §5.14.2: an open invitation can only be booked, not rebooked or cancelled, and
+    GetBookingDetails says so (the clinic withdraws it: test_staff)."""
     resident = new_resident()
     invitation = flows.create_invitation(resident, A100, None)
     pk = flows.booking(invitation)["pk"]
-    assert flows.cancel(invitation, resident, A100).resultCode == "OK"
-    assert flows.booking_by_pk(pk)["status"] == "cancelled"
-    client_fault(lambda: flows.details(invitation, resident, A100))
-    assert flows.outbox(pk)[-1]["after"] is None
-    assert [e["action"] for e in flows.events(pk)] == ["cancel"]
+    detail = flows.details(invitation, resident, A100)
+    assert (detail.cancel_booking_allowed, detail.rebooking_allowed) == (False, False)
+    before = flows.state()
+    response = flows.cancel(invitation, resident, A100)
+    assert_refused(response, resident_texts.OPEN_INVITATION_CANCEL)
+    assert flows.state() == before
+    assert flows.booking_by_pk(pk)["status"] == "active"
 
 
 def test_cancel_resent_after_the_slot_was_rebooked_by_someone_else(api: Api) -> None:

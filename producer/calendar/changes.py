@@ -3,7 +3,8 @@ rules the change must meet, writes the booking and its slot, and its history and
 all in the caller's change (a savepoint: see `change`), or refuses with a Refusal and writes nothing.
 
 The channel (producer.calendar.policy) decides the few documented differences: residents are
-bound by the unit's change deadline and staff are not; a timed invitation moved by staff stays an
+bound by the change deadline and the time type's booking rules (producer.calendar.rules) and staff
+are not, except a resident's limit of bookings; a timed invitation moved by staff stays an
 invitation; a resident's resend is answered with the booking it made.
 
 What a channel finds before it calls (which booking a request names, which slot, whether the
@@ -22,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from producer.calendar import history, refusals, slots
+from producer.calendar import history, refusals, rules, slots
 from producer.calendar import resident_texts as texts
 from producer.calendar.ids import BOOKING_PREFIX, booking_id_for, slot_ref
 from producer.calendar.outbox import booked_post, ei_post
@@ -75,10 +76,11 @@ _BOOK = """
 WITH n AS (SELECT nextval(pg_get_serial_sequence('booking', 'pk')) AS pk),
 b AS (
     INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, first_name, middle_name, last_name,
-                         phone, email, address, coaddress, reason, notification, time_type_code, care_type_code)
+                         phone, email, address, coaddress, reason, notification, time_type_code, care_type_code,
+                         healthcare_facility_med)
     SELECT n.pk, coalesce(%(booking_id)s, %(prefix)s || n.pk), %(unit)s, 'booking', %(resident)s, %(first_name)s,
            %(middle_name)s, %(last_name)s, %(phone)s, %(email)s, %(address)s, %(coaddress)s, %(reason)s,
-           %(notification)s, %(time_type)s, %(care_type)s
+           %(notification)s, %(time_type)s, %(care_type)s, %(med)s
     FROM n
     RETURNING pk, booking_id
 ), taken AS (
@@ -90,14 +92,16 @@ _BOOK_INVITATION = (
     "UPDATE booking SET kind = 'booking', booking_id = %(booking_id)s, unit_hsa_id = %(unit)s,"
     " care_type_code = %(care_type)s, first_name = %(first_name)s, middle_name = %(middle_name)s,"
     " last_name = %(last_name)s, phone = %(phone)s, email = %(email)s, address = %(address)s,"
-    " coaddress = %(coaddress)s, reason = %(reason)s, notification = %(notification)s, updated_at = now()"
-    " WHERE pk = %(pk)s"
+    " coaddress = %(coaddress)s, reason = %(reason)s, notification = %(notification)s,"
+    " healthcare_facility_med = coalesce(%(med)s, healthcare_facility_med), updated_at = now() WHERE pk = %(pk)s"
 )
-# A move: new id, unit, kind and care type; the contact details a resident sends along replace
-# those kept, what they leave out stays.
+# A move: new id, unit, kind and care type; the names and contact details a resident sends along
+# replace those kept, what they leave out stays.
 _MOVE = (
     "UPDATE booking SET booking_id = %(booking_id)s, unit_hsa_id = %(unit)s, kind = %(kind)s,"
     " care_type_code = %(care_type)s, reason = coalesce(%(reason)s, reason),"
+    " first_name = coalesce(%(first_name)s, first_name), middle_name = coalesce(%(middle_name)s, middle_name),"
+    " last_name = coalesce(%(last_name)s, last_name),"
     " notification = coalesce(%(notification)s, notification), phone = coalesce(%(phone)s, phone),"
     " email = coalesce(%(email)s, email), address = coalesce(%(address)s, address),"
     " coaddress = coalesce(%(coaddress)s, coaddress), updated_at = now() WHERE pk = %(pk)s"
@@ -105,8 +109,17 @@ _MOVE = (
 
 
 def _contact(contact: Contact | None) -> dict[str, str | None]:
+    """The contact columns, every one present; what a resident wrote is checked for length here, so
+    every channel keeps it whole or refuses it."""
     given = contact or {}
-    return {column: given.get(column) for column in CONTACT_COLUMNS}
+    values = {column: given.get(column) for column in CONTACT_COLUMNS}
+    rules.check_texts(**values)
+    return values
+
+
+def _with_overrides(details: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """The rules staff passed by, named in the history row (producer.calendar.rules)."""
+    return {**details, "overrides": overrides} if overrides else details
 
 
 def check_free(
@@ -144,21 +157,27 @@ def book(
     now: datetime,
     contact: Contact | None = None,
     home: str | None = None,
+    med: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """A new booking of a free slot for the resident; its id follows the actor's booking-id policy.
 
     `home`: the unit the booking is made through (SOAP's addressed unit), when the slot may be at a
-    unit that is booked instead of it; `extra`: what the channel adds to the history row."""
+    unit that is booked instead of it; `med`: the care unit with medical responsibility it was made
+    for (MakeBooking's healthcare_facility_med); `extra`: what the channel adds to the history row."""
     resent = check_free(conn, actor, slot, now, resident)
     if resent is not None:
         return resent
     _bookable_at(conn, slot, home)
+    values = _contact(contact)
+    type_rules = rules.type_rules(conn, slot.unit_hsa_id, slot.time_type_code)
+    overrides = rules.check_new_booking(conn, actor, type_rules, resident, slot.starts_at, now)
     per_slot = actor.booking_id_policy == "per-slot"  # stable: "B" + the key the database draws
     pk, booking_id, taken = conn.execute(
         _BOOK,
         {
-            **_contact(contact),
+            **values,
+            "med": med,
             "booking_id": booking_id_for(actor.booking_id_policy, 0, slot.id, None) if per_slot else None,
             "prefix": BOOKING_PREFIX,
             "unit": slot.unit_hsa_id,
@@ -172,7 +191,7 @@ def book(
         raise refusals.slot_taken(slot.id)
     details = actor.details({"slot": slot.id, "unit": slot.unit_hsa_id, "booking_id": booking_id}, extra)
     after = booked_post(resident, slot.unit_hsa_id, booking_id, slot.starts_at, now)
-    history.write(conn, actor, pk, "book", details, None, after)
+    history.write(conn, actor, pk, "book", _with_overrides(details, overrides), None, after)
     return Outcome(pk, booking_id, True)
 
 
@@ -184,21 +203,27 @@ def book_invitation(
     *,
     now: datetime,
     contact: Contact | None = None,
+    med: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """An open invitation booked at a free slot: it becomes a booking (the resident's contact details
-    as given), at its unit or one its time type may be booked at instead."""
+    as given), at its unit or one its time type may be booked at instead. An invitation that has
+    expired is refused whether or not the sweeper has been by."""
+    if invitation.valid_until is not None and invitation.valid_until <= now:
+        raise Refusal("bookingId", texts.INVITATION_EXPIRED, f"invitation {invitation.booking_id} is no longer valid")
     check_free(conn, actor, slot, now, None)
     _bookable_at(conn, slot, invitation.unit_hsa_id)
+    given = _contact(contact)
+    overrides = rules.check_slot(conn, actor, slot.unit_hsa_id, slot.time_type_code, slot.starts_at, now)
     pk = invitation.pk
     booking_id = booking_id_for(actor.booking_id_policy, pk, slot.id, invitation.booking_id)
     values = {"booking_id": booking_id, "unit": slot.unit_hsa_id, "care_type": slot.care_type_code, "pk": pk}
-    conn.execute(_BOOK_INVITATION, {**_contact(contact), **values})
+    conn.execute(_BOOK_INVITATION, {**given, **values, "med": med})
     if not slots.take(conn, slot.id, pk):
         raise refusals.slot_taken(slot.id)
     details = actor.details({"slot": slot.id, "unit": slot.unit_hsa_id, "booking_id": booking_id}, extra)
     after = booked_post(invitation.subject_of_care, slot.unit_hsa_id, booking_id, slot.starts_at, now)
-    history.write(conn, actor, pk, "book_invitation", details, invitation.ei_post, after)
+    history.write(conn, actor, pk, "book_invitation", _with_overrides(details, overrides), invitation.ei_post, after)
     return Outcome(pk, booking_id, True)
 
 
@@ -224,14 +249,14 @@ def rebook(
         return Outcome(view.pk, view.booking_id, False)
     if view.starts_at is not None and view.starts_at <= now:
         raise Refusal("booking_id", texts.ALREADY_PASSED, f"{view.booking_id} has already started and cannot be moved")
-    if view.kind == "open_invitation":
-        if not actor.channel.moves_open_invitations:
-            staff = f"{view.booking_id} is an open invitation: book it"
-            raise Refusal("booking_id", texts.OPEN_INVITATION_REBOOK, staff)
-        if view.valid_until is not None and view.valid_until <= now:
-            raise Refusal("booking_id", texts.INVITATION_EXPIRED, f"invitation {view.booking_id} is no longer valid")
-    if actor.channel.deadline_binds and not view.changeable(now):
-        raise Refusal("booking_id", texts.TOO_LATE_TO_REBOOK, f"{view.booking_id} is past the unit's change deadline")
+    if view.kind == "open_invitation" and not actor.channel.moves_open_invitations:
+        staff = f"{view.booking_id} is an open invitation: book it"
+        raise Refusal("booking_id", texts.OPEN_INVITATION_REBOOK, staff)
+    if view.is_invitation and view.valid_until is not None and view.valid_until <= now:
+        raise Refusal("booking_id", texts.INVITATION_EXPIRED, f"invitation {view.booking_id} is no longer valid")
+    deadline = rules.consumer_deadline(conn, view.unit_hsa_id, actor.consumer)
+    if actor.channel.deadline_binds and not view.changeable(now, deadline):
+        raise Refusal("booking_id", texts.TOO_LATE_TO_REBOOK, f"{view.booking_id} is past the change deadline")
     if slot.time_type_code != view.time_type_code:
         raise Refusal(
             "slot", texts.SLOT_NOT_FOUND,
@@ -246,6 +271,8 @@ def rebook(
             f"a {view.time_type_code} time at {view.unit_hsa_id} may not be moved to {slot.unit_hsa_id}", "invalid",
         )  # fmt: skip
     check_free(conn, actor, slot, now, None)
+    given = _contact(contact)
+    overrides = rules.check_slot(conn, actor, slot.unit_hsa_id, slot.time_type_code, slot.starts_at, now)
 
     slots.release(conn, view.pk)
     if not slots.take(conn, slot.id, view.pk):
@@ -257,7 +284,7 @@ def rebook(
         booking_id = booking_id_for(actor.booking_id_policy, view.pk, slot.id, view.booking_id)
         action = "book_invitation" if view.kind == "open_invitation" else "rebook"
     values = {"booking_id": booking_id, "unit": slot.unit_hsa_id, "kind": kind, "care_type": slot.care_type_code}
-    conn.execute(_MOVE, {**_contact(contact), **values, "pk": view.pk})
+    conn.execute(_MOVE, {**given, **values, "pk": view.pk})
     details = actor.details(
         {
             "from_slot": view.slot_id,
@@ -280,7 +307,7 @@ def rebook(
         valid_until=view.valid_until,
         now=now,
     )
-    history.write(conn, actor, view.pk, action, details, view.ei_post, after)
+    history.write(conn, actor, view.pk, action, _with_overrides(details, overrides), view.ei_post, after)
     return Outcome(view.pk, booking_id, True)
 
 
@@ -303,14 +330,21 @@ def cancel(
         raise Refusal(
             "booking_id", texts.ALREADY_PASSED, f"{view.booking_id} has already started and cannot be cancelled"
         )
-    if actor.channel.deadline_binds and not view.changeable(now):
-        raise Refusal("booking_id", texts.TOO_LATE_TO_CANCEL, f"{view.booking_id} is past the unit's change deadline")
+    if view.kind == "open_invitation" and not actor.channel.moves_open_invitations:
+        # seed 001 §5.14.2: a resident can only book an open invitation (GetBookingDetails says so)
+        raise Refusal("booking_id", texts.OPEN_INVITATION_CANCEL, f"{view.booking_id} is an open invitation")
+    deadline = rules.consumer_deadline(conn, view.unit_hsa_id, actor.consumer)
+    if actor.channel.deadline_binds and not view.changeable(now, deadline):
+        raise Refusal("booking_id", texts.TOO_LATE_TO_CANCEL, f"{view.booking_id} is past the change deadline")
+    rules.check_texts(message=message)
     slots.release(conn, view.pk)
     conn.execute(
         "UPDATE booking SET status = 'cancelled', cancel_message = %s, updated_at = now() WHERE pk = %s",
         (message, view.pk),
     )
     base = {"slot": view.slot_id, "booking_id": view.booking_id, "was_invitation": view.is_invitation}
+    if message is not None:
+        base["message"] = message  # the resident's message to the clinic, in the history staff read
     details = actor.details(base, extra)
     history.write(conn, actor, view.pk, "cancel", details, view.ei_post, None)
     return Outcome(view.pk, view.booking_id, True)
@@ -336,4 +370,3 @@ def expire_due(conn: psycopg.Connection, now: datetime, limit: int) -> int:
             history.write(conn, SWEEPER_ACTOR, pk, reason, {}, post, None)
             swept += 1
     return swept
-

@@ -72,20 +72,29 @@ def booked_post(resident: str, unit_hsa_id: str, booking_id: str, starts_at: dat
 
 # Queue a change and remember the new post on the booking, in one statement (a data-modifying CTE):
 # callers may put their own CTEs first (change_sql), as history.record does with the history row.
+# A unit not yet live in 1177 (care_unit.publish_to_ei false) has no posts: the post a change would
+# give it is dropped here, so every path that changes a booking honours the switch, and a post the
+# booking had (it moved there, or the unit was switched off) is deleted from EI.
+_LIVE = (
+    "live AS (SELECT coalesce((SELECT u.publish_to_ei FROM booking bl JOIN care_unit u ON u.hsa_id = bl.unit_hsa_id"
+    " WHERE bl.pk = %(pk)s), true) AS publishes)"
+)
 _QUEUE = (
     "queued AS (INSERT INTO ei_outbox (booking_pk, reason, before, after)"
-    " VALUES (%(pk)s, %(reason)s, %(before)s::jsonb, %(after)s::jsonb))"
+    " SELECT %(pk)s, %(reason)s, %(before)s::jsonb, CASE WHEN live.publishes THEN %(after)s::jsonb END FROM live"
+    " WHERE %(before)s::jsonb IS NOT NULL OR (live.publishes AND %(after)s::jsonb IS NOT NULL))"
 )
 _REMEMBER = (
-    "UPDATE booking b SET ei_post = %(after)s::jsonb, ei_expires_at = CASE WHEN %(after)s::jsonb IS NOT NULL"
+    "UPDATE booking b SET ei_post = CASE WHEN live.publishes THEN %(after)s::jsonb END,"
+    " ei_expires_at = CASE WHEN live.publishes AND %(after)s::jsonb IS NOT NULL"
     " THEN least((SELECT s.starts_at FROM slot s WHERE s.booking_pk = b.pk),"
-    " CASE WHEN b.kind <> 'booking' THEN b.valid_until END) END WHERE b.pk = %(pk)s"
+    " CASE WHEN b.kind <> 'booking' THEN b.valid_until END) END FROM live WHERE b.pk = %(pk)s"
 )
 
 
 def change_sql(*ctes: str) -> str:
     """The statement that queues a change and remembers the post, after `ctes` ("name AS (...)")."""
-    return f"WITH {', '.join((*ctes, _QUEUE))} {_REMEMBER}"
+    return f"WITH {', '.join((*ctes, _LIVE, _QUEUE))} {_REMEMBER}"
 
 
 def change_params(booking_pk: int, reason: str, before: Post | None, after: Post | None) -> dict[str, Any]:

@@ -7,6 +7,9 @@ Every channel's changes go through the same functions (producer.calendar.changes
 |----------|-----------------|------------------------|-----------------------|----------|---------|
 | resident | binds           | becomes a booking      | refused: book it      | answered | yes     |
 | staff    | until the start | stays an invitation    | becomes a booking     | refused  | yes     |
+
+Residents are bound by a time type's booking rules; staff may pass by those producer.calendar.rules
+names, and the history row says which (producer.calendar.rules has the table).
 | loader   | (changes no booking; moves or removes a unit's with the unit, producer.calendar.units)   |
 | sweeper  | (expires; outbox row only, its reason the action)                                         |
 
@@ -29,12 +32,13 @@ class Channel:
     answers_resends: bool  # the same booking sent again is answered with that booking, not refused
     records_history: bool  # a change writes its booking_event row (else only its outbox row)
     omits_empty_details: bool  # history details leave out what is empty (staff: no note, no slot)
+    rules_bind: bool  # self-booking, lead time and horizon refuse (else: passed by, and recorded)
 
 
-RESIDENT = Channel("soap", True, False, False, True, True, False)
-STAFF = Channel("staff", False, True, True, False, True, True)
-LOADER = Channel("loader", False, False, False, False, False, False)
-SWEEPER = Channel("sweeper", False, False, False, False, False, False)
+RESIDENT = Channel("soap", True, False, False, True, True, False, True)
+STAFF = Channel("staff", False, True, True, False, True, True, False)
+LOADER = Channel("loader", False, False, False, False, False, False, False)
+SWEEPER = Channel("sweeper", False, False, False, False, False, False, False)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Actor:
     actor_id: str | None
     booking_id_policy: str = "stable"
     context: Mapping[str, Any] = field(default_factory=dict)
+    consumer: str | None = None  # the service consumer whose rules apply (producer.calendar.rules)
 
     @property
     def who(self) -> tuple[str, str | None, str | None]:

@@ -11,19 +11,27 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import psycopg
+
+from producer.calendar.outbox import record_change
+from producer.calendar.rules import TypeRules, consumer_deadlines, unit_rules
+from producer.calendar.views import fetch_views
 
 TTL_SECONDS = 5.0
 
 _UNIT_SQL = (
-    "SELECT hsa_id, name, message_allowed, extract(epoch FROM change_deadline)::float8 FROM care_unit WHERE hsa_id = %s"
+    "SELECT hsa_id, name, message_allowed, extract(epoch FROM change_deadline)::float8, medical_unit_hsa_id"
+    " FROM care_unit WHERE hsa_id = %s"
 )
 _NAMES_SQL = """
 SELECT 'time_type', code, name FROM time_type WHERE unit_hsa_id = %(unit)s
 UNION ALL SELECT 'care_type', code, name FROM care_type WHERE unit_hsa_id = %(unit)s
-UNION ALL SELECT 'performer', hsa_id, concat_ws(' ', first_name, last_name) FROM performer WHERE unit_hsa_id = %(unit)s
+-- seed 001: title, first and last name, blank-separated ("Läkare Anna Andersson")
+UNION ALL SELECT 'performer', hsa_id, concat_ws(' ', title, first_name, last_name)
+          FROM performer WHERE unit_hsa_id = %(unit)s
 UNION ALL SELECT 'resource', resource_id, name FROM resource WHERE unit_hsa_id = %(unit)s
 """
 
@@ -36,13 +44,17 @@ class Unit:
     name: str
     message_allowed: bool
     change_deadline_seconds: float
+    medical_unit_hsa_id: str | None  # the care unit (vårdenhet) with medical responsibility, if named
 
 
 @dataclass(frozen=True)
 class Names:
-    """Display names of one unit's codes, by kind: time_type, care_type, performer, resource."""
+    """Display names of one unit's codes, by kind: time_type, care_type, performer, resource; and
+    its time types' booking rules (which types a resident is offered, from when and until when)."""
 
     by_kind: dict[str, dict[str, str]]
+    rules: dict[str, TypeRules] = field(default_factory=dict)
+    consumer_deadlines: dict[str, timedelta] = field(default_factory=dict)  # by consumer HSA-id
 
     def get(self, kind: str, code: str | None) -> str | None:
         return self.by_kind.get(kind, {}).get(code) if code else None
@@ -80,7 +92,7 @@ class UnitCache:
         by_kind: dict[str, dict[str, str]] = {}
         for kind, code, name in conn.execute(_NAMES_SQL, {"unit": hsa_id}).fetchall():
             by_kind.setdefault(kind, {})[code] = name
-        names = Names(by_kind)
+        names = Names(by_kind, unit_rules(conn, hsa_id), consumer_deadlines(conn, hsa_id))
         with self._lock:
             self._names[hsa_id] = (names, now + self._ttl)
         return names
@@ -168,3 +180,14 @@ def remove(conn: psycopg.Connection, unit_hsa_id: str) -> None:
     """Delete a unit (one that is not busy) with its slots, catalogue and history."""
     for statement in _REMOVE.strip().split(";\n"):
         conn.execute(statement, {"unit": unit_hsa_id})
+
+
+def set_publishing(conn: psycopg.Connection, unit_hsa_id: str, publish: bool, now: datetime) -> int:
+    """Switch a unit's EI publishing on (its bookings' and invitations' current posts are queued: the
+    unit goes live in 1177) or off (the posts it has are deleted from EI). Returns the rows queued."""
+    conn.execute("UPDATE care_unit SET publish_to_ei = %s WHERE hsa_id = %s", (publish, unit_hsa_id))
+    queued = 0
+    reason = "publishing on" if publish else "publishing off"
+    for view in fetch_views(conn, "b.unit_hsa_id = %s AND b.status = 'active' ORDER BY b.pk", (unit_hsa_id,)):
+        queued += record_change(conn, view.pk, reason, view.ei_post, view.post(now) if publish else None)
+    return queued

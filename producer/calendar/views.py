@@ -15,15 +15,16 @@ from producer.calendar.ids import INVITATION_PREFIX
 from producer.calendar.outbox import Post, ei_post
 
 BOOKING_VIEW_SQL = """
-SELECT b.pk, b.booking_id, b.unit_hsa_id, u.name AS unit_name, u.message_allowed,
-       extract(epoch FROM u.change_deadline)::float8 AS change_deadline_seconds,
+SELECT b.pk, b.booking_id, b.unit_hsa_id, u.name AS unit_name,
+       coalesce(tt.message_allowed, u.message_allowed) AS message_allowed,
+       extract(epoch FROM coalesce(tt.change_deadline, u.change_deadline))::float8 AS change_deadline_seconds,
        b.kind, b.status, b.subject_of_care, b.first_name, b.middle_name, b.last_name,
-       b.phone, b.email, b.address, b.coaddress, b.reason, b.purpose,
+       b.phone, b.email, b.address, b.coaddress, b.reason, coalesce(b.purpose, tt.purpose) AS purpose,
        b.time_type_code, tt.name AS time_type_name, coalesce(s.care_type_code, b.care_type_code) AS care_type_code,
        ct.name AS care_type_name, b.invitation_date, b.valid_until,
        s.id AS slot_id, s.starts_at, s.ends_at, s.performer_hsa_id, s.resource_id,
        p.first_name AS performer_first_name, p.last_name AS performer_last_name, p.title AS performer_title,
-       r.name AS resource_name, b.ei_post
+       r.name AS resource_name, b.ei_post, b.cancel_message, b.healthcare_facility_med
 FROM booking b
 JOIN care_unit u ON u.hsa_id = b.unit_hsa_id
 JOIN time_type tt ON tt.unit_hsa_id = b.unit_hsa_id AND tt.code = b.time_type_code
@@ -72,18 +73,23 @@ class BookingView:
     performer_title: str | None
     resource_name: str | None
     ei_post: Post | None  # what the EI outbox was last told: the "before" of the next change
+    cancel_message: str | None  # the resident's message to the clinic when cancelling
+    healthcare_facility_med: str | None  # the care unit with medical responsibility the booking was made for
 
     @property
     def is_invitation(self) -> bool:
         return self.kind != "booking"
 
-    def changeable(self, now: datetime) -> bool:
-        """May the resident still cancel or rebook? Only up to the unit's deadline before the start."""
+    def changeable(self, now: datetime, deadline: timedelta | None = None) -> bool:
+        """May the resident still cancel or rebook? Only up to the time type's deadline (else the
+        unit's) before the start; `deadline`: a consumer's own (producer.calendar.rules)."""
         if self.status != "active":
             return False
         if self.starts_at is None:
             return True
-        return self.starts_at - timedelta(seconds=self.change_deadline_seconds) > now
+        if deadline is None:
+            deadline = timedelta(seconds=self.change_deadline_seconds)
+        return self.starts_at - deadline > now
 
     def post(self, now: datetime) -> Post | None:
         return ei_post(

@@ -1,5 +1,8 @@
 """The deterministic demo dataset: two units, three performers, 90 days of free slots from today,
-and resident Tolvan Tolvansson with a booking, a timed and an open invitation.
+and resident Tolvan Tolvansson with a booking, a timed and an open invitation; the booking rules of
+a clinic (at most one doctor's visit per resident, booked at least two hours ahead; a preparation
+text for sampling; a diabetes visit booked only by staff or through an invitation) and the care
+unit that holds the medical responsibility for both units.
 
 Loaded only into an empty calendar, through the same writes as every other channel, so its
 bookings and invitations reach the EI outbox like any others.
@@ -19,6 +22,9 @@ A100 = "SE2321000016-A100"
 A200 = "SE2321000016-A200"
 P001, P002, P003 = "SE2321000016-P001", "SE2321000016-P002", "SE2321000016-P003"
 LAB_ROOM = "PROVRUM1"
+DIAB_ROOM = "DIABRUM"
+MEDICAL_UNIT = ("SE2321000016-V100", "Vårdenheten Exempel")  # holds the medical responsibility for both units
+PREPARATION = "Kom fastande. Ta med legitimation."
 TOLVAN = "191212121212"
 DEMO_STAFF = "SE2321000016-S001"  # the staff member who made the demo bookings
 DAYS = 90
@@ -34,13 +40,21 @@ TIME_TYPES = (
     (A100, "SSK", "Sjuksköterskebesök", 15, "ALLM"),
     (A100, "PROV", "Provtagning", 10, "LAB"),
     (A200, "PROV", "Provtagning", 10, "LAB"),
+    (A100, "DIAB", "Diabetesbesök", 30, "ALLM"),
+)
+# unit, time type, its booking rules (columns of time_type, producer.calendar.rules)
+RULES = (
+    (A100, "LAK", {"max_active_per_resident": 1, "min_lead": timedelta(hours=2)}),
+    (A100, "PROV", {"purpose": PREPARATION}),
+    (A200, "PROV", {"purpose": PREPARATION}),
+    (A100, "DIAB", {"self_booking": False}),
 )
 PERFORMERS = (
     (A100, P001, "Läkare", "Anna", "Andersson"),
     (A100, P002, "Sjuksköterska", "Bertil", "Berg"),
     (A200, P003, "Biomedicinsk analytiker", "Cecilia", "Carlsson"),
 )
-RESOURCES = ((A100, LAB_ROOM, "Provtagningsrummet"),)
+RESOURCES = ((A100, LAB_ROOM, "Provtagningsrummet"), (A100, DIAB_ROOM, "Diabetesmottagningens rum"))
 ALTERNATIVES = ((A100, "PROV", A200), (A200, "PROV", A100))
 # unit, time type, performer, resource, minutes per slot
 SCHEDULES = (
@@ -48,7 +62,9 @@ SCHEDULES = (
     (A100, "SSK", P002, None, 15),
     (A100, "PROV", None, LAB_ROOM, 10),
     (A200, "PROV", P003, None, 10),
+    (A100, "DIAB", None, DIAB_ROOM, 30),
 )
+HOURS = {(A100, "DIAB"): ((time(8), time(12)),)}  # schedules open only part of OPENING_HOURS
 DOCBOOK_PURPOSE = (
     "<article><title>Kallelse till provtagning</title>"
     "<para>Du är kallad till provtagning hos Provtagningen Exempel.</para>"
@@ -92,6 +108,11 @@ def _catalogue(conn: psycopg.Connection) -> None:
             "INSERT INTO unit_alternative (unit_hsa_id, time_type_code, alternative_hsa_id) VALUES (%s, %s, %s)",
             ALTERNATIVES,
         )
+        cur.execute("UPDATE care_unit SET medical_unit_hsa_id = %s, medical_unit_name = %s", MEDICAL_UNIT)
+        for unit, code, rules in RULES:
+            assignments = ", ".join(f"{column} = %s" for column in rules)  # column names are this file's own
+            values = (*rules.values(), unit, code)
+            cur.execute(f"UPDATE time_type SET {assignments} WHERE unit_hsa_id = %s AND code = %s", values)
 
 
 def _slots(conn: psycopg.Connection, today: date) -> None:
@@ -103,7 +124,7 @@ def _slots(conn: psycopg.Connection, today: date) -> None:
         if day.weekday() >= 5:
             continue
         for unit, code, performer, resource, minutes in SCHEDULES:
-            for opens, closes in OPENING_HOURS:
+            for opens, closes in HOURS.get((unit, code), OPENING_HOURS):
                 start = datetime.combine(day, opens, tzinfo=STOCKHOLM).astimezone(UTC)
                 end_of_block = datetime.combine(day, closes, tzinfo=STOCKHOLM).astimezone(UTC)
                 while start + timedelta(minutes=minutes) <= end_of_block:

@@ -4,6 +4,11 @@ With a bookingId the answer is for rebooking that booking (or booking that invit
 type decides, the unit must be one where it may be booked, and every slot carries that bookingId so
 it can be passed back as is to UpdateBooking or MakeBooking. Without one, each slot carries its own
 id ("T…"), which MakeBooking accepts to select exactly that slot. Past times are never returned.
+
+The time types' booking rules (producer.calendar.rules) decide what a resident is offered: a type
+booked only through an invitation or by staff only with that invitation's bookingId, and each type
+only from its lead time and up to its horizon. Types that share those bounds are searched together,
+so a unit without such rules is one query, as before.
 """
 
 from __future__ import annotations
@@ -82,6 +87,27 @@ def _codes(names: Names, kind: str, code: str | None, name: str | None) -> list[
     return sorted(candidates)
 
 
+def _searches(call: Call, params: dict[str, Any], names: Names, invited: bool) -> list[dict[str, Any]]:
+    """The search split by the time types' lead time and horizon: one set of parameters per pair of
+    bounds, each with its types and its window; the types a resident may not book themselves only
+    for an invitation (`invited`)."""
+    codes = params["time_types"] if params["time_types"] is not None else sorted(names.rules)
+    offered = [c for c in codes if c in names.rules and (invited or names.rules[c].self_booking)]
+    groups: dict[tuple[Any, Any], list[str]] = {}
+    for code in offered:
+        rules = names.rules[code]
+        groups.setdefault((rules.min_lead, rules.horizon), []).append(code)
+    if params["time_types"] is None and len(groups) == 1 and len(offered) == len(names.rules):
+        groups = {next(iter(groups)): None}  # every type, same bounds: no type filter needed
+    searches = []
+    for (lead, horizon), group in groups.items():
+        start = max(params["start"], call.now + lead)
+        end = params["end"] if horizon is None else min(params["end"], call.now + horizon)
+        if start < end:
+            searches.append({**params, "time_types": group, "start": start, "end": end})
+    return searches
+
+
 def _filters(call: Call, request: Decoded, conn: psycopg.Connection) -> tuple[dict[str, Any], str | None, Names]:
     """SQL parameters for the search, the bookingId every returned slot should carry, and the names."""
     require_addressed_unit(call, request)
@@ -128,14 +154,29 @@ def _rows_with_names(
     return rows, names if fresh else call.units.names(conn, call.unit.hsa_id, reload=True)
 
 
+def _search(
+    call: Call, conn: psycopg.Connection, names: Names, sql: str, params: dict[str, Any], invited: bool
+) -> tuple[list[tuple[Any, ...]], Names]:
+    """Every search of the request (_searches), rows in one list; the names, reloaded if a row needed it."""
+    rows: list[tuple[Any, ...]] = []
+    for search in _searches(call, params, names, invited):
+        found, names = _rows_with_names(call, conn, names, sql, search)
+        rows.extend(found)
+    return rows, names
+
+
 def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
     params, booking_id, names = _filters(call, request, conn)
-    rows, names = _rows_with_names(call, conn, names, FREE_SLOTS_SQL, params)
-    deadline = call.now + timedelta(seconds=call.unit.change_deadline_seconds)
-    unit, unit_name, message_allowed = call.unit.hsa_id, call.unit.name, call.unit.message_allowed
+    rows, names = _search(call, conn, names, FREE_SLOTS_SQL, params, booking_id is not None)
+    rows.sort(key=lambda r: (r[3], r[0]))  # by start, then id, as each search's rows are
+    consumer = names.consumer_deadlines.get((call.rules_consumer or "").upper())
+    unit, unit_name = call.unit.hsa_id, call.unit.name
+    default_deadline = timedelta(seconds=call.unit.change_deadline_seconds)
     slots = []
     for slot_id, start, end, starts_at, performer, resource_id, tt_code, ct_code in rows:
-        changeable = starts_at > deadline
+        rules = names.rules.get(tt_code)
+        deadline = consumer or (rules.change_deadline if rules else default_deadline)
+        changeable = starts_at > call.now + deadline
         slots.append(
             {
                 "startTimeInclusive": start,
@@ -143,6 +184,7 @@ def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connecti
                 "healthcare_facility": unit,
                 "performer": performer,
                 "bookingId": booking_id or f"{SLOT_PREFIX}{slot_id}",
+                "purpose": rules.purpose if rules else None,
                 "resourceName": names.get("resource", resource_id),
                 "healthcare_facility_name": unit_name,
                 "performerName": names.get("performer", performer),
@@ -153,15 +195,22 @@ def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connecti
                 "careTypeID": ct_code,
                 "cancel_booking_allowed": changeable,
                 "rebooking_allowed": changeable,
-                "message_allowed": message_allowed,
+                "message_allowed": rules.message_allowed if rules else call.unit.message_allowed,
             }
         )
     return {"timeslotDetail": slots}
 
 
+def _date_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """FREE_DATES_SQL's order: day, then performer and resource (absent first), then time type."""
+    day, performer, resource_id, tt_code, _ = row
+    return (day, performer is not None, performer or "", resource_id is not None, resource_id or "", tt_code)
+
+
 def get_available_dates(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
-    params, _, names = _filters(call, request, conn)
-    rows, names = _rows_with_names(call, conn, names, FREE_DATES_SQL, params)
+    params, booking_id, names = _filters(call, request, conn)
+    rows, names = _search(call, conn, names, FREE_DATES_SQL, params, booking_id is not None)
+    rows.sort(key=_date_order)
     unit = call.unit.hsa_id
     return {
         "performerAvailabilityByDate": [

@@ -41,14 +41,19 @@ def actor_of(call: Call) -> Actor:
         call.actor_id,
         call.settings.booking_id_policy,
         {"caller": call.caller, "consumer": call.consumer_hsa_id, "correlation_id": call.correlation_id},
+        call.rules_consumer,
     )
 
 
 def resident_of(call: Call, timeslot: Decoded) -> str:
-    """The resident the booking is for: the timeslot's subject_of_care, else a resident Actor."""
-    resident = timeslot.get("subject_of_care") or (call.actor_id if call.actor_type == "subject_of_care" else None)
+    """The resident the booking is for: the timeslot's subject_of_care, else a resident Actor. A
+    resident acting for themselves (Actor subject_of_care) acts only for themselves; an agent
+    (subject_of_care_agent) for the resident the request names."""
+    resident = timeslot.get("subject_of_care") or call.resident_actor
     if not resident:
         raise Refusal("subject_of_care", texts.MISSING_RESIDENT)
+    if call.resident_actor is not None and resident != call.resident_actor:
+        raise Refusal("subject_of_care", texts.OTHER_RESIDENT)
     if check_subject_of_care_id(resident):
         raise Refusal("subject_of_care", texts.INVALID_RESIDENT)
     return resident

@@ -23,6 +23,15 @@ class Call:
     units: UnitCache  # this worker's memory of units and their catalogue names
 
     @property
+    def rules_consumer(self) -> str | None:
+        """The consumer a booking rule applies to (producer.calendar.rules): the one the platform says
+        it calls for when the caller is a configured platform, or when nobody is identified (open
+        mode, where every header is taken at its word); otherwise the caller itself."""
+        if self.caller is None or self.caller.upper() in self.settings.platforms:
+            return self.consumer_hsa_id or self.caller
+        return self.caller
+
+    @property
     def resident_actor(self) -> str | None:
         """The resident calling for themselves, if the Actor says so; None for staff agents."""
         return self.actor_id if self.actor_type == "subject_of_care" else None

@@ -28,7 +28,7 @@ def _cancel(call: Call, request: Decoded, conn: psycopg.Connection) -> bool:
     if view is None:
         raise Refusal("bookingId", texts.BOOKING_NOT_FOUND)
     message = request.get("message") or None
-    stored_message = message if call.unit.message_allowed else None
+    stored_message = message if view.message_allowed else None  # the time type's rule, else the unit's
     extra = {"message_dropped": message is not None and stored_message is None}
     outcome = changes.cancel(conn, actor_of(call), view, now=call.now, message=stored_message, extra=extra)
     return outcome.changed

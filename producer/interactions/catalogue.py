@@ -20,8 +20,9 @@ def get_all_time_types(call: Call, request: Decoded, conn: psycopg.Connection) -
     require_addressed_unit(call, request)
     require_valid_resident(request)
     care_types = request.get("careTypeIDs") or None
+    # a time type booked only through an invitation or by staff is not offered to residents
     rows = conn.execute(
-        "SELECT name, code FROM time_type WHERE unit_hsa_id = %s"
+        "SELECT name, code FROM time_type WHERE unit_hsa_id = %s AND self_booking"
         " AND (%s::text[] IS NULL OR care_type_code = ANY(%s::text[])) ORDER BY code",
         (call.unit.hsa_id, care_types, care_types),
     ).fetchall()

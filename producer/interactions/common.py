@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from producer.calendar.views import BookingView
 from producer.interactions.call import Call
@@ -32,13 +32,19 @@ def require_valid_resident(request: Decoded, field: str = "subject_of_care") -> 
 
 
 def performer_name(view: BookingView) -> str | None:
-    names = [n for n in (view.performer_first_name, view.performer_last_name) if n]
+    """Seed 001: "title, first name, middle name, last name, blank-separated" (a performer has no middle name)."""
+    names = [n for n in (view.performer_title, view.performer_first_name, view.performer_last_name) if n]
     return " ".join(names) or None
 
 
-def booking_timeslot(view: BookingView, now: datetime, include_resident: bool = True) -> Decoded:
-    """A booking or invitation as a TimeslotType (GetBookingDetails, GetSubjectOfCareSchedule)."""
-    changeable = view.changeable(now)
+def booking_timeslot(
+    view: BookingView, now: datetime, include_resident: bool = True, deadline: timedelta | None = None
+) -> Decoded:
+    """A booking or invitation as a TimeslotType (GetBookingDetails, GetSubjectOfCareSchedule).
+
+    An open invitation can only be booked (seed 001 §5.14.2): neither cancelled nor rebooked by the
+    resident. `deadline`: the calling consumer's own change deadline, if it has one."""
+    changeable = view.changeable(now, deadline) and view.kind != "open_invitation"
     return {
         "startTimeInclusive": format_ts(view.starts_at) if view.starts_at else None,
         "endTimeExclusive": format_ts(view.ends_at) if view.ends_at else None,

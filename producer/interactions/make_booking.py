@@ -29,7 +29,9 @@ def make_booking(call: Call, request: Decoded, conn: psycopg.Connection) -> Deco
 
 
 def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
-    if normalise_hsa_id(request["healthcare_facility_med"]) != call.unit.hsa_id:
+    # seed 001 §5.8: the unit itself, or the care unit that holds the medical responsibility for it
+    med = normalise_hsa_id(request["healthcare_facility_med"])
+    if med not in (call.unit.hsa_id, call.unit.medical_unit_hsa_id):
         raise Refusal("healthcare_facility_med", texts.FACILITY_MISMATCH)
     timeslot: Decoded = request["requestedTimeslot"]
     resident = resident_of(call, timeslot)
@@ -64,12 +66,15 @@ def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
     actor, extra = actor_of(call), {"addressed_unit": call.unit.hsa_id}
     if invitation is not None:
         # booked where GetAllHealthcareFacilities with its id lists
-        outcome = changes.book_invitation(conn, actor, invitation, slot, now=call.now, contact=contact, extra=extra)
+        outcome = changes.book_invitation(
+            conn, actor, invitation, slot, now=call.now, contact=contact, med=med, extra=extra
+        )
     else:
         # at the addressed unit, or at a unit that may be booked instead of it for this time type
         outcome = changes.book(
-            conn, actor, slot, resident=resident, now=call.now, contact=contact, home=call.unit.hsa_id, extra=extra
-        )
+            conn, actor, slot, resident=resident, now=call.now, contact=contact, home=call.unit.hsa_id, med=med,
+            extra=extra,
+        )  # fmt: skip
     return outcome.booking_id
 
 
@@ -81,14 +86,15 @@ def _quoted_invitation(call: Call, conn: psycopg.Connection, reference: str, res
     )
     if found is None or found.subject_of_care != resident:
         raise Refusal("bookingId", texts.INVITATION_NOT_FOUND)
-    if found.kind == "open_invitation":
-        if found.unit_hsa_id != call.unit.hsa_id and call.unit.hsa_id not in {
-            h for h, _ in units_for_time_type(conn, found.unit_hsa_id, found.time_type_code)
-        }:
-            raise Refusal("bookingId", texts.INVITATION_NOT_FOUND)
-        if found.valid_until is not None and found.valid_until <= call.now:
-            raise Refusal("bookingId", texts.INVITATION_EXPIRED)
+    elsewhere = found.unit_hsa_id != call.unit.hsa_id
+    if found.kind == "open_invitation" and elsewhere and call.unit.hsa_id not in _alternatives(conn, found):
+        raise Refusal("bookingId", texts.INVITATION_NOT_FOUND)
     return found
+
+
+def _alternatives(conn: psycopg.Connection, invitation: BookingView) -> set[str]:
+    """The other units an open invitation may be booked at (GetAllHealthcareFacilities with its id)."""
+    return {h for h, _ in units_for_time_type(conn, invitation.unit_hsa_id, invitation.time_type_code)}
 
 
 def _resent(conn: psycopg.Connection, booked: BookingView, target: str, timeslot: Decoded) -> str:

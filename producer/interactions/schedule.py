@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from producer.calendar.rules import consumer_deadline
 from producer.calendar.views import fetch_views
 from producer.interactions.call import Call
 from producer.interactions.common import booking_timeslot, require_addressed_unit, require_valid_resident
@@ -27,7 +28,8 @@ def get_booking_details(call: Call, request: Decoded, conn: psycopg.Connection) 
     )
     if not found:
         raise client_fault("No booking or invitation with that bookingId at this care unit")
-    detail = booking_timeslot(found[0], call.now)
+    deadline = consumer_deadline(conn, call.unit.hsa_id, call.rules_consumer)
+    detail = booking_timeslot(found[0], call.now, deadline=deadline)
     if found[0].is_invitation and not detail["purpose"]:
         detail["purpose"] = DEFAULT_INVITATION_PURPOSE  # mandatory for invitations (TKB GetBookingDetails)
     return {"timeslotDetail": detail}
@@ -37,10 +39,13 @@ def get_subject_of_care_schedule(call: Call, request: Decoded, conn: psycopg.Con
     """Future bookings and timed invitations; open invitations have no times and are left out (TKB §3.6)."""
     require_addressed_unit(call, request)
     resident = require_valid_resident(request)
+    if call.resident_actor is not None and resident != call.resident_actor:
+        raise client_fault("A resident (Actor subject_of_care) can see only their own schedule")
     found = fetch_views(
         conn,
         "b.subject_of_care = %s AND b.unit_hsa_id = %s AND b.status = 'active' AND s.starts_at > %s"
         " ORDER BY s.starts_at, b.pk",
         (resident, call.unit.hsa_id, call.now),
     )
-    return {"timeslotDetail": [booking_timeslot(view, call.now) for view in found]}
+    deadline = consumer_deadline(conn, call.unit.hsa_id, call.rules_consumer)
+    return {"timeslotDetail": [booking_timeslot(view, call.now, deadline=deadline) for view in found]}

@@ -50,6 +50,9 @@ def _rebook(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
     contact = {
         "reason": timeslot.get("reason"),
         "notification": request.get("notification"),
+        "first_name": info.get("firstName"),
+        "middle_name": info.get("middleName"),
+        "last_name": info.get("lastName"),
         "phone": info.get("phone"),
         "email": info.get("email"),
         "address": info.get("address"),

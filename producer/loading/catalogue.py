@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -63,6 +64,7 @@ ENTITIES = {
         "SELECT count(*) FROM slot WHERE unit_hsa_id = %(unit)s AND resource_id = %(key)s",
     ),
 }  # fmt: skip
+
 
 class Catalogue:
     """Applies the set-up documents of one load; counts go to the report, refusals are problems."""
@@ -197,12 +199,14 @@ class Catalogue:
                 row[5] if unit.publish_to_ei is None else unit.publish_to_ei,
             )
             consumers_changed = self._consumers(unit)
-            if wanted != tuple(row):
+            if wanted[:5] != tuple(row[:5]):
                 self.conn.execute(
                     "UPDATE care_unit SET name = %s, message_allowed = %s, change_deadline = make_interval(mins => %s),"
-                    " medical_unit_hsa_id = %s, medical_unit_name = %s, publish_to_ei = %s WHERE hsa_id = %s",
-                    (*wanted, unit.hsa_id),
+                    " medical_unit_hsa_id = %s, medical_unit_name = %s WHERE hsa_id = %s",
+                    (*wanted[:5], unit.hsa_id),
                 )
+            if wanted[5] != row[5]:  # going live in 1177 publishes the unit's posts; going dark deletes them
+                calendar_units.set_publishing(self.conn, unit.hsa_id, wanted[5], datetime.now(UTC))
             if wanted != tuple(row) or consumers_changed:
                 self.report.counts["units"].changed += 1
             else:

@@ -11,6 +11,7 @@ from pathlib import Path
 from producer.platform import settings_source
 from producer.platform.consumers import Consumers
 from producer.platform.settings_source import ConfigError, Source
+from producer.sweden.identifiers import is_valid_hsa_id
 
 __all__ = ["BOOKING_ID_POLICIES", "REPO_ROOT", "ConfigError", "Settings"]
 
@@ -27,6 +28,14 @@ def _choice(source: Source, name: str, default: str, choices: tuple[str, ...]) -
     if value not in choices:
         raise ConfigError(f"{source.label(name)} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _hsa_ids(source: Source, name: str) -> frozenset[str]:
+    ids = [e.strip().upper() for e in (source.get(name) or "").split(",") if e.strip()]
+    bad = [i for i in ids if not is_valid_hsa_id(i)]
+    if bad:
+        raise ConfigError(f"{source.label(name)}: {bad[0]!r} is not an HSA-id (SE + 10-12 digits + - + suffix)")
+    return frozenset(ids)
 
 
 def _networks(source: Source, name: str) -> tuple[Network, ...]:
@@ -57,6 +66,9 @@ class Settings:
     body_timeout_seconds: int = 10
     pgdata: Path = field(default=REPO_ROOT / ".pgdata")
     admin_tokens: str = ""  # TIDBOK_ADMIN_TOKENS: see producer.admin_api.auth
+    # The service platforms (their certificates' HSA-ids) whose x-rivta-original-serviceconsumer-hsaid
+    # names the consumer a booking rule applies to; any other caller is that consumer itself.
+    platforms: frozenset[str] = frozenset()
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
@@ -99,6 +111,7 @@ class Settings:
             body_timeout_seconds=source.integer("TIDBOK_BODY_TIMEOUT", 10, minimum=1),
             pgdata=Path(source.get("TIDBOK_PGDATA") or str(REPO_ROOT / ".pgdata")),
             admin_tokens=source.get("TIDBOK_ADMIN_TOKENS") or "",
+            platforms=_hsa_ids(source, "TIDBOK_PLATFORMS"),
             tls_cert=source.file("TIDBOK_TLS_CERT"),
             tls_key=source.file("TIDBOK_TLS_KEY"),
             tls_ca=source.file("TIDBOK_TLS_CA"),

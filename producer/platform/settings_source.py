@@ -36,6 +36,7 @@ FILE_KEYS: dict[str, dict[str, str]] = {
     "bookings": {
         "id_policy": "TIDBOK_BOOKING_ID_POLICY",
         "max_search_days": "TIDBOK_MAX_SEARCH_DAYS",
+        "platforms": "TIDBOK_PLATFORMS",
     },
     "tls": {"cert": "TIDBOK_TLS_CERT", "key": "TIDBOK_TLS_KEY", "ca": "TIDBOK_TLS_CA"},
     "proxy": {"client_cert_header": "TIDBOK_PROXY_CERT_HEADER", "trusted": "TIDBOK_TRUSTED_PROXIES"},

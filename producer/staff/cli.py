@@ -269,7 +269,7 @@ def _summary(b: BookingInfo) -> str:
     when = _when(b.starts_at, b.ends_at)
     if b.kind == "open_invitation":
         when = f"open, dated {b.invitation_date}"
-    parts = [b.booking_id, b.kind, b.status, b.unit, when, b.time_type, b.slot or "", _validity(b), *_who(b)]
+    parts = [b.booking_id, b.kind, b.status, b.unit, when, b.time_type, b.slot or "", _validity(b), *_who(b), *_said(b)]
     return "  ".join(p for p in parts if p)
 
 
@@ -299,6 +299,15 @@ def _lines(result: Any) -> list[str]:
     return [str(result)]
 
 
+def _said(b: BookingInfo) -> list[str]:
+    """What the resident told the clinic: the reason for the visit, the phone number, a cancellation's message."""
+    said = [("reason", b.reason), ("phone", b.phone), ("message", b.message)]
+    return [f"{label}: {value}" for label, value in said if value]
+
+
 def _day_line(s: DaySlot) -> str:
-    held = [s.booking.booking_id, s.booking.kind, *_who(s.booking)] if s.booking else ["free"]
-    return "  ".join(p for p in [_when(s.starts_at, s.ends_at), s.slot, s.time_type, *held] if p)
+    held = [s.booking.booking_id, s.booking.kind, *_who(s.booking), *_said(s.booking)] if s.booking else ["free"]
+    line = "  ".join(p for p in [_when(s.starts_at, s.ends_at), s.slot, s.time_type, *held] if p)
+    for gone in s.cancelled:
+        line += "\n    cancelled: " + "  ".join(p for p in [gone.booking_id, *_who(gone), *_said(gone)] if p)
+    return line

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
 import psycopg
 
@@ -31,16 +32,43 @@ def day(conn: psycopg.Connection, unit: str, on: date, *, free: bool = False) ->
     start, end = local_day_bounds(on)
     rows = conn.execute(
         "SELECT id, starts_at, ends_at, time_type_code, performer_hsa_id, resource_id, booking_pk FROM slot"
-        " WHERE unit_hsa_id = %s AND starts_at >= %s AND starts_at < %s AND (%s OR booking_pk IS NOT NULL)"
-        " ORDER BY starts_at, id",
-        (unit_hsa_id, start, end, free),
+        " WHERE unit_hsa_id = %s AND starts_at >= %s AND starts_at < %s ORDER BY starts_at, id",
+        (unit_hsa_id, start, end),
     ).fetchall()
     held = [row[6] for row in rows if row[6] is not None]
     views = {v.pk: BookingInfo.of(v) for v in fetch_views(conn, "b.pk = ANY(%s)", (held,))} if held else {}
+    cancelled: dict[int, list[BookingInfo]] = {}
+    for slot_id, view in _cancelled_from(conn, unit_hsa_id, start, end):
+        cancelled.setdefault(slot_id, []).append(BookingInfo.of(view))
     return [
-        DaySlot(slot_ref(slot_id), local(starts), local(ends), time_type, performer, resource, views.get(pk))
+        DaySlot(
+            slot_ref(slot_id),
+            local(starts),
+            local(ends),
+            time_type,
+            performer,
+            resource,
+            views.get(pk),
+            cancelled.get(slot_id, []),
+        )  # fmt: skip
         for slot_id, starts, ends, time_type, performer, resource, pk in rows
+        if pk is not None or free or slot_id in cancelled
     ]
+
+
+def _cancelled_from(conn: psycopg.Connection, unit: str, start: datetime, end: datetime) -> list[tuple[int, Any]]:
+    """The bookings cancelled from the unit's slots of the day: (slot id, the booking as it is now)."""
+    rows = conn.execute(
+        "SELECT (e.details->>'slot')::bigint, e.booking_pk FROM booking_event e"
+        " JOIN slot s ON s.id = (e.details->>'slot')::bigint"
+        " WHERE e.action = 'cancel' AND s.unit_hsa_id = %s AND s.starts_at >= %s AND s.starts_at < %s"
+        " ORDER BY e.id",
+        (unit, start, end),
+    ).fetchall()
+    if not rows:
+        return []
+    found = {v.pk: v for v in fetch_views(conn, "b.pk = ANY(%s)", ([pk for _, pk in rows],))}
+    return [(slot_id, found[pk]) for slot_id, pk in rows if pk in found]
 
 
 def history(conn: psycopg.Connection, booking_id: str, *, unit: str | None = None) -> History:

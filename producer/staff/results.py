@@ -37,7 +37,10 @@ class BookingInfo:
     performer: str | None
     resource: str | None
     purpose: str | None
-    reason: str | None
+    reason: str | None  # what the resident gave as the reason for the visit (MakeBooking)
+    phone: str | None  # the phone number the resident (1177) gave
+    message: str | None  # the resident's message to the clinic when cancelling (CancelBooking)
+    medical_unit: str | None  # healthcare_facility_med: the care unit with medical responsibility
     invitation_date: date | None
     valid_until: datetime | None
 
@@ -61,6 +64,9 @@ class BookingInfo:
             resource=view.resource_id,
             purpose=view.purpose,
             reason=view.reason,
+            phone=view.phone,
+            message=view.cancel_message,
+            medical_unit=view.healthcare_facility_med,
             invitation_date=view.invitation_date,
             valid_until=local(view.valid_until),
         )
@@ -119,6 +125,8 @@ class DaySlot:
     performer: str | None
     resource: str | None
     booking: BookingInfo | None
+    # bookings cancelled from this slot, with what the resident wrote, so the clinic reads it
+    cancelled: list[BookingInfo] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
