@@ -38,7 +38,6 @@ UNIT = "SE2321000016-A100"
 SOURCE_SYSTEM = "SE2321000016-84GX"
 
 
-
 @pytest.fixture(scope="session")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
     with running_stub(
