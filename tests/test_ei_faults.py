@@ -46,7 +46,10 @@ DATA_CONTROLLER = "SE2321000016"
 # One publishing loop per process where a test asserts an exact sequence of calls: two threads
 # starting together may split one batch between them (they are covered by the two-publisher race).
 ONE_THREAD = {"TIDBOK_EI_PUBLISHER_THREADS": "1"}
-SOAP_BUDGET_SECONDS = 1.0  # a SOAP booking call must answer well within this whatever EI does
+# A SOAP booking call never waits for EI: it must answer well before the shortest time EI keeps a
+# caller waiting in these tests (a 3 s timeout against a 4 s answer, or 5 s against a dead EI). Not
+# a speed target (make bench has those): 1 s was missed on a loaded 2-core machine (1.25 s).
+SOAP_BUDGET_SECONDS = 2.5
 WAIT_SECONDS = 60.0
 UPDATE_NS = "urn:riv:itintegration:engagementindex:UpdateResponder:1"
 
