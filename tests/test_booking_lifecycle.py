@@ -1,7 +1,11 @@
 """A hypothesis state machine drives random book / rebook / cancel / invitation sequences through
 the real SOAP interface, under both booking-id policies, and checks the calendar's invariants after
 every step: no booking holds two slots, every active dated booking holds exactly one slot, nothing
-cancelled holds one, and the EI outbox of every booking replays to exactly its current EI post."""
+cancelled holds one, and the EI outbox of every booking replays to exactly its current EI post.
+
+Each example first gives the two time types it books random booking rules (producer.calendar.rules:
+self-booking, a per-resident limit, a lead time and a horizon, some of which shut the slots out),
+predicts every answer from them, and checks that no state reached breaks a rule."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from support.calendar import SLOT_COLUMNS, STOCKHOLM, Slot, today, weekday_on_or_after
 from support.machines import run_machine
 
@@ -19,6 +23,16 @@ from producer.calendar.outbox import ei_post, record_change
 UNIT = "SE2321000016-A100"
 RESIDENTS = ("191212121212", "196408233234", "197010632391", "198112189876")
 OK_TEXTS = ("OK", "ERROR", "INFO")
+TYPES = ("LAK", "PROV")
+# The machine's slots start 40 days ahead: a 60-day lead time or a 10-day horizon shuts them all out.
+RULES = st.fixed_dictionaries(
+    {
+        "self_booking": st.booleans(),
+        "max_active_per_resident": st.sampled_from([None, 1, 2]),
+        "min_lead": st.sampled_from([timedelta(0), timedelta(hours=2), timedelta(days=60)]),
+        "horizon": st.sampled_from([None, timedelta(days=10), timedelta(days=100)]),
+    }
+)
 
 
 def _day_far_ahead() -> date:
@@ -58,6 +72,42 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
         def teardown(self) -> None:
             self.conn.close()
 
+        @initialize(lak=RULES, prov=RULES)
+        def set_rules(self, lak: dict[str, Any], prov: dict[str, Any]) -> None:
+            """The example's booking rules, as a clinic loads them."""
+            self.rules = {"LAK": lak, "PROV": prov}
+            for code, rules in self.rules.items():
+                self.conn.execute(
+                    "UPDATE time_type SET self_booking = %(self_booking)s, min_lead = %(min_lead)s,"
+                    " max_active_per_resident = %(max_active_per_resident)s, horizon = %(horizon)s"
+                    " WHERE unit_hsa_id = %(unit)s AND code = %(code)s",
+                    {**rules, "unit": UNIT, "code": code},
+                )
+
+        def _in_window(self, slot: Slot) -> bool:
+            """The slot's start is inside its type's lead time and horizon (as a resident sees it now)."""
+            rules, now = self.rules[slot.time_type], datetime.now(UTC)
+            return slot.starts_at >= now + rules["min_lead"] and (
+                rules["horizon"] is None or slot.starts_at <= now + rules["horizon"]
+            )
+
+        def _self_booked(self, resident: str, time_type: str) -> int:
+            """The resident's upcoming bookings of the type that were booked as such (not invitations)."""
+            return self.conn.execute(
+                "SELECT count(*) FROM booking b JOIN slot s ON s.booking_pk = b.pk"
+                " WHERE b.subject_of_care = %s AND b.time_type_code = %s AND b.status = 'active'"
+                " AND b.kind = 'booking' AND s.starts_at > now()"
+                " AND EXISTS (SELECT 1 FROM booking_event e WHERE e.booking_pk = b.pk AND e.action = 'book')",
+                (resident, time_type),
+            ).fetchone()[0]
+
+        def _may_book(self, slot: Slot, resident: str) -> bool:
+            rules = self.rules[slot.time_type]
+            if not rules["self_booking"] or not self._in_window(slot):
+                return False
+            limit = rules["max_active_per_resident"]
+            return limit is None or self._self_booked(resident, slot.time_type) < limit
+
         # -- helpers ------------------------------------------------------------------------------
 
         def _make_booking(self, slot: Slot, resident: str, booking_id: str | None = None) -> Any:
@@ -93,8 +143,9 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
         def make_booking(self, resident: str, index: int) -> None:
             slot = self.slots[index % len(self.slots)]
             holder = self._holder(slot.id)
+            may = holder is None and self._may_book(slot, resident)
             answer = self._make_booking(slot, resident)
-            if holder is None or holder[1] == resident:
+            if may or (holder is not None and holder[1] == resident):  # a resend gets its booking back
                 assert answer.resultCode == "OK", answer.resultText
                 assert answer.bookingId
             else:
@@ -121,17 +172,20 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
             )
             if slot.time_type != time_type or (holder is not None and holder[0] != booking_id):
                 assert answer.resultCode == "ERROR"
+            elif holder is None and not self._in_window(slot):
+                assert answer.resultCode == "ERROR"  # moved only inside the type's lead time and horizon
             else:
                 assert answer.resultCode == "OK", answer.resultText
 
         @rule(data=st.data())
         def cancel_booking(self, data: st.DataObject) -> None:
             ids = self.conn.execute(
-                "SELECT booking_id, status, subject_of_care FROM booking WHERE unit_hsa_id = %s ORDER BY pk", (UNIT,)
+                "SELECT booking_id, status, subject_of_care, kind FROM booking WHERE unit_hsa_id = %s ORDER BY pk",
+                (UNIT,),
             ).fetchall()
             if not ids:
                 return
-            booking_id, status, resident = data.draw(st.sampled_from(ids))
+            booking_id, status, resident, kind = data.draw(st.sampled_from(ids))
             answer = call(
                 "CancelBooking",
                 UNIT,
@@ -142,6 +196,9 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
             active_now = self.conn.execute(
                 "SELECT count(*) FROM booking WHERE booking_id = %s AND status = 'active'", (booking_id,)
             ).fetchone()[0]
+            if status == "active" and kind == "open_invitation":
+                assert answer.resultCode == "ERROR"  # seed 001 §5.14.2: an open invitation is only booked
+                return
             if status == "active":
                 assert answer.resultCode == "OK", answer.resultText
             else:
@@ -183,7 +240,7 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
             slot = self.slots[index % len(self.slots)]
             holder = self._holder(slot.id)
             answer = self._make_booking(slot, resident, booking_id)
-            if slot.time_type == "PROV" and holder is None:
+            if slot.time_type == "PROV" and holder is None and self._in_window(slot):
                 assert answer.resultCode == "OK", answer.resultText
             else:
                 assert answer.resultCode == "ERROR"
@@ -209,6 +266,28 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
                     " WHERE b.kind = 'booking' AND b.booking_id <> 'T' || s.id"
                 ).fetchall()
                 assert mismatched == []
+
+        @invariant()
+        def no_rule_is_broken(self) -> None:
+            """What residents did over SOAP meets the example's rules: no type closed to them was booked,
+            no slot was booked or moved to outside its type's window, no resident holds more than the limit."""
+            if not hasattr(self, "rules"):
+                return
+            changes = self.conn.execute(
+                "SELECT e.action, b.time_type_code, s.starts_at, e.at FROM booking_event e"
+                " JOIN booking b ON b.pk = e.booking_pk"
+                " JOIN slot s ON s.id = coalesce(e.details->>'to_slot', e.details->>'slot')::bigint"
+                " WHERE e.channel = 'soap' AND e.action IN ('book', 'book_invitation', 'rebook')"
+            ).fetchall()
+            for action, code, starts_at, at in changes:
+                rules = self.rules[code]
+                assert action != "book" or rules["self_booking"], f"{code} is not self-bookable, yet was booked"
+                assert starts_at >= at + rules["min_lead"], f"{action} of {code} inside the lead time"
+                assert rules["horizon"] is None or starts_at <= at + rules["horizon"], f"{action} past the horizon"
+            for code, rules in self.rules.items():
+                if rules["max_active_per_resident"] is not None:
+                    for resident in RESIDENTS:
+                        assert self._self_booked(resident, code) <= rules["max_active_per_resident"]
 
         @invariant()
         def outbox_replays_to_the_current_post(self) -> None:
