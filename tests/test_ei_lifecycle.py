@@ -87,8 +87,11 @@ class Referee:
 
     def reset(self, slots: list[Slot]) -> None:
         """The same calendar for every example: the slots back where they were and free, no bookings,
-        an empty outbox, fresh booking numbers, and an empty EI."""
+        an empty outbox, fresh booking numbers, and an empty EI. Without the demo's booking rules
+        (LAK once per resident, two hours ahead): what this machine checks is what reaches EI; the
+        booking lifecycle machine checks the rules (test_booking_lifecycle)."""
         with self.conn.transaction():
+            self.conn.execute("UPDATE time_type SET max_active_per_resident = NULL, min_lead = interval '0'")
             self.conn.execute("UPDATE slot SET booking_pk = NULL WHERE booking_pk IS NOT NULL")
             for slot in slots:
                 self.conn.execute(
