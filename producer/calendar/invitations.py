@@ -16,7 +16,6 @@ from typing import Any
 import psycopg
 
 from producer.calendar import history, refusals, slots
-from producer.calendar import resident_texts as texts
 from producer.calendar.changes import Contact, Outcome, check_free
 from producer.calendar.ids import INVITATION_PREFIX
 from producer.calendar.outbox import ei_post
@@ -25,6 +24,8 @@ from producer.calendar.refusals import Refusal
 from producer.calendar.slots import SlotRow
 
 _INVITATION_CONTACT = ("first_name", "middle_name", "last_name", "phone", "email")
+# A refusal's resident text, though only staff invite (not in resident_texts: no SOAP answer says it).
+_ALREADY_INVITED = "Du är redan kallad. Kontakta mottagningen."
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _insert(conn: psycopg.Connection, values: dict[str, Any]) -> int:
         ).fetchone()
         shown = existing[0] if existing else "an earlier invitation"
         staff = f"already invited in campaign {values['campaign']} ({shown})"
-        raise Refusal("resident", texts.ALREADY_INVITED, staff, "conflict")
+        raise Refusal("resident", _ALREADY_INVITED, staff, "conflict")
     return pk
 
 

@@ -24,4 +24,3 @@ TOO_LATE_TO_CANCEL = "Tiden kan inte längre avbokas här så nära inpå besök
 ALREADY_PASSED = "Tiden har redan passerat och kan inte ändras."
 ALREADY_CANCELLED = "Tiden var redan avbokad."
 BOOKING_CANCELLED = "Bokningen är avbokad och kan inte ombokas. Boka en ny tid i stället."
-ALREADY_INVITED = "Du är redan kallad. Kontakta mottagningen."  # staff invite; no resident sees it today
