@@ -36,9 +36,9 @@ from support.contracts import (
 )
 from xmlschema.validators import XsdComplexType, XsdGroup, XsdSimpleType
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OURS = REPO / "contracts" / "engagementindex_1.0"
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-contracts"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference-contracts"
 OFFICIAL = REFERENCE / "engagementindex_1.0"
 
 INTERACTIONS = ("Update", "FindContent")

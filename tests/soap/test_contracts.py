@@ -36,10 +36,10 @@ from xmlschema.validators import XsdSimpleType
 
 from producer.soap.scheduling import INTERACTIONS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OURS_ROOT = REPO / "contracts"
 OURS = OURS_ROOT / "crm_scheduling_1.1"
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "reference-contracts" / "crm_scheduling_1.1"
+OFFICIAL = Path(__file__).resolve().parents[3] / "shared" / "reference-contracts" / "crm_scheduling_1.1"
 
 CORE_NS = "urn:riv:crm:scheduling:1"
 CORE_EXT_NS = "urn:riv:crm:scheduling:1.1"
