@@ -45,7 +45,7 @@ RACE_ERRORS = (
 CONTACT_COLUMNS = (
     "first_name", "middle_name", "last_name", "phone", "email", "address", "coaddress", "reason", "notification",
 )  # fmt: skip
-Contact = Mapping[str, str | None]
+ContactColumns = Mapping[str, str | None]  # column name -> value; a column left out is None
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ _MOVE = (
 )
 
 
-def _contact(contact: Contact | None) -> dict[str, str | None]:
+def _contact(contact: ContactColumns | None) -> dict[str, str | None]:
     given = contact or {}
     return {column: given.get(column) for column in CONTACT_COLUMNS}
 
@@ -142,7 +142,7 @@ def book(
     *,
     resident: str,
     now: datetime,
-    contact: Contact | None = None,
+    contact: ContactColumns | None = None,
     home: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Outcome:
@@ -183,7 +183,7 @@ def book_invitation(
     slot: SlotRow,
     *,
     now: datetime,
-    contact: Contact | None = None,
+    contact: ContactColumns | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """An open invitation booked at a free slot: it becomes a booking (the resident's contact details
@@ -209,7 +209,7 @@ def rebook(
     slot: SlotRow,
     *,
     now: datetime,
-    contact: Contact | None = None,
+    contact: ContactColumns | None = None,
     allowed: set[str] | None = None,
 ) -> Outcome:
     """Move a booking or a timed invitation to another free slot of its time type, atomically (the old
@@ -336,4 +336,3 @@ def expire_due(conn: psycopg.Connection, now: datetime, limit: int) -> int:
             history.write(conn, SWEEPER_ACTOR, pk, reason, {}, post, None)
             swept += 1
     return swept
-

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from producer.calendar import history, refusals, slots
-from producer.calendar.changes import Contact, Outcome, check_free
+from producer.calendar.changes import ContactColumns, Outcome, check_free
 from producer.calendar.ids import INVITATION_PREFIX
 from producer.calendar.outbox import ei_post
 from producer.calendar.policy import Actor
@@ -84,7 +84,7 @@ def _insert(conn: psycopg.Connection, values: dict[str, Any]) -> int:
     return pk
 
 
-def _contact(contact: Contact | None) -> dict[str, str | None]:
+def _contact(contact: ContactColumns | None) -> dict[str, str | None]:
     given = contact or {}
     return {column: given.get(column) for column in _INVITATION_CONTACT}
 
@@ -100,7 +100,7 @@ def invite_timed(
     valid_until: datetime | None,
     campaign: str | None,
     now: datetime,
-    contact: Contact | None = None,
+    contact: ContactColumns | None = None,
 ) -> Outcome:
     """A timed invitation holding a free slot (taken as bookings take theirs: never twice); its post
     leaves EI at the start or at `valid_until`, whichever is first."""
@@ -151,7 +151,7 @@ def invite_open(
     resident: str,
     campaign: str | None,
     now: datetime,
-    contact: Contact | None = None,
+    contact: ContactColumns | None = None,
 ) -> Outcome:
     """An open invitation: a time type at a unit, valid until the terms' end, with no slot; the
     resident books it with MakeBooking quoting its id, or staff give it a time (changes.rebook)."""

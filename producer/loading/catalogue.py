@@ -64,6 +64,7 @@ ENTITIES = {
     ),
 }  # fmt: skip
 
+
 class Catalogue:
     """Applies the set-up documents of one load; counts go to the report, refusals are problems."""
 
