@@ -46,7 +46,7 @@ RACE_ERRORS = (
 CONTACT_COLUMNS = (
     "first_name", "middle_name", "last_name", "phone", "email", "address", "coaddress", "reason", "notification",
 )  # fmt: skip
-Contact = Mapping[str, str | None]
+ContactColumns = Mapping[str, str | None]  # column name -> value; a column left out is None
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ _MOVE = (
 )
 
 
-def _contact(contact: Contact | None) -> dict[str, str | None]:
+def _contact(contact: ContactColumns | None) -> dict[str, str | None]:
     """The contact columns, every one present; what a resident wrote is checked for length here, so
     every channel keeps it whole or refuses it."""
     given = contact or {}
@@ -155,7 +155,7 @@ def book(
     *,
     resident: str,
     now: datetime,
-    contact: Contact | None = None,
+    contact: ContactColumns | None = None,
     home: str | None = None,
     med: str | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -202,7 +202,7 @@ def book_invitation(
     slot: SlotRow,
     *,
     now: datetime,
-    contact: Contact | None = None,
+    contact: ContactColumns | None = None,
     med: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Outcome:
@@ -234,7 +234,7 @@ def rebook(
     slot: SlotRow,
     *,
     now: datetime,
-    contact: Contact | None = None,
+    contact: ContactColumns | None = None,
     allowed: set[str] | None = None,
 ) -> Outcome:
     """Move a booking or a timed invitation to another free slot of its time type, atomically (the old

@@ -16,8 +16,7 @@ from typing import Any
 import psycopg
 
 from producer.calendar import history, refusals, slots
-from producer.calendar import resident_texts as texts
-from producer.calendar.changes import Contact, Outcome, check_free
+from producer.calendar.changes import ContactColumns, Outcome, check_free
 from producer.calendar.ids import INVITATION_PREFIX
 from producer.calendar.outbox import ei_post
 from producer.calendar.policy import Actor
@@ -25,6 +24,8 @@ from producer.calendar.refusals import Refusal
 from producer.calendar.slots import SlotRow
 
 _INVITATION_CONTACT = ("first_name", "middle_name", "last_name", "phone", "email")
+# A refusal's resident text, though only staff invite (not in resident_texts: no SOAP answer says it).
+_ALREADY_INVITED = "Du är redan kallad. Kontakta mottagningen."
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,11 @@ def _insert(conn: psycopg.Connection, values: dict[str, Any]) -> int:
         ).fetchone()
         shown = existing[0] if existing else "an earlier invitation"
         staff = f"already invited in campaign {values['campaign']} ({shown})"
-        raise Refusal("resident", texts.ALREADY_INVITED, staff, "conflict")
+        raise Refusal("resident", _ALREADY_INVITED, staff, "conflict")
     return pk
 
 
-def _contact(contact: Contact | None) -> dict[str, str | None]:
+def _contact(contact: ContactColumns | None) -> dict[str, str | None]:
     given = contact or {}
     return {column: given.get(column) for column in _INVITATION_CONTACT}
 
@@ -99,7 +100,7 @@ def invite_timed(
     valid_until: datetime | None,
     campaign: str | None,
     now: datetime,
-    contact: Contact | None = None,
+    contact: ContactColumns | None = None,
 ) -> Outcome:
     """A timed invitation holding a free slot (taken as bookings take theirs: never twice); its post
     leaves EI at the start or at `valid_until`, whichever is first."""
@@ -150,7 +151,7 @@ def invite_open(
     resident: str,
     campaign: str | None,
     now: datetime,
-    contact: Contact | None = None,
+    contact: ContactColumns | None = None,
 ) -> Outcome:
     """An open invitation: a time type at a unit, valid until the terms' end, with no slot; the
     resident books it with MakeBooking quoting its id, or staff give it a time (changes.rebook)."""

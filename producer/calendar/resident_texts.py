@@ -24,7 +24,6 @@ TOO_LATE_TO_CANCEL = "Tiden kan inte längre avbokas här så nära inpå besök
 ALREADY_PASSED = "Tiden har redan passerat och kan inte ändras."
 ALREADY_CANCELLED = "Tiden var redan avbokad."
 BOOKING_CANCELLED = "Bokningen är avbokad och kan inte ombokas. Boka en ny tid i stället."
-ALREADY_INVITED = "Du är redan kallad. Kontakta mottagningen."  # staff invite; no resident sees it today
 OTHER_RESIDENT = "Du kan bara boka, omboka och avboka dina egna tider."
 NOT_SELF_BOOKABLE = "Den här tiden kan bara bokas via en kallelse eller av mottagningen. Kontakta mottagningen."
 TOO_SOON = "Tiden börjar för snart för att kunna bokas här. Välj en senare tid eller kontakta mottagningen."

@@ -48,7 +48,7 @@ PLATFORM = "SE2321000016-VP01"  # the caller, from the certificate the proxy for
 READER = "SE2321000016-RO01"  # may call GetAllTimeTypes only
 NATIONAL_1177 = "SE2321000016-1177"  # the original consumer the platform names in its header
 MASKED_DEMO = "19121212-****"
-MIGRATIONS = Path(__file__).resolve().parents[1] / "producer" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "producer" / "migrations"
 
 new_resident = Residents(date(1938, 2, 1), "517")  # this module's own residents
 

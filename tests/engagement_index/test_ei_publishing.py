@@ -42,8 +42,8 @@ from support.ei import (
     settle_outbox,
     start_publisher,
 )
+from support.flows import A100, A200, Api, new_resident
 from support.server import fresh_database, run_cli
-from test_booking_flows import A100, A200, Api, new_resident
 
 from engagement_index import publisher
 from engagement_index.fields import MANDATORY_FIELDS

@@ -37,7 +37,7 @@ from xmlschema.validators import XsdSimpleType
 
 from producer.soap.scheduling import INTERACTIONS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OURS_ROOT = REPO / "contracts"
 OURS = OURS_ROOT / "crm_scheduling_1.1"
 

@@ -33,12 +33,12 @@ from support import (
     responder_namespace,
     soap_post,
 )
+from support.bodies import get_all_time_types
 from zeep.plugins import HistoryPlugin
 from zeep.transports import Transport
 
 UNIT = "SE2321000016-A100"
 GATT = responder_namespace("GetAllTimeTypes")
-GATT_EXT = "urn:riv:crm:scheduling:GetAllTimeTypesResponder:1.1"
 CORE_NS = "urn:riv:crm:scheduling:1"
 CORE_EXT_NS = "urn:riv:crm:scheduling:1.1"
 HEADERS_NS = "urn:riv:interoperability:headers:1"
@@ -159,15 +159,6 @@ def assert_ok(official: Official, interaction: str, answer: tuple[int, Message, 
     assert status == 200, f"expected 200, got {status}: {body[:1000]!r}"
     assert (headers.get("Content-Type") or "").lower().startswith("text/xml")
     return official.validate_response(interaction, body)
-
-
-def get_all_time_types(subject_of_care: str = DEMO_RESIDENT, extra: str = "", unit: str = UNIT) -> str:
-    return (
-        f'<g:GetAllTimeTypes xmlns:g="{GATT}" xmlns:x="{GATT_EXT}">'
-        f"<g:healthcare_facility>{unit}</g:healthcare_facility>"
-        f"<x:subject_of_care>{subject_of_care}</x:subject_of_care>{extra}"
-        "</g:GetAllTimeTypes>"
-    )
 
 
 def make_booking(start: str, end: str = "20300107093000") -> str:

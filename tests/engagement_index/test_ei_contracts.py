@@ -37,7 +37,7 @@ from support.contracts import (
 from support.reference import require_official
 from xmlschema.validators import XsdComplexType, XsdGroup, XsdSimpleType
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OURS = REPO / "contracts" / "engagementindex_1.0"
 
 INTERACTIONS = ("Update", "FindContent")

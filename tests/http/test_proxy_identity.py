@@ -11,8 +11,8 @@ from email.message import Message
 
 import pytest
 from support import DEMO_RESIDENT, ProducerServer, envelope
+from support.bodies import get_all_time_types
 from support.pki import Authority, Issued
-from test_soap_engine import get_all_time_types
 
 HEADER = "X-SSL-Client-Cert"
 PLATFORM = "SE2321000016-A2G2"
