@@ -633,3 +633,70 @@ def test_python_api_with_request_bodies(url: str, conn: psycopg.Connection) -> N
         assert rep.ok and rep.changes() == 0
         assert "\r[" in shown.getvalue() and "100%" in shown.getvalue()
     assert len(slots(conn)) == 3
+
+
+# -- booking rules ----------------------------------------------------------------------------------
+
+
+RULES_SETUP = """\
+units:
+  - hsa_id: SE2321000016-B100
+    name: Mottagningen Regler
+    medical_unit: {hsa_id: SE2321000016-V100, name: Vårdenheten Exempel}
+    publish_to_ei: false
+    consumers:
+      - {hsa_id: SE2321000016-EP01, change_deadline: 0}
+    care_types:
+      - {code: ALLM, name: Allmänmedicin}
+    time_types:
+      - {code: LAK, name: Läkarbesök, duration_minutes: 20, care_type: ALLM, max_active_per_resident: 1,
+         min_lead: 2h, horizon: 90d, change_deadline: 12h, message_allowed: true,
+         purpose: "<article><para>Kom i god tid.</para></article>"}
+      - {code: DIAB, name: Diabetesbesök, duration_minutes: 30, self_booking: false}
+"""
+
+
+def test_booking_rules_are_loaded_and_reloading_changes_nothing(
+    url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "rules.yaml", RULES_SETUP)
+    rep = report(url, path)
+    assert rep["ok"], problems(rep)
+    rules = conn.execute(
+        "SELECT code, self_booking, min_lead, horizon, max_active_per_resident, change_deadline, message_allowed,"
+        " purpose FROM time_type WHERE unit_hsa_id = 'SE2321000016-B100' ORDER BY code"
+    ).fetchall()
+    assert rules == [
+        ("DIAB", False, timedelta(0), None, None, None, None, None),
+        ("LAK", True, timedelta(hours=2), timedelta(days=90), 1, timedelta(hours=12), True,
+         "<article><para>Kom i god tid.</para></article>"),
+    ]  # fmt: skip
+    unit = conn.execute(
+        "SELECT medical_unit_hsa_id, medical_unit_name, publish_to_ei FROM care_unit WHERE hsa_id = 'SE2321000016-B100'"
+    ).fetchone()
+    assert unit == ("SE2321000016-V100", "Vårdenheten Exempel", False)
+    assert conn.execute("SELECT consumer_hsa_id, change_deadline FROM consumer_rule").fetchall() == [
+        ("SE2321000016-EP01", timedelta(0))
+    ]
+    again = report(url, path)
+    assert again["ok"] and changes(again) == {}, changes(again)
+
+
+def test_bad_booking_rules_are_named_by_line_and_field(url: str, tmp_path: Path) -> None:
+    long_name = "L" * 101
+    bad = (
+        "units:\n  - hsa_id: SE2321000016-B200\n    name: Fel\n    time_types:\n"
+        f"      - {{code: LAK, name: {long_name}, duration_minutes: 20}}\n"
+        "      - {code: SSK, name: Sköterska, duration_minutes: 15, min_lead: soon, max_active_per_resident: 0,\n"
+        "         purpose: '<article><table/></article>', self_booking: maybe}\n"
+    )
+    rep = report(url, write(tmp_path, "bad-rules.yaml", bad), expect=1)
+    found = problems(rep)
+    assert any(":5:" in p and "longer than 100 characters" in p for p in found), found
+    for field, words in (
+        ("min_lead", "expected a duration"),
+        ("max_active_per_resident", "between 1 and 1000"),
+        ("purpose", "DocBook element <table> is not allowed"),
+        ("self_booking", "expected true or false"),
+    ):
+        assert any(field in p and words in p for p in found), (field, found)
