@@ -13,6 +13,7 @@ so a unit without such rules is one query, as before.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -155,27 +156,36 @@ def _rows_with_names(
 
 
 def _search(
-    call: Call, conn: psycopg.Connection, names: Names, sql: str, params: dict[str, Any], invited: bool
+    call: Call,
+    conn: psycopg.Connection,
+    names: Names,
+    sql: str,
+    params: dict[str, Any],
+    invited: bool,
+    order: Callable[[tuple[Any, ...]], Any],
 ) -> tuple[list[tuple[Any, ...]], Names]:
-    """Every search of the request (_searches), rows in one list; the names, reloaded if a row needed it."""
+    """Every search of the request (_searches), rows in one list in the query's `order` (each search's
+    rows come in it; several are merged); the names, reloaded if a row needed it."""
     rows: list[tuple[Any, ...]] = []
-    for search in _searches(call, params, names, invited):
+    searches = _searches(call, params, names, invited)
+    for search in searches:
         found, names = _rows_with_names(call, conn, names, sql, search)
         rows.extend(found)
+    if len(searches) > 1:
+        rows.sort(key=order)
     return rows, names
 
 
 def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
     params, booking_id, names = _filters(call, request, conn)
-    rows, names = _search(call, conn, names, FREE_SLOTS_SQL, params, booking_id is not None)
-    rows.sort(key=lambda r: (r[3], r[0]))  # by start, then id, as each search's rows are
+    rows, names = _search(call, conn, names, FREE_SLOTS_SQL, params, booking_id is not None, _slot_order)
     consumer = names.consumer_deadlines.get((call.rules_consumer or "").upper())
     unit, unit_name = call.unit.hsa_id, call.unit.name
     default_deadline = timedelta(seconds=call.unit.change_deadline_seconds)
     slots = []
     for slot_id, start, end, starts_at, performer, resource_id, tt_code, ct_code in rows:
         rules = names.rules.get(tt_code)
-        deadline = consumer or (rules.change_deadline if rules else default_deadline)
+        deadline = consumer if consumer is not None else rules.change_deadline if rules else default_deadline
         changeable = starts_at > call.now + deadline
         slots.append(
             {
@@ -201,6 +211,11 @@ def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connecti
     return {"timeslotDetail": slots}
 
 
+def _slot_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """FREE_SLOTS_SQL's order: start, then id."""
+    return (row[3], row[0])
+
+
 def _date_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """FREE_DATES_SQL's order: day, then performer and resource (absent first), then time type."""
     day, performer, resource_id, tt_code, _ = row
@@ -209,8 +224,7 @@ def _date_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def get_available_dates(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
     params, booking_id, names = _filters(call, request, conn)
-    rows, names = _search(call, conn, names, FREE_DATES_SQL, params, booking_id is not None)
-    rows.sort(key=_date_order)
+    rows, names = _search(call, conn, names, FREE_DATES_SQL, params, booking_id is not None, _date_order)
     unit = call.unit.hsa_id
     return {
         "performerAvailabilityByDate": [

@@ -99,14 +99,17 @@ class Rules(CalendarDb):
         actor = more.pop("actor", as_resident(resident))
         return self.call("CancelBooking", unit, actor, healthcare_facility=unit, bookingId=booking_id, **more)
 
-    def details(self, resident: str, unit: str, booking_id: str) -> Any:
-        response = self.call("GetBookingDetails", unit, as_resident(resident), healthcare_facility=unit,
+    def details(self, resident: str, unit: str, booking_id: str, consumer: str = P1177) -> Any:
+        response = self.call("GetBookingDetails", unit, as_resident(resident), consumer, healthcare_facility=unit,
                              bookingId=booking_id)  # fmt: skip
         return response.timeslotDetail
 
-    def offered(self, resident: str, unit: str, first: date, last: date, **filters: Any) -> list[Any]:
+    def offered(
+        self, resident: str, unit: str, first: date, last: date, consumer: str = P1177, **filters: Any
+    ) -> list[Any]:
         response = self.call(
-            "GetAvailableTimeslots", unit, as_resident(resident), healthcare_facility=unit, subject_of_care=resident,
+            "GetAvailableTimeslots", unit, as_resident(resident), consumer, healthcare_facility=unit,
+            subject_of_care=resident,
             startDateInclusive=f"{first:%Y%m%d}", endDateInclusive=f"{last:%Y%m%d}", **filters,
         )  # fmt: skip
         return list(response.timeslotDetail or [])
@@ -296,15 +299,21 @@ def test_change_deadline_and_messages_per_time_type(rules: Rules) -> None:
 
 
 def test_a_consumer_may_cancel_until_the_start(rules: Rules) -> None:
-    """Egen provhantering (a consumer rule at R100) cancels an hour before the start; 1177 may not."""
+    """Egen provhantering (a consumer rule at R100) cancels an hour before the start; 1177 may not;
+    each is told so in the flags of the free slots and of the booking."""
     resident = new_resident()
     first, second = rules.slot_in(R100, "NARA", timedelta(hours=1)), rules.slot_in(R100, "NARA", timedelta(hours=1))
+    day = first.starts_at.date()
+    for consumer, allowed in ((P1177, False), (EP, True)):
+        [free] = [s for s in rules.offered(resident, R100, day, day, consumer) if s.bookingId == first.ref]
+        assert (free.cancel_booking_allowed, free.rebooking_allowed) == (allowed, allowed), consumer
     for_1177 = rules.make_booking(resident, first, consumer=P1177)
     by_ep = rules.make_booking(new_resident(), second, consumer=EP)
     assert for_1177.resultCode == by_ep.resultCode == "OK"
     before = rules.fingerprint()
     rules.refused(rules.cancel(resident, R100, for_1177.bookingId), texts.TOO_LATE_TO_CANCEL, before)
     ep_resident = rules.one("SELECT subject_of_care FROM booking WHERE booking_id = %s", by_ep.bookingId)
+    assert rules.details(ep_resident["subject_of_care"], R100, by_ep.bookingId, EP).cancel_booking_allowed is True
     response = rules.cancel(ep_resident["subject_of_care"], R100, by_ep.bookingId, consumer=EP)
     assert response.resultCode == "OK", response.resultText
 
