@@ -117,6 +117,11 @@ def _contact(contact: ContactColumns | None) -> dict[str, str | None]:
     return values
 
 
+def _changeable(conn: psycopg.Connection, actor: Actor, view: BookingView, now: datetime) -> bool:
+    """Before the change deadline: the calling consumer's own at the unit, else the time type's or unit's."""
+    return view.changeable(now, rules.consumer_deadline(conn, view.unit_hsa_id, actor.consumer))
+
+
 def _with_overrides(details: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """The rules staff passed by, named in the history row (producer.calendar.rules)."""
     return {**details, "overrides": overrides} if overrides else details
@@ -254,8 +259,7 @@ def rebook(
         raise Refusal("booking_id", texts.OPEN_INVITATION_REBOOK, staff)
     if view.is_invitation and view.valid_until is not None and view.valid_until <= now:
         raise Refusal("booking_id", texts.INVITATION_EXPIRED, f"invitation {view.booking_id} is no longer valid")
-    deadline = rules.consumer_deadline(conn, view.unit_hsa_id, actor.consumer)
-    if actor.channel.deadline_binds and not view.changeable(now, deadline):
+    if actor.channel.deadline_binds and not _changeable(conn, actor, view, now):
         raise Refusal("booking_id", texts.TOO_LATE_TO_REBOOK, f"{view.booking_id} is past the change deadline")
     if slot.time_type_code != view.time_type_code:
         raise Refusal(
@@ -333,8 +337,7 @@ def cancel(
     if view.kind == "open_invitation" and not actor.channel.moves_open_invitations:
         # seed 001 §5.14.2: a resident can only book an open invitation (GetBookingDetails says so)
         raise Refusal("booking_id", texts.OPEN_INVITATION_CANCEL, f"{view.booking_id} is an open invitation")
-    deadline = rules.consumer_deadline(conn, view.unit_hsa_id, actor.consumer)
-    if actor.channel.deadline_binds and not view.changeable(now, deadline):
+    if actor.channel.deadline_binds and not _changeable(conn, actor, view, now):
         raise Refusal("booking_id", texts.TOO_LATE_TO_CANCEL, f"{view.booking_id} is past the change deadline")
     rules.check_texts(message=message)
     slots.release(conn, view.pk)
