@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from producer.platform import settings_source
@@ -65,6 +66,7 @@ class Settings:
     consumers: Consumers = field(default_factory=Consumers, compare=False)
     log_format: str = "text"
     log_level: str = "INFO"
+    demo_date: date | None = None  # TIDBOK_DEMO_DATE: the demo is anchored at that date's Monday (None: this week's)
 
     @property
     def transport(self) -> str:
@@ -107,6 +109,7 @@ class Settings:
             consumers=Consumers.from_source(source),
             log_format=_choice(source, "TIDBOK_LOG_FORMAT", "text", LOG_FORMATS),
             log_level=_choice(source, "TIDBOK_LOG_LEVEL", "INFO", LOG_LEVELS),
+            demo_date=source.date("TIDBOK_DEMO_DATE"),
         )
         _check_transport(settings, source)
         return settings
