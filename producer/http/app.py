@@ -41,8 +41,10 @@ from producer.soap.envelope import (
     fault_envelope,
     refusal_fault,
     server_fault,
+    wrong_namespace,
 )
 from producer.soap.pipeline import Pipeline
+from producer.soap.scheduling import REGISTRY_NS
 from producer.soap.wsdl import ContractFiles, endpoint_name
 from producer.sweden.identifiers import is_valid_hsa_id
 
@@ -221,6 +223,9 @@ class Producer:
 
         def addressed(parsed: Envelope) -> None:  # the headers, between the root check and the validation
             if not parsed.logical_address:
+                if parsed.misplaced_logical_address is not None:
+                    sent = parsed.misplaced_logical_address
+                    raise client_fault(f"The header {wrong_namespace('LogicalAddress', sent, REGISTRY_NS)}")
                 raise client_fault("The LogicalAddress header (urn:riv:itintegration:registry:1) is missing or empty")
             if caller is not None:
                 refusal = self.settings.consumers.refusal(caller, name, parsed.logical_address)
