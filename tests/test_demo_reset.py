@@ -188,3 +188,8 @@ def test_tidbok_demo_honours_tidbok_demo_date(pg_admin_url: str) -> None:
     assert first.date() == monday(later)
     again = tidbok(url, "demo", env={"TIDBOK_DEMO_DATE": "2027-02-30"})
     assert again.returncode == 2 and "TIDBOK_DEMO_DATE" in again.stderr, again
+    past = (monday(today()) - timedelta(days=7)).isoformat()
+    ok(tidbok(url, "demo", env={"TIDBOK_DEMO_DATE": past}))  # nothing to load: the calendar is not empty
+    empty = fresh_database(pg_admin_url, "tidbok_test_demopast")
+    refused = tidbok(empty, "demo", env={"TIDBOK_DEMO_DATE": past})
+    assert refused.returncode == 2 and "TIDBOK_DEMO_DATE" in refused.stderr and "this week" in refused.stderr

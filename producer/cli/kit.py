@@ -1,6 +1,6 @@
-"""`tidbok demo`: the integration testers' commands.
+"""`tidbok demo` and `tidbok fixtures replay`: the integration testers' commands.
 
-Exit status: 0 done, 1 refused, 2 usage.
+Exit status: 0 done (replay: every request got what was expected), 1 refused or not as expected, 2 usage.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from datetime import date, datetime
+from pathlib import Path
 
 import psycopg
 
@@ -16,6 +17,8 @@ from producer.cli import demo
 from producer.platform.database import migrate
 from producer.platform.settings import ConfigError, Settings
 from producer.sweden.wall_time import STOCKHOLM
+from producer.testkit import replay
+from producer.testkit.facts import DemoFacts
 
 log = logging.getLogger("tidbok")
 
@@ -67,12 +70,17 @@ def demo_main(argv: list[str], url: str) -> int:
         return 2
     monday = demo_week(settings, args.date)
     problem = demo.week_problem(monday, _today())
-    if problem:
-        print(f"tidbok demo: {problem}", file=sys.stderr)
+    if problem and args.action == "reset":
+        print(f"tidbok demo reset: {problem}", file=sys.stderr)
         return 2
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     migrate(url)  # a fresh database gets its schema first: nothing to load into otherwise
     if args.action != "reset":
-        load_into_empty(url, monday, settings.booking_id_policy)
+        try:
+            load_into_empty(url, monday, settings.booking_id_policy)
+        except ValueError as refused:
+            print(f"tidbok demo: TIDBOK_DEMO_DATE: {refused}", file=sys.stderr)
+            return 2
         return 0
     with psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC") as conn:
         try:
@@ -99,9 +107,68 @@ def demo_main(argv: list[str], url: str) -> int:
 
 def load_into_empty(url: str, monday: date, policy: str) -> None:
     """What `make run` does: the demo into an empty calendar, anchored at `monday`; a calendar with
-    care units is left as it is."""
+    care units is left as it is. Raises ValueError (nothing loaded) for a week that cannot be the
+    demo's (demo.week_problem), but only when there is something to load."""
     with psycopg.connect(url, options="-c TimeZone=UTC") as conn:
+        empty = not conn.execute("SELECT EXISTS (SELECT 1 FROM care_unit)").fetchone()[0]
+        problem = demo.week_problem(monday, _today())
+        if empty and problem:
+            raise ValueError(problem)
         if demo.load_demo(conn, monday, policy):
             log.info("demo data loaded: the week of Monday %s, slots for %d weeks", monday, demo.WEEKS)
         else:
             log.info("the calendar already has care units; demo data not loaded (`tidbok demo reset` reloads it)")
+
+
+# -- tidbok fixtures ---------------------------------------------------------------------------------
+
+
+def fixtures_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tidbok fixtures",
+        description="Replay recorded crm:scheduling 1.1 SOAP requests against a producer and compare the answers.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    run = sub.add_parser(
+        "replay",
+        help="send every request envelope found in DIR",
+        description=replay.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("directory", type=Path, metavar="DIR")
+    run.add_argument("--url", required=True, help="the producer's base URL, e.g. http://127.0.0.1:8080")
+    run.add_argument("--vars", type=Path, metavar="FILE", help="values of ${...} placeholders (TOML)")
+    run.add_argument("--rules", type=Path, metavar="FILE", help="what may differ, what to expect (TOML)")
+    run.add_argument("--mask", action="store_true", help="mask personnummer in what is printed")
+    run.add_argument("--date", type=_date, help="a date in the producer's demo week (default as `tidbok demo`)")
+    run.add_argument("-v", "--verbose", action="store_true", help="also print each substitution made")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        options = replay.Options.read(
+            args.vars, args.rules, demo_week(settings, args.date), mask=args.mask, verbose=args.verbose, facts=facts()
+        )
+    except (ConfigError, replay.KitFileError) as exc:
+        print(f"tidbok fixtures replay: {exc}", file=sys.stderr)
+        return 2
+    if not args.directory.is_dir():
+        print(f"tidbok fixtures replay: {args.directory} is not a folder", file=sys.stderr)
+        return 2
+    return replay.run(args.directory, args.url, options, sys.stdout)
+
+
+def facts() -> DemoFacts:
+    """The demo's values as the kit needs them (the kit never imports the demo's module)."""
+    return DemoFacts(
+        units=tuple(hsa_id for hsa_id, *_ in demo.UNITS),
+        resident=demo.TOLVAN,
+        first_name=demo.TOLVAN_NAMES[0],
+        last_name=demo.TOLVAN_NAMES[1],
+        booking=demo.BOOKING_ID,
+        booking_time_type="LAK",
+        timed_invitation=demo.TIMED_INVITATION_ID,
+        timed_invitation_unit=demo.A200,
+        open_invitation=demo.OPEN_INVITATION_ID,
+        open_invitation_unit=demo.A100,
+        open_invitation_time_type="PROV",
+    )

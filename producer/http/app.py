@@ -47,6 +47,7 @@ from producer.soap.pipeline import Pipeline
 from producer.soap.scheduling import REGISTRY_NS
 from producer.soap.wsdl import ContractFiles, endpoint_name
 from producer.sweden.identifiers import is_valid_hsa_id
+from producer.testkit.record import Recorder
 
 log = logging.getLogger("tidbok.soap")
 UNAVAILABLE = "The service is temporarily unavailable (database); try again later"
@@ -94,6 +95,10 @@ class Producer:
         self._pool: ConnectionPool | None = None
         self.units = UnitCache()
         self.database = Breaker(BREAKER_PAUSE_SECONDS)
+        # integration testers' recording (TIDBOK_RECORD_DIR); None: one `if` per call is all it costs
+        self.recorder = (
+            Recorder(settings.record_dir, settings.record_mask, settings.demo_date) if settings.record_dir else None
+        )
 
     @property
     def pool(self) -> ConnectionPool:
@@ -157,6 +162,8 @@ class Producer:
         started = perf_counter()
         traced = tracing.correlation_id.set(tracing.safe(environ.get("HTTP_X_SKLTP_CORRELATION_ID", "")) or "-")
         outcome, fault_code = "ok", None
+        body = b""
+        status = "200 OK"
         try:
             caller = self._caller(name, environ)
             tracing.consumer.set(caller or "-")
@@ -169,13 +176,15 @@ class Producer:
                 log.warning("refused %s: %s", name, fault.message)
             else:
                 log.info("fault %s %s: %s", name, fault.code, fault.message)
-            return _fault(start_response, fault)
+            status, response = "500 Internal Server Error", fault_envelope(fault)
         finally:
             metrics.observe(name, outcome, perf_counter() - started, fault_code)
             metrics.observe_pool(self._pool)
             tracing.consumer.set("-")
             tracing.correlation_id.reset(traced)
-        return _respond(start_response, "200 OK", CONTENT_TYPE, response)
+        if self.recorder is not None and body:
+            self.recorder.record(name, body, response)
+        return _respond(start_response, status, CONTENT_TYPE, response)
 
     def _caller(self, name: str, environ: dict[str, Any]) -> str | None:
         """The consumer's HSA-id, refused here when it may not call this contract at all (the care

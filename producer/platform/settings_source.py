@@ -43,6 +43,7 @@ FILE_KEYS: dict[str, dict[str, str]] = {
     "proxy": {"client_cert_header": "TIDBOK_PROXY_CERT_HEADER", "trusted": "TIDBOK_TRUSTED_PROXIES"},
     "logging": {"format": "TIDBOK_LOG_FORMAT", "level": "TIDBOK_LOG_LEVEL"},
     "demo": {"date": "TIDBOK_DEMO_DATE"},
+    "record": {"dir": "TIDBOK_RECORD_DIR", "mask": "TIDBOK_RECORD_MASK"},
     "ei": {
         "update_url": "TIDBOK_EI_UPDATE_URL",
         "logical_address": "TIDBOK_EI_LOGICAL_ADDRESS",
@@ -109,6 +110,17 @@ class Source:
         if value < minimum:
             raise ConfigError(f"{self.label(name)} must be at least {minimum}, got {value}")
         return value
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        """A yes/no setting: true/false, yes/no, on/off or 1/0 (unset or empty: the default)."""
+        raw = (self.get(name) or "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("true", "yes", "on", "1"):
+            return True
+        if raw in ("false", "no", "off", "0"):
+            return False
+        raise ConfigError(f"{self.label(name)} must be true or false, got {raw!r}")
 
     def date(self, name: str) -> date | None:
         """A calendar date written YYYY-MM-DD (unset or empty: None)."""
