@@ -1,4 +1,4 @@
-"""`tidbok demo` and `tidbok fixtures replay`: the integration testers' commands.
+"""`tidbok demo`, `tidbok fixtures replay` and `tidbok collection`: the integration testers' commands.
 
 Exit status: 0 done (replay: every request got what was expected), 1 refused or not as expected, 2 usage.
 """
@@ -17,7 +17,7 @@ from producer.cli import demo
 from producer.platform.database import migrate
 from producer.platform.settings import ConfigError, Settings
 from producer.sweden.wall_time import STOCKHOLM
-from producer.testkit import replay
+from producer.testkit import collection, replay
 from producer.testkit.facts import DemoFacts
 
 log = logging.getLogger("tidbok")
@@ -120,7 +120,7 @@ def load_into_empty(url: str, monday: date, policy: str) -> None:
             log.info("the calendar already has care units; demo data not loaded (`tidbok demo reset` reloads it)")
 
 
-# -- tidbok fixtures ---------------------------------------------------------------------------------
+# -- tidbok fixtures / collection ---------------------------------------------------------------------
 
 
 def fixtures_main(argv: list[str]) -> int:
@@ -155,6 +155,22 @@ def fixtures_main(argv: list[str]) -> int:
         print(f"tidbok fixtures replay: {args.directory} is not a folder", file=sys.stderr)
         return 2
     return replay.run(args.directory, args.url, options, sys.stdout)
+
+
+def collection_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tidbok collection",
+        description="Write a Postman (v2.1) collection or a SoapUI 5 project of all eleven operations, with the "
+        "demo's values and the 1177 flows chained through variables.",
+    )
+    parser.add_argument("--format", choices=("postman", "soapui"), required=True)
+    parser.add_argument("out", type=Path, metavar="OUT", help="the file to write")
+    parser.add_argument("--base-url", default=collection.BASE_URL, help="the baseUrl variable's default value")
+    args = parser.parse_args(argv)
+    text = collection.write(args.format, facts(), args.base_url)
+    args.out.write_text(text, encoding="utf-8")
+    print(f"{args.format} collection written to {args.out}")
+    return 0
 
 
 def facts() -> DemoFacts:

@@ -158,6 +158,7 @@ COMMANDS = {
     "load": "load units, schedules and slots from files (tidbok load --help)",
     "staff": "invitations and bookings on a resident's behalf (tidbok staff --help)",
     "fixtures": "replay DIR --url URL: send recorded SOAP requests, compare the answers (tidbok fixtures --help)",
+    "collection": "--format postman|soapui OUT: the demo's flows for Postman/newman or SoapUI",
 }
 # Commands with their own arguments, handled by the function named (module:function): f(argv, database_url) -> int.
 DELEGATED = {
@@ -166,7 +167,7 @@ DELEGATED = {
     "demo": "producer.cli.kit:demo_main",
 }
 # ...and those that need no database: f(argv) -> int.
-WITHOUT_DATABASE = {"fixtures": "producer.cli.kit:fixtures_main"}
+WITHOUT_DATABASE = {"fixtures": "producer.cli.kit:fixtures_main", "collection": "producer.cli.kit:collection_main"}
 
 
 def _handler(target: str) -> Callable[..., int]:
