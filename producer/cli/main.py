@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import sys
-from datetime import datetime
+from collections.abc import Callable
 
 from producer.platform import logs
 from producer.platform.settings import ConfigError, Settings
@@ -32,17 +32,13 @@ def cmd_migrate(settings: Settings, url: str) -> None:
 
 
 def cmd_demo(settings: Settings, url: str) -> None:
-    import psycopg
+    """`make run`: the demo into an empty calendar, anchored at TIDBOK_DEMO_DATE's week (default this week)."""
+    from producer.cli import kit
 
-    from producer.cli.demo import load_demo
-    from producer.sweden.wall_time import STOCKHOLM
-
-    with psycopg.connect(url, options="-c TimeZone=UTC") as conn:
-        today = datetime.now(STOCKHOLM).date()
-        if load_demo(conn, today, settings.booking_id_policy):
-            log.info("demo data loaded (90 days of slots from %s)", today)
-        else:
-            log.info("the calendar already has care units; demo data not loaded")
+    try:
+        kit.load_into_empty(url, kit.demo_week(settings), settings.booking_id_policy)
+    except ValueError as refused:
+        raise ConfigError(f"TIDBOK_DEMO_DATE: {refused}") from None
 
 
 def cmd_serve(settings: Settings, url: str) -> None:
@@ -154,27 +150,42 @@ def cmd_run(settings: Settings, url: str) -> None:
 COMMANDS = {
     "run": "migrate, demo data (empty calendar), EI stub (no EI configured), a publisher, serve",
     "migrate": "bring the database schema up to date",
-    "demo": "load the demo data into an empty calendar",
+    "demo": "load the demo data into an empty calendar; demo reset [--date D] [--force] (tidbok demo --help)",
     "serve": "serve the SOAP endpoints",
     "publish": "publish the EI outbox (TIDBOK_EI_UPDATE_URL) until stopped",
     "sweep": "queue EI removals of passed bookings and expired invitations now",
     "outbox": "outbox status | parked | retry [ROW_ID ...] | resync UNIT_HSA_ID",
     "load": "load units, schedules and slots from files (tidbok load --help)",
     "staff": "invitations and bookings on a resident's behalf (tidbok staff --help)",
+    "fixtures": "replay DIR --url URL: send recorded SOAP requests, compare the answers (tidbok fixtures --help)",
+    "collection": "--format postman|soapui OUT: the demo's flows for Postman/newman or SoapUI",
 }
-# Commands with their own arguments, handled by the module named: main(argv, database_url) -> int.
-DELEGATED = {"load": "producer.loading.cli", "staff": "producer.staff.cli"}
+# Commands with their own arguments, handled by the function named (module:function): f(argv, database_url) -> int.
+DELEGATED = {
+    "load": "producer.loading.cli:main",
+    "staff": "producer.staff.cli:main",
+    "demo": "producer.cli.kit:demo_main",
+}
+# ...and those that need no database: f(argv) -> int.
+WITHOUT_DATABASE = {"fixtures": "producer.cli.kit:fixtures_main", "collection": "producer.cli.kit:collection_main"}
+
+
+def _handler(target: str) -> Callable[..., int]:
+    import importlib
+
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _delegate(command: str, argv: list[str]) -> int:
-    import importlib
-
+    if command in WITHOUT_DATABASE:
+        return _handler(WITHOUT_DATABASE[command])(argv)
     if {"-h", "--help"} & set(argv):  # help needs no database (and must not start one)
-        return importlib.import_module(DELEGATED[command]).main(argv, "")
+        return _handler(DELEGATED[command])(argv, "")
     try:
         settings = Settings.from_env()
         url, _server = _database(settings)
-        return importlib.import_module(DELEGATED[command]).main(argv, url)
+        return _handler(DELEGATED[command])(argv, url)
     except ConfigError as exc:
         print(f"tidbok: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -182,16 +193,17 @@ def _delegate(command: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in DELEGATED:
+    if argv and (argv[0] in DELEGATED or argv[0] in WITHOUT_DATABASE):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         return _delegate(argv[0], argv[1:])
     parser = argparse.ArgumentParser(
         prog="tidbok",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items()),
+        epilog="\n".join(f"  {name:<10} {text}" for name, text in COMMANDS.items()),
     )
-    parser.add_argument("command", choices=tuple(c for c in COMMANDS if c not in DELEGATED), metavar="command")
+    own = tuple(c for c in COMMANDS if c not in DELEGATED and c not in WITHOUT_DATABASE)
+    parser.add_argument("command", choices=own, metavar="command")
     parser.add_argument("arguments", nargs="*", help="for outbox: the action and its arguments")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -206,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         url, _server = _database(settings)
         if args.command in ("run", "migrate"):
             cmd_migrate(settings, url)
-        if args.command in ("run", "demo"):
+        if args.command == "run":
             cmd_demo(settings, url)
         if args.command == "outbox":
             return cmd_outbox(url, args.arguments[0], args.arguments[1:])

@@ -41,10 +41,13 @@ from producer.soap.envelope import (
     fault_envelope,
     refusal_fault,
     server_fault,
+    wrong_namespace,
 )
 from producer.soap.pipeline import Pipeline
+from producer.soap.scheduling import REGISTRY_NS
 from producer.soap.wsdl import ContractFiles, endpoint_name
 from producer.sweden.identifiers import is_valid_hsa_id
+from producer.testkit.record import Recorder
 
 log = logging.getLogger("tidbok.soap")
 UNAVAILABLE = "The service is temporarily unavailable (database); try again later"
@@ -92,6 +95,10 @@ class Producer:
         self._pool: ConnectionPool | None = None
         self.units = UnitCache()
         self.database = Breaker(BREAKER_PAUSE_SECONDS)
+        # integration testers' recording (TIDBOK_RECORD_DIR); None: one `if` per call is all it costs
+        self.recorder = (
+            Recorder(settings.record_dir, settings.record_mask, settings.demo_date) if settings.record_dir else None
+        )
 
     @property
     def pool(self) -> ConnectionPool:
@@ -158,6 +165,8 @@ class Producer:
         id_token, context_token = tracing.request_id.set(request_id), tracing.context_id.set(context_id or "-")
         echo = tracing.echo(request_id, context_id)
         outcome, fault_code = "ok", None
+        body = b""
+        status = "200 OK"
         try:
             caller = self._caller(name, environ)
             tracing.consumer.set(caller or "-")
@@ -170,7 +179,7 @@ class Producer:
                 log.warning("refused %s: %s", name, fault.message)
             else:
                 log.info("fault %s %s: %s", name, fault.code, fault.message)
-            return _fault(start_response, fault, echo)
+            status, response = "500 Internal Server Error", fault_envelope(fault)
         finally:
             metrics.observe(name, outcome, perf_counter() - started, fault_code)
             metrics.observe_pool(self._pool)
@@ -178,7 +187,9 @@ class Producer:
             tracing.correlation_id.reset(traced)
             tracing.request_id.reset(id_token)
             tracing.context_id.reset(context_token)
-        return _respond(start_response, "200 OK", CONTENT_TYPE, response, echo)
+        if self.recorder is not None and body:
+            self.recorder.record(name, body, response)
+        return _respond(start_response, status, CONTENT_TYPE, response, echo)
 
     def _caller(self, name: str, environ: dict[str, Any]) -> str | None:
         """The consumer's HSA-id, refused here when it may not call this contract at all (the care
@@ -226,6 +237,9 @@ class Producer:
 
         def addressed(parsed: Envelope) -> None:  # the headers, between the root check and the validation
             if not parsed.logical_address:
+                if parsed.misplaced_logical_address is not None:
+                    sent = parsed.misplaced_logical_address
+                    raise client_fault(f"The header {wrong_namespace('LogicalAddress', sent, REGISTRY_NS)}")
                 raise client_fault("The LogicalAddress header (urn:riv:itintegration:registry:1) is missing or empty")
             if caller is not None:
                 refusal = self.settings.consumers.refusal(caller, name, parsed.logical_address)

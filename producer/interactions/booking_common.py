@@ -52,10 +52,10 @@ def resident_of(call: Call, timeslot: Decoded) -> str:
     resident = timeslot.get("subject_of_care") or call.resident_actor
     if not resident:
         raise Refusal("subject_of_care", texts.MISSING_RESIDENT)
-    if call.resident_actor is not None and resident != call.resident_actor:
-        raise Refusal("subject_of_care", texts.OTHER_RESIDENT)
     if check_subject_of_care_id(resident):
         raise Refusal("subject_of_care", texts.INVALID_RESIDENT)
+    if call.resident_actor is not None and resident != call.resident_actor:
+        raise Refusal("subject_of_care", texts.OTHER_RESIDENT)
     return resident
 
 

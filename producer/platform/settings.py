@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from producer.platform import settings_source
@@ -77,6 +78,9 @@ class Settings:
     consumers: Consumers = field(default_factory=Consumers, compare=False)
     log_format: str = "text"
     log_level: str = "INFO"
+    demo_date: date | None = None  # TIDBOK_DEMO_DATE: the demo is anchored at that date's Monday (None: this week's)
+    record_dir: Path | None = None  # TIDBOK_RECORD_DIR: write each SOAP request and response there (producer.testkit)
+    record_mask: bool = False  # TIDBOK_RECORD_MASK: personnummer masked in what is recorded
 
     @property
     def transport(self) -> str:
@@ -97,6 +101,7 @@ class Settings:
             raise ConfigError(
                 f"{source.label('TIDBOK_MAX_SEARCH_DAYS')} must be at least 62 (1177 searches 62-day windows)"
             )
+        record_dir = (source.get("TIDBOK_RECORD_DIR") or "").strip()
         settings = cls(
             database_url=source.get("DATABASE_URL") or None,
             host=source.get("TIDBOK_HOST") or "127.0.0.1",
@@ -120,6 +125,9 @@ class Settings:
             consumers=Consumers.from_source(source),
             log_format=_choice(source, "TIDBOK_LOG_FORMAT", "text", LOG_FORMATS),
             log_level=_choice(source, "TIDBOK_LOG_LEVEL", "INFO", LOG_LEVELS),
+            demo_date=source.date("TIDBOK_DEMO_DATE"),
+            record_dir=Path(record_dir) if record_dir else None,
+            record_mask=source.boolean("TIDBOK_RECORD_MASK"),
         )
         _check_transport(settings, source)
         return settings

@@ -8,9 +8,11 @@ the environment set it, `[section] key in <file>` when the file did.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ FILE_KEYS: dict[str, dict[str, str]] = {
     "tls": {"cert": "TIDBOK_TLS_CERT", "key": "TIDBOK_TLS_KEY", "ca": "TIDBOK_TLS_CA"},
     "proxy": {"client_cert_header": "TIDBOK_PROXY_CERT_HEADER", "trusted": "TIDBOK_TRUSTED_PROXIES"},
     "logging": {"format": "TIDBOK_LOG_FORMAT", "level": "TIDBOK_LOG_LEVEL"},
+    "demo": {"date": "TIDBOK_DEMO_DATE"},
+    "record": {"dir": "TIDBOK_RECORD_DIR", "mask": "TIDBOK_RECORD_MASK"},
     "ei": {
         "update_url": "TIDBOK_EI_UPDATE_URL",
         "logical_address": "TIDBOK_EI_LOGICAL_ADDRESS",
@@ -60,6 +64,7 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "ca_bundle": "TIDBOK_EI_CA_BUNDLE",
     },
 }
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 CONSUMER_KEYS = frozenset({"hsa_id", "contracts", "units"})
 
 
@@ -106,6 +111,29 @@ class Source:
         if value < minimum:
             raise ConfigError(f"{self.label(name)} must be at least {minimum}, got {value}")
         return value
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        """A yes/no setting: true/false, yes/no, on/off or 1/0 (unset or empty: the default)."""
+        raw = (self.get(name) or "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("true", "yes", "on", "1"):
+            return True
+        if raw in ("false", "no", "off", "0"):
+            return False
+        raise ConfigError(f"{self.label(name)} must be true or false, got {raw!r}")
+
+    def date(self, name: str) -> date | None:
+        """A calendar date written YYYY-MM-DD (unset or empty: None)."""
+        raw = (self.get(name) or "").strip()
+        if not raw:
+            return None
+        try:
+            if _ISO_DATE.fullmatch(raw):
+                return date.fromisoformat(raw)
+        except ValueError:
+            pass
+        raise ConfigError(f"{self.label(name)} must be a date written YYYY-MM-DD, got {raw!r}")
 
     def file(self, name: str) -> Path | None:
         """A setting naming a file that must exist (unset or empty: None)."""
@@ -186,6 +214,8 @@ def _text(value: Any, label: str, separator: str) -> str:
     """File values as the environment would spell them; lists become comma-separated."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, date):  # a TOML date (2027-01-04 without quotes)
+        return value.isoformat()
     if isinstance(value, str | int | float):
         return str(value)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):

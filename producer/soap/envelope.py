@@ -60,6 +60,8 @@ class Envelope:
     actor_id: str | None
     actor_type: str | None
     actor_element: etree._Element | None
+    # a LogicalAddress header in another namespace (a hand-written envelope's slip): its namespace, or ""
+    misplaced_logical_address: str | None = None
 
 
 def parse_envelope(data: bytes) -> Envelope:
@@ -92,17 +94,19 @@ def parse_envelope(data: bytes) -> Envelope:
     body_children = [c for c in body if isinstance(c.tag, str)]
     if len(body_children) != 1:
         raise client_fault("The SOAP Body must hold exactly one request element")
-    logical_address = actor_id = actor_type = None
+    logical_address = actor_id = actor_type = misplaced = None
     actor_element = None
     if header is not None:
         for child in header:
             if child.tag == LOGICAL_ADDRESS:
                 logical_address = (child.text or "").strip()
+            elif isinstance(child.tag, str) and etree.QName(child).localname == "LogicalAddress":
+                misplaced = etree.QName(child).namespace or ""
             elif child.tag == ACTOR:
                 actor_element = child
                 actor_id = (child.findtext(f"{{{HEADERS_NS}}}actorId") or "").strip() or None
                 actor_type = (child.findtext(f"{{{HEADERS_NS}}}actorType") or "").strip() or None
-    return Envelope(body_children[0], logical_address, actor_id, actor_type, actor_element)
+    return Envelope(body_children[0], logical_address, actor_id, actor_type, actor_element, misplaced)
 
 
 _PROBLEMS = {
@@ -111,9 +115,27 @@ _PROBLEMS = {
     "SCHEMAV_CVC_ENUMERATION_VALID": "the value is not one of those the contract allows",
     "SCHEMAV_CVC_LENGTH_VALID": "the value has a length the contract does not allow",
     "SCHEMAV_CVC_ELT_1": "this element is not part of the contract",
+    "SCHEMAV_CVC_COMPLEX_TYPE_2_3": "it holds text where the contract allows only elements (stray characters"
+    " between the tags?)",
 }
 _EXPECTED = re.compile(r"Expected is (?:one of )?\((.*)\)")
-_NAMESPACE = re.compile(r"\{[^}]*\}")
+_QNAME = re.compile(r"^\s*(?:\{([^}]*)\})?(.+?)\s*$")
+_OFFENDING = re.compile(r"^Element '(?:\{([^}]*)\})?([^'{}]+)'")
+RIVTA_NAMESPACES = "urn:riv:"  # every RIV-TA contract's namespaces start so: safe to name in a fault
+
+
+def wrong_namespace(local: str, sent: str | None, expected: str) -> str:
+    """`local` is in the wrong namespace, said so that a consumer can fix a hand-written envelope.
+
+    A RIV-TA namespace the request used is named (the usual slip is :1 for :1.1, or the core
+    namespace for the responder's); any other is not, as it came from the request."""
+    if not sent:
+        where = "has no namespace"
+    elif sent.startswith(RIVTA_NAMESPACES) and len(sent) <= 100:
+        where = f"is in namespace {sent}"
+    else:
+        where = "is in a namespace the contract does not use"
+    return f"{local} {where}, but the contract expects it in namespace {expected}"
 
 
 def describe_schema_errors(log: etree._ListErrorLog, subject: str = "The request") -> str:
@@ -121,6 +143,8 @@ def describe_schema_errors(log: etree._ListErrorLog, subject: str = "The request
 
     Nothing is copied from libxml2's message except element names the schema defines: the values
     it quotes could be personnummer, and quoting them safely is not possible (they may hold quotes).
+    An element whose local name the schema expects here, but in another namespace (a hand-written
+    envelope's usual slip), is named with the namespace expected.
     """
     error = log[0] if len(log) else None
     if error is None:
@@ -130,7 +154,14 @@ def describe_schema_errors(log: etree._ListErrorLog, subject: str = "The request
         expected = _EXPECTED.search(error.message)
         problem = "this element is not expected here" if "not expected" in error.message else "an element is missing"
         if expected:
-            names = ", ".join(_NAMESPACE.sub("", name).strip() for name in expected.group(1).split(","))
+            wanted = [match.groups() for name in expected.group(1).split(",") if (match := _QNAME.match(name))]
+            offending = _OFFENDING.match(error.message) if "not expected" in error.message else None
+            if offending:
+                sent_namespace, local = offending.groups()
+                elsewhere = [ns for ns, name in wanted if name == local and ns != sent_namespace]
+                if elsewhere and elsewhere[0]:
+                    problem = wrong_namespace(local, sent_namespace, elsewhere[0])
+            names = ", ".join(name for _ns, name in wanted)
             problem += f" (expected: {names})"
     else:
         problem = _PROBLEMS.get(error.type_name, "it does not match the contract")

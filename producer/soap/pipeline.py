@@ -17,7 +17,14 @@ from lxml import etree
 
 from producer.soap.codec import Decoded, decode
 from producer.soap.contract import Interaction
-from producer.soap.envelope import Envelope, SoapFault, client_fault, describe_schema_errors, parse_envelope
+from producer.soap.envelope import (
+    Envelope,
+    SoapFault,
+    client_fault,
+    describe_schema_errors,
+    parse_envelope,
+    wrong_namespace,
+)
 
 
 class Pipeline:
@@ -43,6 +50,10 @@ class Pipeline:
         other = self.by_request_qname.get(tag)
         if other is not None:
             return f"The request element belongs to {other.name}, but was sent to the {interaction.name} endpoint"
+        expected = etree.QName(interaction.request_qname)
+        sent = etree.QName(tag)
+        if sent.localname == expected.localname:
+            return f"The request element {wrong_namespace(sent.localname, sent.namespace, expected.namespace or '')}"
         return f"The {interaction.name} endpoint expects {interaction.request_qname} in the Body"
 
     # -- the steps --------------------------------------------------------------------------------

@@ -370,10 +370,11 @@ def test_demo_data_is_published_at_start(config: Config, ei: Ei) -> None:
     }
     loaded = config.api.one("SELECT min(created_at) AS at FROM booking WHERE subject_of_care = %s", TOLVAN)["at"]
     today = loaded.astimezone(STOCKHOLM).date()
+    demo_week = today - timedelta(days=today.weekday())  # the demo is anchored at the Monday of its week
     assert in_ei(ei, config, TOLVAN) == {
         config.key(TOLVAN, "booking", A100, ids["booking"]): wire(next_weekday(today, 0, 9)),
         config.key(TOLVAN, "invitation", A200, ids["timed_invitation"]): wire(next_weekday(today, 2, 8, 30)),
-        config.key(TOLVAN, "invitation", A100, ids["open_invitation"]): f"{today:%Y%m%d}000000",
+        config.key(TOLVAN, "invitation", A100, ids["open_invitation"]): f"{demo_week:%Y%m%d}000000",
     }
 
 

@@ -392,6 +392,102 @@ def test_schema_fault_names_the_offending_element(
     assert element in fault.string, f"{fault.string!r} does not say which element is wrong"
 
 
+# Hand-written envelopes: an element in the wrong namespace is named with the namespace expected.
+GATT_11 = "urn:riv:crm:scheduling:GetAllTimeTypesResponder:1.1"
+
+
+@pytest.mark.parametrize(
+    ("body", "sent"),
+    [
+        pytest.param(
+            f'<g:GetAllTimeTypes xmlns:g="{GATT}"><g:healthcare_facility>{UNIT}</g:healthcare_facility>'
+            f"<g:subject_of_care>{DEMO_RESIDENT}</g:subject_of_care></g:GetAllTimeTypes>",
+            f"is in namespace {GATT},",
+            id="responder-1-for-1.1",
+        ),
+        pytest.param(
+            f'<g:GetAllTimeTypes xmlns:g="{GATT}" xmlns:c="{CORE_NS}"><g:healthcare_facility>{UNIT}'
+            f"</g:healthcare_facility><c:subject_of_care>{DEMO_RESIDENT}</c:subject_of_care></g:GetAllTimeTypes>",
+            f"is in namespace {CORE_NS},",
+            id="core-namespace",
+        ),
+        pytest.param(
+            f'<g:GetAllTimeTypes xmlns:g="{GATT}"><g:healthcare_facility>{UNIT}</g:healthcare_facility>'
+            f'<subject_of_care xmlns="">{DEMO_RESIDENT}</subject_of_care></g:GetAllTimeTypes>',
+            "has no namespace,",
+            id="no-namespace",
+        ),
+        pytest.param(
+            f'<g:GetAllTimeTypes xmlns:g="{GATT}"><g:healthcare_facility>{UNIT}</g:healthcare_facility>'
+            f'<o:subject_of_care xmlns:o="http://example.org/19121212-1212">{DEMO_RESIDENT}</o:subject_of_care>'
+            "</g:GetAllTimeTypes>",
+            "is in a namespace the contract does not use,",
+            id="foreign-namespace-not-echoed",
+        ),
+    ],
+)
+def test_an_element_in_the_wrong_namespace_is_named_with_the_namespace_expected(
+    server: ProducerServer, body: str, sent: str
+) -> None:
+    """Before: "subject_of_care: this element is not expected here (expected: …, subject_of_care)"."""
+    fault = assert_fault(post_time_types(server, envelope(UNIT, body)), "Client", ["contract schema"])
+    assert f"GetAllTimeTypes/subject_of_care: subject_of_care {sent}" in fault.string, fault.string
+    assert f"but the contract expects it in namespace {GATT_11}" in fault.string, fault.string
+    assert "example.org" not in fault.string
+
+
+def test_a_nested_element_in_the_wrong_namespace_is_named_with_the_namespace_expected(server: ProducerServer) -> None:
+    """requestedTimeslot's children are in the core namespace, not the responder's."""
+    ns = responder_namespace("MakeBooking")
+    body = make_booking("20300107090000").replace("<c:healthcare_facility>", "<m:healthcare_facility>")
+    body = body.replace("</c:healthcare_facility>", "</m:healthcare_facility>")
+    fault = assert_fault(soap_post(server.base_url, "MakeBooking", envelope(UNIT, body)), "Client", ["schema"])
+    assert (
+        f"requestedTimeslot/healthcare_facility: healthcare_facility is in namespace {ns}, but the contract expects"
+        f" it in namespace {CORE_NS}" in fault.string
+    ), fault.string
+
+
+def test_an_actor_child_in_the_wrong_namespace_is_named_with_the_namespace_expected(server: ProducerServer) -> None:
+    actor = (
+        f'<ih:Actor xmlns:ih="{HEADERS_NS}"><actorId>{DEMO_RESIDENT}</actorId>'
+        "<ih:actorType>subject_of_care</ih:actorType></ih:Actor>"
+    )
+    answer = post_time_types(server, envelope(UNIT, get_all_time_types(), actor=None, extra_headers=[actor]))
+    fault = assert_fault(answer, "Client", ["Actor"])
+    assert f"actorId has no namespace, but the contract expects it in namespace {HEADERS_NS}" in fault.string
+
+
+def test_a_request_element_in_the_wrong_namespace_is_named_with_the_namespace_expected(server: ProducerServer) -> None:
+    body = get_all_time_types().replace(f'xmlns:g="{GATT}"', f'xmlns:g="{GATT_11}"')
+    fault = assert_fault(post_time_types(server, envelope(UNIT, body)), "Client", ["namespace"])
+    assert (
+        f"The request element GetAllTimeTypes is in namespace {GATT_11}, but the contract expects it in namespace"
+        f" {GATT}" in fault.string
+    ), fault.string
+
+
+def test_stray_text_between_elements_is_named(server: ProducerServer) -> None:
+    """A SoapUI export with literal "\\r" after each tag (../shared/recorded-fixtures has one)."""
+    actor = (
+        f'<ih:Actor xmlns:ih="{HEADERS_NS}">\\r<ih:actorId>{DEMO_RESIDENT}</ih:actorId>'
+        "<ih:actorType>subject_of_care</ih:actorType></ih:Actor>"
+    )
+    answer = post_time_types(server, envelope(UNIT, get_all_time_types(), actor=None, extra_headers=[actor]))
+    fault = assert_fault(answer, "Client", ["Actor"])
+    assert "holds text where the contract allows only elements" in fault.string, fault.string
+
+
+def test_a_logical_address_in_the_wrong_namespace_is_named_with_the_namespace_expected(server: ProducerServer) -> None:
+    header = f'<LogicalAddress xmlns="{HEADERS_NS}">{UNIT}</LogicalAddress>'
+    answer = post_time_types(server, envelope(None, get_all_time_types(), extra_headers=[header]))
+    fault = assert_fault(answer, "Client", ["LogicalAddress"])
+    assert (
+        f"LogicalAddress is in namespace {HEADERS_NS}, but the contract expects it in namespace"
+        " urn:riv:itintegration:registry:1" in fault.string
+    ), fault.string
+
+
 @pytest.mark.parametrize("subject_of_care", ["'191212121212'", "x'191212121212"], ids=["quoted", "one-quote"])
 def test_schema_fault_does_not_echo_a_personnummer_containing_quotes(
     server: ProducerServer, subject_of_care: str

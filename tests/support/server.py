@@ -87,8 +87,11 @@ def subprocess_env(overrides: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: Mapping[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``python -m producer <args>``; fails the test with the command's output if it does not succeed."""
+def run_cli(
+    args: list[str], env: Mapping[str, str], timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``python -m producer <args>``; fails the test with the command's output if it does not succeed
+    (``check=False``: returns whatever it did, for tests of refusals and exit codes)."""
     command = [PYTHON, "-m", "producer", *args]
     try:
         result = subprocess.run(
@@ -99,7 +102,7 @@ def run_cli(args: list[str], env: Mapping[str, str], timeout: float = 300) -> su
             f"python {' '.join(command[1:])} timed out after {timeout}s\nstdout:\n{exc.stdout}\nstderr:\n{exc.stderr}",
             pytrace=False,
         )
-    if result.returncode != 0:
+    if check and result.returncode != 0:
         pytest.fail(
             f"python {' '.join(command[1:])} exited with {result.returncode}\n"
             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}",
