@@ -17,6 +17,13 @@ def main() -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
+    from producer.http.serving import port_problem
+
+    problem = port_problem(settings.host, settings.port)  # granian would share a port in use (SO_REUSEPORT)
+    if problem is not None:
+        print(f"engagement_index.stub: configuration error: {problem} (TIDBOK_EI_STUB_PORT)", file=sys.stderr)
+        return 2
+
     print(
         f"EI stub (HSA-id {settings.hsa_id}) on http://{settings.host}:{settings.port}/"
         "{Update,FindContent}/1/rivtabp21, control at /_stub/control",

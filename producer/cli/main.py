@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 from datetime import datetime
 
+from producer.cli import preflight
 from producer.platform import logs
 from producer.platform.settings import ConfigError, Settings
 
@@ -46,19 +46,17 @@ def cmd_demo(settings: Settings, url: str) -> None:
 
 
 def cmd_serve(settings: Settings, url: str) -> None:
-    from producer.admin_api.auth import Tokens
     from producer.http.serving import serve
 
-    Tokens.parse(settings.admin_tokens)  # a bad token setting stops here, naming it, not in every worker
     serve(settings, url)
 
 
-def cmd_publish(settings: Settings, url: str) -> None:
+def cmd_publish(settings: Settings, url: str, sweeping: bool = True) -> None:
     """Publish the outbox to EI until SIGTERM/SIGINT, finishing the batches in hand.
 
     TIDBOK_EI_PUBLISHER_THREADS loops run side by side (default 2): one builds and sends a batch
     while another waits for EI's answer. They coordinate through the database like separate
-    processes do."""
+    processes do. The first also sweeps, unless a `tidbok sweep --loop` does (`sweeping` False)."""
     import signal
     import threading
 
@@ -70,8 +68,7 @@ def cmd_publish(settings: Settings, url: str) -> None:
     from engagement_index.sweeper import sweep
 
     ei = EiSettings.from_env()
-    if not ei.update_url:
-        raise ConfigError("TIDBOK_EI_UPDATE_URL is not set: where is EI's Update endpoint?")
+    assert ei.update_url is not None  # preflight refused a publisher without one
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -89,7 +86,7 @@ def cmd_publish(settings: Settings, url: str) -> None:
     threads = [
         threading.Thread(
             target=run,
-            args=(connect, ei, UpdateClient(ei, ei.update_url).update, stop, sweep if n == 0 else None),
+            args=(connect, ei, UpdateClient(ei, ei.update_url).update, stop, sweep if n == 0 and sweeping else None),
             name=f"publisher-{n}",
         )
         for n in range(ei.publisher_threads)
@@ -102,10 +99,44 @@ def cmd_publish(settings: Settings, url: str) -> None:
     log.info("publisher stopped")
 
 
+def cmd_sweep(settings: Settings, url: str, ei: object, loop: bool) -> None:
+    """Sweep once, or every TIDBOK_EI_SWEEP_SECONDS until SIGTERM/SIGINT (`loop`)."""
+    import signal
+    import threading
+
+    import psycopg
+
+    from engagement_index.config import EiSettings
+    from engagement_index.sweeper import sweep
+
+    def once() -> int:
+        with psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC") as conn:
+            return sweep(conn)
+
+    if not loop:
+        print(f"{once()} removal(s) queued")
+        return
+    assert isinstance(ei, EiSettings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("sweeping passed and expired EI posts every %d s", ei.sweep_seconds)
+    while not stop.is_set():
+        try:
+            swept = once()
+            if swept:
+                log.info("sweeper queued %d removal(s) of passed or expired posts", swept)
+        except psycopg.OperationalError as exc:
+            log.warning("database unavailable (%s); sweeping again later", exc)
+        stop.wait(ei.sweep_seconds)
+    log.info("sweeper stopped")
+
+
 PARKED_SHOWN = 50
 
 
 def cmd_outbox(url: str, action: str, arguments: list[str]) -> int:
+    """The outbox's administration (engagement_index.admin)."""
     import psycopg
 
     from engagement_index import admin
@@ -125,23 +156,18 @@ def cmd_outbox(url: str, action: str, arguments: list[str]) -> int:
                 return 2
             print(f"{admin.retry_parked(conn, [int(a) for a in arguments] or None)} parked row(s) queued again")
         elif action == "resync":
-            if len(arguments) != 1:
-                print("tidbok outbox resync: name one care unit's HSA-id", file=sys.stderr)
-                return 2
             print(f"{admin.resync(conn, arguments[0])} post(s) of {arguments[0].upper()} queued for EI")
     return 0
 
 
-def cmd_run(settings: Settings, url: str) -> None:
+def cmd_run(settings: Settings, url: str, checked: preflight.Checked) -> None:
     """What `make run` does: the EI stub (when no EI is configured), a publisher, and the server."""
-    from engagement_index.config import EiSettings
     from producer.cli.supervisor import Children
 
-    ei = EiSettings.from_env()
     env = {"DATABASE_URL": url}
     with Children() as children:
-        if not ei.update_url:
-            port = os.environ.get("TIDBOK_EI_STUB_PORT", "8081")
+        if checked.stub is not None:
+            port = checked.stub.port
             children.start(
                 "EI stub", [sys.executable, "-m", "engagement_index.stub"], {}, health=f"http://127.0.0.1:{port}/health"
             )
@@ -152,18 +178,24 @@ def cmd_run(settings: Settings, url: str) -> None:
 
 
 COMMANDS = {
-    "run": "migrate, demo data (empty calendar), EI stub (no EI configured), a publisher, serve",
+    "run": "migrate, demo data (empty calendar), EI stub (no EI configured), publisher, sweeper, serve",
     "migrate": "bring the database schema up to date",
     "demo": "load the demo data into an empty calendar",
-    "serve": "serve the SOAP endpoints",
+    "serve": "serve the SOAP endpoints, /admin and the probes",
     "publish": "publish the EI outbox (TIDBOK_EI_UPDATE_URL) until stopped",
-    "sweep": "queue EI removals of passed bookings and expired invitations now",
+    "sweep": "queue EI removals of passed bookings and expired invitations",
     "outbox": "outbox status | parked | retry [ROW_ID ...] | resync UNIT_HSA_ID",
     "load": "load units, schedules and slots from files (tidbok load --help)",
     "staff": "invitations and bookings on a resident's behalf (tidbok staff --help)",
 }
 # Commands with their own arguments, handled by the module named: main(argv, database_url) -> int.
 DELEGATED = {"load": "producer.loading.cli", "staff": "producer.staff.cli"}
+OUTBOX_ACTIONS = {
+    "status": "pending, parked, oldest pending age, published last hour",
+    "parked": "the parked rows and why",
+    "retry": "queue parked rows again: all, or the ROW_IDs given",
+    "resync": "re-publish every current post of the care unit given (its HSA-id)",
+}
 
 
 def _delegate(command: str, argv: list[str]) -> int:
@@ -172,7 +204,8 @@ def _delegate(command: str, argv: list[str]) -> int:
     if {"-h", "--help"} & set(argv):  # help needs no database (and must not start one)
         return importlib.import_module(DELEGATED[command]).main(argv, "")
     try:
-        settings = Settings.from_env()
+        settings = preflight.check(command).settings
+        logs.configure(settings.log_level, settings.log_format, root=True)
         url, _server = _database(settings)
         return importlib.import_module(DELEGATED[command]).main(argv, url)
     except ConfigError as exc:
@@ -180,48 +213,64 @@ def _delegate(command: str, argv: list[str]) -> int:
         return 2
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command line: each command has its own --help (`tidbok serve --help`)."""
+    top = argparse.ArgumentParser(
+        prog="tidbok",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n"
+        + "\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items())
+        + "\n\nSettings: TIDBOK_CONFIG names a TOML file; TIDBOK_* variables override it (README: Configuration).",
+    )
+    commands = top.add_subparsers(dest="command", metavar="command", required=True)
+    for name, text in COMMANDS.items():
+        if name in DELEGATED:
+            commands.add_parser(name, help=text, add_help=False)
+            continue
+        sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        if name == "publish":
+            sub.add_argument("--no-sweep", action="store_true", help="leave the sweep to a `tidbok sweep --loop`")
+        elif name == "sweep":
+            sub.add_argument(
+                "--loop", action="store_true", help="sweep every TIDBOK_EI_SWEEP_SECONDS until stopped (not once)"
+            )
+        elif name == "outbox":
+            actions = sub.add_subparsers(dest="action", metavar="action", required=True)
+            for action, action_text in OUTBOX_ACTIONS.items():
+                added = actions.add_parser(action, help=action_text, description=action_text)
+                if action == "retry":
+                    added.add_argument("arguments", nargs="*", metavar="ROW_ID")
+                elif action == "resync":
+                    added.add_argument("arguments", nargs=1, metavar="UNIT_HSA_ID")
+    return top
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in DELEGATED:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         return _delegate(argv[0], argv[1:])
-    parser = argparse.ArgumentParser(
-        prog="tidbok",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items()),
-    )
-    parser.add_argument("command", choices=tuple(c for c in COMMANDS if c not in DELEGATED), metavar="command")
-    parser.add_argument("arguments", nargs="*", help="for outbox: the action and its arguments")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    if args.command == "outbox" and (
-        not args.arguments or args.arguments[0] not in ("status", "parked", "retry", "resync")
-    ):
-        parser.error("outbox needs an action: status, parked, retry or resync")
+    args = parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
+        checked = preflight.check(args.command)  # before anything starts
+        settings = checked.settings
         logs.configure(settings.log_level, settings.log_format, root=True)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         url, _server = _database(settings)
         if args.command in ("run", "migrate"):
             cmd_migrate(settings, url)
         if args.command in ("run", "demo"):
             cmd_demo(settings, url)
         if args.command == "outbox":
-            return cmd_outbox(url, args.arguments[0], args.arguments[1:])
+            return cmd_outbox(url, args.action, getattr(args, "arguments", []))
         if args.command == "sweep":
-            import psycopg
-
-            from engagement_index.sweeper import sweep
-
-            with psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC") as conn:
-                print(f"{sweep(conn)} removal(s) queued")
+            cmd_sweep(settings, url, checked.ei, args.loop)
         if args.command == "publish":
-            cmd_publish(settings, url)
+            cmd_publish(settings, url, sweeping=not args.no_sweep)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: granian has stopped its workers
             if args.command == "run":
-                cmd_run(settings, url)
+                cmd_run(settings, url, checked)
             elif args.command == "serve":
                 cmd_serve(settings, url)
     except ConfigError as exc:

@@ -6,9 +6,11 @@ and both stop gracefully on SIGTERM: no new connections, in-flight calls finish.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import socket
 import ssl
 import tempfile
 from typing import Any
@@ -20,6 +22,33 @@ log = logging.getLogger("tidbok")
 # producer.platform.metrics reads this when prometheus_client is first imported, so it is set before that
 # (and before any worker starts) and producer.platform.metrics is not imported here.
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why a server could not listen on host:port, or None when it could.
+
+    granian listens with SO_REUSEPORT, so a second server on a port in use would start and silently
+    share it with the first (calls alternating between them). Binding here without SO_REUSEPORT
+    fails on any socket listening there, whoever opened it. SO_REUSEADDR only forgives connections
+    of a stopped server still in TIME_WAIT."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"host {host!r} cannot be listened on: {exc.strerror}"
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return f"port {port} is already in use (on {host})"
+                if exc.errno == errno.EACCES:
+                    return f"port {port} needs privileges this user does not have"
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    return f"host {host!r} is not an address of this machine"
+                return f"{host}:{port} cannot be listened on: {exc.strerror}"
+    return None
 
 
 def serve(settings: Settings, url: str) -> None:
