@@ -9,10 +9,12 @@ slot). A booking whose start has passed stays as it is: it happened, it is only 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import psycopg
 
+from engagement_index import metrics
 from producer.calendar.outbox import record_change
 
 SWEEP_LOCK = (7202, 0)  # one sweeper at a time, however many publishers run it
@@ -22,9 +24,10 @@ def sweep(conn: psycopg.Connection, now: datetime | None = None, limit: int = 10
     """Queue removals for up to `limit` posts that have expired; returns how many."""
     now = now or datetime.now(UTC)
     swept = 0
+    started = time.perf_counter()
     with conn.transaction():
         if not conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", SWEEP_LOCK).fetchone()[0]:
-            return 0
+            return 0  # another sweeper is at it
         rows = conn.execute(
             "SELECT pk, kind, ei_post, kind <> 'booking' AND valid_until <= %s FROM booking"
             " WHERE ei_post IS NOT NULL AND ei_expires_at <= %s ORDER BY ei_expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
@@ -37,4 +40,7 @@ def sweep(conn: psycopg.Connection, now: datetime | None = None, limit: int = 10
                     conn.execute("UPDATE slot SET booking_pk = NULL WHERE booking_pk = %s", (pk,))
                 record_change(conn, pk, "invitation expired" if invitation_expired else "start passed", post, None)
                 swept += 1
+    metrics.SWEEPS.inc()  # counted once committed
+    metrics.SWEPT.inc(swept)
+    metrics.SWEEP_SECONDS.observe(time.perf_counter() - started)
     return swept

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from datetime import datetime
 
@@ -66,7 +67,9 @@ def cmd_publish(settings: Settings, url: str, sweeping: bool = True) -> None:
     from engagement_index.config import EiSettings
     from engagement_index.publisher import run
     from engagement_index.sweeper import sweep
+    from producer.platform import metrics
 
+    metrics.register_process("publisher")
     ei = EiSettings.from_env()
     assert ei.update_url is not None  # preflight refused a publisher without one
     stop = threading.Event()
@@ -117,6 +120,9 @@ def cmd_sweep(settings: Settings, url: str, ei: object, loop: bool) -> None:
         print(f"{once()} removal(s) queued")
         return
     assert isinstance(ei, EiSettings)
+    from producer.platform import metrics
+
+    metrics.register_process("sweeper")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -161,20 +167,51 @@ def cmd_outbox(url: str, action: str, arguments: list[str]) -> int:
 
 
 def cmd_run(settings: Settings, url: str, checked: preflight.Checked) -> None:
-    """What `make run` does: the EI stub (when no EI is configured), a publisher, and the server."""
+    """What `make run` does: the EI stub (when no EI is configured), a publisher, a sweeper and the
+    server; the helpers are restarted when they die (producer.cli.supervisor), and /ready requires a
+    publisher unless [readiness] publishers says otherwise."""
+    import dataclasses
+    import shutil
+    import tempfile
+
     from producer.cli.supervisor import Children
+    from producer.http.serving import MULTIPROCESS_DIR
+
+    if checked.source.get("TIDBOK_READY_PUBLISHERS") is None:
+        settings = dataclasses.replace(settings, ready_publishers=1)
+        os.environ["TIDBOK_READY_PUBLISHERS"] = "1"  # the server's workers read the settings again
+    own_metrics = not os.environ.get(MULTIPROCESS_DIR)
+    if own_metrics:  # one folder for the server's and the helpers' metrics: /metrics shows them all
+        os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="tidbok-metrics-")
+    from prometheus_client import multiprocess
+
+    from producer.platform import metrics
+
+    def ended(name: str, pid: int, crashed: bool) -> None:
+        multiprocess.mark_process_dead(pid)  # its live gauges are no longer summed
+        if crashed:
+            metrics.CHILD_CRASHES.labels(name).inc()
 
     env = {"DATABASE_URL": url}
-    with Children() as children:
-        if checked.stub is not None:
-            port = checked.stub.port
-            children.start(
-                "EI stub", [sys.executable, "-m", "engagement_index.stub"], {}, health=f"http://127.0.0.1:{port}/health"
-            )
-            env["TIDBOK_EI_UPDATE_URL"] = f"http://127.0.0.1:{port}/Update/1/rivtabp21"
-            log.info("no TIDBOK_EI_UPDATE_URL: publishing to the EI stub at %s", env["TIDBOK_EI_UPDATE_URL"])
-        children.start("publisher", [sys.executable, "-m", "producer", "publish"], env)
-        cmd_serve(settings, url)
+    try:
+        with Children(on_exit=ended) as children:
+            if checked.stub is not None:
+                port = checked.stub.port
+                children.start(
+                    "EI stub",
+                    [sys.executable, "-m", "engagement_index.stub"],
+                    {},
+                    health=f"http://127.0.0.1:{port}/health",
+                )
+                env["TIDBOK_EI_UPDATE_URL"] = f"http://127.0.0.1:{port}/Update/1/rivtabp21"
+                log.info("no TIDBOK_EI_UPDATE_URL: publishing to the EI stub at %s", env["TIDBOK_EI_UPDATE_URL"])
+            children.start("publisher", [sys.executable, "-m", "producer", "publish", "--no-sweep"], env)
+            children.start("sweeper", [sys.executable, "-m", "producer", "sweep", "--loop"], env)
+            children.supervise()
+            cmd_serve(settings, url)
+    finally:
+        if own_metrics:
+            shutil.rmtree(os.environ.pop(MULTIPROCESS_DIR), ignore_errors=True)
 
 
 COMMANDS = {

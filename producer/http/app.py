@@ -139,7 +139,7 @@ class Producer:
         if method == "GET" and path == "/health":
             return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ok\n")
         if method == "GET" and path == "/ready":
-            problem = readiness.problem(self.pool)
+            problem = readiness.problem(self.pool, self.settings)
             if problem is None:
                 return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ready\n")
             return _respond(

@@ -52,16 +52,24 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def serve(settings: Settings, url: str) -> None:
+    """Serve until stopped. Metrics are counted in PROMETHEUS_MULTIPROC_DIR: the folder the caller
+    set (`tidbok run` shares one with its publisher and sweeper; in production the units can share
+    one), else a temporary folder of our own, removed at the end."""
     os.environ["DATABASE_URL"] = url  # the workers are new processes; they read it from the environment
-    metrics_dir = tempfile.mkdtemp(prefix="tidbok-metrics-")
+    own = not os.environ.get(MULTIPROCESS_DIR)
+    metrics_dir = tempfile.mkdtemp(prefix="tidbok-metrics-") if own else os.environ[MULTIPROCESS_DIR]
     os.environ[MULTIPROCESS_DIR] = metrics_dir  # before any worker imports prometheus_client
+    from producer.platform import metrics  # only now: prometheus_client reads the folder when first imported
+
+    metrics.register_process("server")
     try:
         if settings.transport == "mtls":
             _serve_mutual_tls(settings)
         else:
             _serve_plain(settings)
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if own:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _serve_plain(settings: Settings) -> None:

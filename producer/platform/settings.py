@@ -69,6 +69,8 @@ class Settings:
     consumers: Consumers = field(default_factory=Consumers, compare=False)
     log_format: str = "text"
     log_level: str = "INFO"
+    ready_publishers: int = 0  # EI publisher connections /ready requires (0: not checked)
+    ready_outbox_age_seconds: int = 600  # oldest pending outbox row /ready accepts (0: not checked)
 
     @property
     def transport(self) -> str:
@@ -111,6 +113,8 @@ class Settings:
             consumers=Consumers.from_source(source),
             log_format=_choice(source, "TIDBOK_LOG_FORMAT", "text", LOG_FORMATS),
             log_level=_choice(source, "TIDBOK_LOG_LEVEL", "INFO", LOG_LEVELS),
+            ready_publishers=source.integer("TIDBOK_READY_PUBLISHERS", 0, minimum=0, maximum=1000),
+            ready_outbox_age_seconds=source.integer("TIDBOK_READY_OUTBOX_AGE", 600, minimum=0, maximum=10**7),
         )
         _check_transport(settings, source)
         if settings.database_url is None:

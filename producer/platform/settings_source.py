@@ -41,6 +41,7 @@ FILE_KEYS: dict[str, dict[str, str]] = {
     "tls": {"cert": "TIDBOK_TLS_CERT", "key": "TIDBOK_TLS_KEY", "ca": "TIDBOK_TLS_CA"},
     "proxy": {"client_cert_header": "TIDBOK_PROXY_CERT_HEADER", "trusted": "TIDBOK_TRUSTED_PROXIES"},
     "logging": {"format": "TIDBOK_LOG_FORMAT", "level": "TIDBOK_LOG_LEVEL"},
+    "readiness": {"publishers": "TIDBOK_READY_PUBLISHERS", "outbox_age": "TIDBOK_READY_OUTBOX_AGE"},
     "ei": {
         "update_url": "TIDBOK_EI_UPDATE_URL",
         "logical_address": "TIDBOK_EI_LOGICAL_ADDRESS",
