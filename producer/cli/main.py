@@ -7,6 +7,8 @@ import contextlib
 import logging
 import os
 import sys
+import threading
+import time
 from datetime import datetime
 
 from producer.cli import preflight
@@ -59,7 +61,6 @@ def cmd_publish(settings: Settings, url: str, sweeping: bool = True) -> None:
     while another waits for EI's answer. They coordinate through the database like separate
     processes do. The first also sweeps, unless a `tidbok sweep --loop` does (`sweeping` False)."""
     import signal
-    import threading
 
     import psycopg
 
@@ -105,7 +106,6 @@ def cmd_publish(settings: Settings, url: str, sweeping: bool = True) -> None:
 def cmd_sweep(settings: Settings, url: str, ei: object, loop: bool) -> None:
     """Sweep once, or every TIDBOK_EI_SWEEP_SECONDS until SIGTERM/SIGINT (`loop`)."""
     import signal
-    import threading
 
     import psycopg
 
@@ -208,10 +208,60 @@ def cmd_run(settings: Settings, url: str, checked: preflight.Checked) -> None:
             children.start("publisher", [sys.executable, "-m", "producer", "publish", "--no-sweep"], env)
             children.start("sweeper", [sys.executable, "-m", "producer", "sweep", "--loop"], env)
             children.supervise()
+            threading.Thread(target=_announce, args=(settings, url, checked), daemon=True).start()
             cmd_serve(settings, url)
     finally:
         if own_metrics:
             shutil.rmtree(os.environ.pop(MULTIPROCESS_DIR), ignore_errors=True)
+
+
+def _announce(settings: Settings, url: str, checked: preflight.Checked) -> None:
+    """Once the server answers, the start summary: the last lines of a start, where they are read."""
+    import http.client
+
+    for _ in range(600):
+        try:
+            conn = http.client.HTTPConnection(settings.host, settings.port, timeout=1)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    else:
+        return
+    for line in start_summary(settings, url, checked):
+        log.info("%s", line)
+
+
+DEMO_RESIDENT = "191212121212"  # Tolvan Tolvansson, the demo data's resident (producer.cli.demo)
+
+
+def start_summary(settings: Settings, url: str, checked: preflight.Checked) -> list[str]:
+    """What `make run` tells at start: where to look, the demo's ids, how to stop."""
+    import psycopg
+
+    base = f"http://{settings.host}:{settings.port}"
+    with psycopg.connect(url) as conn:
+        units = [r[0] for r in conn.execute("SELECT hsa_id FROM care_unit ORDER BY hsa_id").fetchall()]
+        demo = conn.execute(
+            "SELECT booking_id, kind FROM booking WHERE subject_of_care = %s AND status = 'active' ORDER BY pk",
+            (DEMO_RESIDENT,),
+        ).fetchall()
+    lines = [
+        f"tidbok is up: SOAP at {base}/<Interaction>/1/rivtabp21 (WSDL: {base}/MakeBooking/1/rivtabp21?wsdl)",
+        f"  probes {base}/health {base}/ready {base}/metrics; JSON API {base}/admin (TIDBOK_ADMIN_TOKENS)",
+        f"  care units: {', '.join(units) or 'none'}",
+    ]
+    if demo:
+        held = ", ".join(f"{booking_id} ({kind})" for booking_id, kind in demo)
+        lines.append(f"  demo resident {DEMO_RESIDENT}: {held}")
+    if checked.stub is not None:
+        lines.append(f"  EI stub: curl -s http://127.0.0.1:{checked.stub.port}/_stub/state (the posts 1177 would see)")
+    if settings.database_url is None:
+        lines.append(f"  embedded PostgreSQL in {settings.pgdata} (its log: {settings.pgdata / 'log'})")
+    lines.append("  Ctrl-C stops everything (the publisher finishes its batch)")
+    return lines
 
 
 COMMANDS = {

@@ -88,9 +88,8 @@ def _serve_plain(settings: Settings) -> None:
         interface=Interfaces.RSGI,
         workers=settings.workers,
         factory=True,
-        log_access=True,
-        log_access_format='%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms',
-        log_dictconfig=logs.server_config(settings.log_format, {"_granian": {}, "granian.access": {"level": "INFO"}}),
+        log_access=False,  # the application writes each access line itself, with the request's ids
+        log_dictconfig=logs.server_config(settings.log_format, {"_granian": {}, "granian": {}}),
         workers_kill_timeout=settings.shutdown_timeout_seconds,
     ).serve()
 
