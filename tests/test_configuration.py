@@ -783,3 +783,10 @@ def test_outbox_actions_have_their_own_help() -> None:
     result = run(["outbox", "retry", "--help"], {})
     assert result.returncode == 0 and result.stdout.startswith("usage: tidbok outbox retry"), result.stdout
     assert run(["outbox", "resync"], {}).returncode == 2  # the unit is required: a usage error
+
+
+def test_a_configuration_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "tidbok.toml"
+    path.write_bytes('[server]\nhost = "127.0.0.1"\n# Vårdcentralen\n'.encode("cp1252"))
+    message = refusal(path)
+    assert message.startswith(f"{path}: line 3: not UTF-8 text"), message

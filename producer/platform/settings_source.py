@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from producer.platform import text_files
+
 CONFIG_VARIABLE = "TIDBOK_CONFIG"
 
 # [section] key -> environment variable. tidbok.example.toml documents each of them.
@@ -170,8 +172,9 @@ def _known_variables() -> set[str]:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        return tomllib.loads(text_files.utf8(path.read_bytes()))
+    except text_files.NotUtf8 as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except FileNotFoundError:
         raise ConfigError(f"{CONFIG_VARIABLE} names {str(path)!r}, which does not exist") from None
     except OSError as exc:
