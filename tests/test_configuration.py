@@ -790,3 +790,16 @@ def test_a_configuration_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     path.write_bytes('[server]\nhost = "127.0.0.1"\n# Vårdcentralen\n'.encode("cp1252"))
     message = refusal(path)
     assert message.startswith(f"{path}: line 3: not UTF-8 text"), message
+
+
+def test_a_host_that_is_not_this_machines_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nhost = "203.0.113.9"\n')  # TEST-NET-3: never an address of ours
+    env = {k: v for k, v in subprocess_env({}).items() if k != "DATABASE_URL"}
+    env.update({"TIDBOK_CONFIG": str(path), "TIDBOK_PORT": str(free_port()), "TIDBOK_PGDATA": str(tmp_path / "pg")})
+    result = subprocess.run(
+        [PYTHON, "-m", "producer", "serve"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"tidbok: configuration error: host '203.0.113.9' is not an address of this machine ([server] host in {path})"
+    )

@@ -55,7 +55,8 @@ def check(command: str) -> Checked:
     if command in SERVING:
         problem = port_problem(settings.host, settings.port)
         if problem is not None:
-            raise ConfigError(f"{problem} ({source.label('TIDBOK_PORT')})")
+            setting = "TIDBOK_HOST" if problem.startswith("host") else "TIDBOK_PORT"
+            raise ConfigError(f"{problem} ({source.label(setting)})")
     if stub is not None:
         problem = port_problem(stub.host, stub.port)
         if problem is not None:
