@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-dates lint bench clean
+.PHONY: run test test-dates lint bench chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ lint: $(INSTALLED)
 ## bench: speed and memory figures (not part of make test)
 bench: $(INSTALLED)
 	$(PY) -m tests.bench.run
+
+## chaos: residents book, rebook and cancel at 50/s while the publisher is killed, EI is down and slow and
+## PostgreSQL restarts; then EI must match the calendar exactly (not part of make test; 300 s of load,
+## TIDBOK_CHAOS_SECONDS=60 for a shorter try)
+chaos: $(INSTALLED)
+	$(PY) -m tests.chaos.run
 
 clean:
 	rm -rf $(VENV) .pgdata .pytest_cache .ruff_cache .hypothesis

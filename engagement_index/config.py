@@ -3,6 +3,7 @@ names the setting."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,21 +60,43 @@ class EiSettings:
             raise ConfigError(
                 f"{source.label('TIDBOK_EI_CLIENT_CERT')} and {source.label('TIDBOK_EI_CLIENT_KEY')} go together"
             )
+        ca_bundle = source.file("TIDBOK_EI_CA_BUNDLE")
+        _check_tls_material(source, cert, key, ca_bundle)
         return cls(
-            update_url=source.get("TIDBOK_EI_UPDATE_URL") or None,
-            logical_address=source.get("TIDBOK_EI_LOGICAL_ADDRESS") or "5565594230",
+            update_url=source.url("TIDBOK_EI_UPDATE_URL", ("http", "https")),
+            logical_address=(source.get("TIDBOK_EI_LOGICAL_ADDRESS") or "").strip() or "5565594230",
             source_system=(source.get("TIDBOK_EI_SOURCE_SYSTEM") or "SE2321000016-TIDB").upper(),
             data_controller=source.get("TIDBOK_EI_DATA_CONTROLLER") or "SE2321000016",
             categorization=categorization,
             batch_size=batch,
-            timeout_seconds=source.integer("TIDBOK_EI_TIMEOUT", 10, 1),
+            timeout_seconds=source.integer("TIDBOK_EI_TIMEOUT", 10, 1, 3600),
             retry_initial_ms=initial,
             retry_max_ms=maximum,
             retry_max_attempts=source.integer("TIDBOK_EI_RETRY_MAX_ATTEMPTS", 50, 1),
             poll_seconds=source.integer("TIDBOK_EI_POLL_MS", 200, 10) / 1000,
             sweep_seconds=source.integer("TIDBOK_EI_SWEEP_SECONDS", 60, 1),
-            publisher_threads=source.integer("TIDBOK_EI_PUBLISHER_THREADS", 2, 1),
+            publisher_threads=source.integer("TIDBOK_EI_PUBLISHER_THREADS", 2, 1, 64),
             client_cert=cert,
             client_key=key,
-            ca_bundle=source.file("TIDBOK_EI_CA_BUNDLE"),
+            ca_bundle=ca_bundle,
         )
+
+
+def _check_tls_material(source: Source, cert: Path | None, key: Path | None, ca_bundle: Path | None) -> None:
+    """Load what the publisher's client will load, now, so a wrong file is named before anything starts."""
+    context = ssl.create_default_context()
+    if cert is not None and key is not None:
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"{source.label('TIDBOK_EI_CLIENT_CERT')} and {source.label('TIDBOK_EI_CLIENT_KEY')} are not a"
+                f" certificate and its private key (PEM): {exc}"
+            ) from None
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_bundle))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"{source.label('TIDBOK_EI_CA_BUNDLE')} is not a PEM bundle of CA certificates: {exc}"
+            ) from None

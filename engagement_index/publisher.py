@@ -22,10 +22,11 @@ from typing import Any
 
 import psycopg
 
+from engagement_index import metrics
 from engagement_index.client import DataError, Unavailable
 from engagement_index.config import EiSettings
 from engagement_index.transactions import Key, Transaction, engagement, keys, net_transactions
-from producer.platform import tracing
+from producer.platform import outbox_watch, tracing
 
 log = logging.getLogger("tidbok.ei.publisher")
 
@@ -130,6 +131,8 @@ class Publisher:
                     rest = {e.claim.booking_pk: e.claim for later in calls[index:] for e in later}
                     self._failed([c for pk, c in rest.items() if pk not in parked], exc, outcome)
                     break
+        metrics.PUBLISHED.inc(outcome.published)  # counted once the batch is committed
+        metrics.RETRIED.inc(outcome.failed)
         if unavailable is not None:
             raise unavailable
         return outcome
@@ -209,9 +212,16 @@ class Publisher:
         """Send; on a data error find the booking(s) at fault by halving, park them, send the rest."""
         if not call:
             return
+        transactions = [t for entry in call for t in entry.transactions]
+        metrics.BATCH_ENGAGEMENTS.observe(len(transactions))
+        started = time.perf_counter()
         try:
-            self.send([t for entry in call for t in entry.transactions])
+            self.send(transactions)
+        except Unavailable:
+            metrics.CALL_SECONDS.labels("unavailable").observe(time.perf_counter() - started)
+            raise
         except DataError as exc:
+            metrics.CALL_SECONDS.labels("data_error").observe(time.perf_counter() - started)
             if len(call) == 1:
                 self._park(call[0].claim, exc.message, outcome)
                 parked.add(call[0].claim.booking_pk)
@@ -220,6 +230,7 @@ class Publisher:
             self._send_call(call[:middle], outcome, parked)
             self._send_call(call[middle:], outcome, parked)
             return
+        metrics.CALL_SECONDS.labels("ok").observe(time.perf_counter() - started)
         ids = [i for entry in call if entry.final for i in entry.claim.ids]
         self._mark_published(ids)
         outcome.published += len(ids)
@@ -239,15 +250,16 @@ class Publisher:
             (reason, reason, claim.ids),
         )
         outcome.parked += len(claim.ids)
+        metrics.PARKED.labels("refused").inc(len(claim.ids))
 
     def _failed(self, claims: list[Claim], exc: Unavailable, outcome: Outcome) -> None:
         """Count the attempt; rows that have used up their attempts are parked, never dropped."""
         ids = [i for claim in claims for i in claim.ids]
-        self.conn.execute(
+        gave_up = self.conn.execute(
             "UPDATE ei_outbox SET attempts = attempts + 1, last_error = %s,"
             " parked_at = CASE WHEN attempts + 1 >= %s THEN now() END,"
             " parked_reason = CASE WHEN attempts + 1 >= %s THEN %s END"
-            " WHERE id = ANY(%s) AND published_at IS NULL AND parked_at IS NULL",
+            " WHERE id = ANY(%s) AND published_at IS NULL AND parked_at IS NULL RETURNING parked_at IS NOT NULL",
             (
                 exc.message,
                 self.settings.retry_max_attempts,
@@ -255,8 +267,9 @@ class Publisher:
                 f"gave up after {self.settings.retry_max_attempts} attempts: {exc.message}",
                 ids,
             ),
-        )
+        ).fetchall()
         outcome.failed += len(ids)
+        metrics.PARKED.labels("attempts").inc(sum(1 for (parked,) in gave_up if parked))
 
 
 class Backoff:
@@ -290,6 +303,7 @@ def run(
         try:
             if conn is None or conn.closed:
                 conn = connect()
+                outbox_watch.announce(conn)  # /ready and /metrics count this connection as a live publisher
             if sweep is not None and time.monotonic() >= next_sweep:
                 swept = sweep(conn)
                 if swept:

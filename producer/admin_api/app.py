@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from time import perf_counter
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,7 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from producer.admin_api.auth import Tokens
 from producer.admin_api.openapi import describe
 from producer.admin_api.route import ApiError, Request, Route
-from producer.platform import tracing
+from producer.platform import metrics, tracing
 from producer.platform.settings import Settings
 
 log = logging.getLogger("tidbok.admin")
@@ -54,14 +55,17 @@ class AdminApi:
         id_token, context_token = tracing.request_id.set(request_id), tracing.context_id.set(context_id or "-")
         echo = tracing.echo(request_id, context_id)
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
+        started = perf_counter()
+        matched: list[str] = []  # the route's template, once known: the metrics' label (not the path)
         try:
-            status, payload = self._dispatch(method, path, environ)
+            status, payload = self._dispatch(method, path, environ, matched)
         except ApiError as exc:
             error: dict[str, Any] = {"message": exc.message, "field": exc.field}
             if exc.details is not None:
                 error["details"] = exc.details
             status, payload = exc.status, {"error": error}
         log.info("admin %s %s -> %d", method, path, status)
+        metrics.observe_admin(f"{method} {matched[0]}" if matched else "unmatched", status, perf_counter() - started)
         tracing.request_id.reset(id_token)
         tracing.context_id.reset(context_token)
         body = json.dumps(payload, ensure_ascii=False, default=str).encode()
@@ -71,8 +75,9 @@ class AdminApi:
         start_response(f"{status} {_REASONS.get(status, 'Status')}", headers)
         return [body]
 
-    def _dispatch(self, method: str, path: str, environ: dict[str, Any]) -> tuple[int, Any]:
+    def _dispatch(self, method: str, path: str, environ: dict[str, Any], matched: list[str]) -> tuple[int, Any]:
         if method == "GET" and path.rstrip("/") == "/admin/openapi.json":
+            matched.append("/admin/openapi.json")
             return 200, describe([route for route, _ in self.routes])
         found = [(route, match) for route, pattern in self.routes if (match := pattern.match(path))]
         if not found:
@@ -81,6 +86,7 @@ class AdminApi:
         if chosen is None:
             raise ApiError(405, f"{method} is not allowed on {path}; use {', '.join(r.method for r, _ in found)}")
         route, match = chosen
+        matched.append(route.path)
         grant = self.tokens.grant(_bearer(environ))
         if grant is None:
             raise ApiError(401, "A valid API token is required (Authorization: Bearer <token>)")

@@ -35,19 +35,22 @@ class Tokens:
         self._grants = {hashlib.sha256(token.encode()).digest(): grant for token, grant in grants.items()}
 
     @classmethod
-    def parse(cls, text: str) -> Tokens:
+    def parse(cls, text: str, label: str = "TIDBOK_ADMIN_TOKENS") -> Tokens:
+        """`label` names the setting where the operator wrote it (the variable, or the file's key)."""
         grants: dict[str, Grant] = {}
-        for entry in (e for e in re.split(r"[\s;]+", text.strip()) if e):
+        for number, entry in enumerate((e for e in re.split(r"[\s;]+", text.strip()) if e), start=1):
             token, sep, scope = entry.partition("=")
-            if not sep or len(token) < 16:
-                raise ConfigError("TIDBOK_ADMIN_TOKENS entries are TOKEN=* or TOKEN=HSA-ID,…; tokens ≥ 16 characters")
+            if not sep:
+                raise ConfigError(f"{label}: entry {number} is not TOKEN=* or TOKEN=HSA-ID,…")
+            if len(token) < 16:
+                raise ConfigError(f"{label}: the token of entry {number} has {len(token)} characters; at least 16")
             if scope == ALL_UNITS:
                 grants[token] = Grant(True, frozenset())
                 continue
             units = frozenset(normalise_hsa_id(u) for u in scope.split(",") if u)
             bad = [u for u in units if not is_valid_hsa_id(u)]
             if not units or bad:
-                raise ConfigError(f"TIDBOK_ADMIN_TOKENS names an invalid HSA-id: {', '.join(bad) or '(none)'}")
+                raise ConfigError(f"{label} names an invalid HSA-id: {', '.join(bad) or '(none)'}")
             grants[token] = Grant(False, units)
         return cls(grants)
 

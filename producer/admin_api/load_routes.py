@@ -37,7 +37,8 @@ def load_route(request: Request, conn: psycopg.Connection) -> tuple[int, Any]:
             raise ApiError(400, "The body is not UTF-8", "body") from None
         source = Source.setup_text(f"request.{kind}", text, kind)
     dry_run = request.query.get("dry_run", "false").lower() in ("1", "true", "yes")
-    report = load(conn, [source], Options(dry_run=dry_run))
+    add_only = request.query.get("add_only", "false").lower() in ("1", "true", "yes")
+    report = load(conn, [source], Options(dry_run=dry_run, add_only=add_only))
     return (200 if report.ok else 422), report.as_dict()
 
 
@@ -48,6 +49,9 @@ ROUTES = [
         load_route,
         "Load a set-up document (YAML/JSON) or a slot list (CSV); 422 with the problems when refused",
         {media: {"type": "string"} for media in MEDIA},
-        query=(("dry_run", "true: report what would change, write nothing", False),),
+        query=(
+            ("dry_run", "true: report what would change, write nothing", False),
+            ("add_only", "true: create and change slots, remove none", False),
+        ),
     )
 ]

@@ -50,6 +50,7 @@ from producer.sweden.identifiers import is_valid_hsa_id
 from producer.testkit.record import Recorder
 
 log = logging.getLogger("tidbok.soap")
+access = logging.getLogger("tidbok.access")  # one line per request, with its ids
 UNAVAILABLE = "The service is temporarily unavailable (database); try again later"
 BREAKER_PAUSE_SECONDS = 1.0  # how long calls fail fast after the database failed one
 ROUTE_KEY = "tidbok.route"  # the environ key under which a server adapter passes the Route on
@@ -130,6 +131,34 @@ class Producer:
     # -- WSGI -------------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Answer, with the request's id on every line logged meanwhile and on its access line (the
+        servers' own access logs are off: they run outside the request and cannot know its ids)."""
+        started = perf_counter()
+        request_id, context_id = tracing.ids_from(environ)
+        environ["HTTP_X_REQUEST_ID"] = request_id  # the /admin API echoes this one, not a second
+        traced = tracing.request_id.set(request_id), tracing.context_id.set(context_id or "-")
+        status: list[str] = []
+
+        def started_response(line: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            status.append(line)
+            return start_response(line, headers, *args)
+
+        try:
+            return self._answer(environ, started_response)
+        finally:
+            access.info(
+                '%s "%s %s %s" %s %.1fms',
+                environ.get("REMOTE_ADDR", "-"),
+                environ.get("REQUEST_METHOD", "-"),
+                environ.get("PATH_INFO", ""),
+                environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                status[0].split(" ", 1)[0] if status else "-",
+                (perf_counter() - started) * 1000,
+            )
+            tracing.request_id.reset(traced[0])
+            tracing.context_id.reset(traced[1])
+
+    def _answer(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         route = environ.get(ROUTE_KEY) or self.route(method, path)
@@ -146,7 +175,7 @@ class Producer:
         if method == "GET" and path == "/health":
             return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ok\n")
         if method == "GET" and path == "/ready":
-            problem = readiness.problem(self.pool)
+            problem = readiness.problem(self.pool, self.settings)
             if problem is None:
                 return _respond(start_response, "200 OK", "text/plain; charset=utf-8", b"ready\n")
             return _respond(

@@ -1,5 +1,7 @@
-"""GET /ready: can this worker serve calls now? The database must answer and its schema must be at
-the newest migration (a worker of a newer release must not serve an old schema, nor the reverse)."""
+"""GET /ready: can this worker serve calls now, and is what it writes reaching EI? The database must
+answer and its schema must be at the newest migration (a worker of a newer release must not serve an
+old schema, nor the reverse); and, as configured ([readiness]), enough EI publishers must be up and
+the oldest pending outbox row must not be older than its limit (producer.platform.outbox_watch)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from functools import cache
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from producer.platform import outbox_watch
 from producer.platform.database import MIGRATIONS_DIR
+from producer.platform.settings import Settings
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -26,16 +30,20 @@ def newest_revision() -> str:
     return head
 
 
-def problem(pool: ConnectionPool) -> str | None:
+def problem(pool: ConnectionPool, settings: Settings) -> str | None:
     """Why the worker is not ready, or None when it is."""
     try:
         with pool.connection(timeout=READY_TIMEOUT_SECONDS) as conn:
             row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            current = row[0] if row else None
+            if current != newest_revision():
+                return (
+                    f"the database schema is at {current or 'no revision'}, not {newest_revision()}"
+                    " (run tidbok migrate)"
+                )
+            publishing = outbox_watch.read(conn)
     except psycopg.errors.UndefinedTable:
         return "the database has no schema yet (run tidbok migrate)"
     except (psycopg.Error, OSError):
         return "the database is unreachable"
-    current = row[0] if row else None
-    if current != newest_revision():
-        return f"the database schema is at {current or 'no revision'}, not {newest_revision()} (run tidbok migrate)"
-    return None
+    return publishing.problem(settings.ready_publishers, settings.ready_outbox_age_seconds)

@@ -6,9 +6,11 @@ and both stop gracefully on SIGTERM: no new connections, in-flight calls finish.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import socket
 import ssl
 import tempfile
 from typing import Any
@@ -22,17 +24,52 @@ log = logging.getLogger("tidbok")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why a server could not listen on host:port, or None when it could.
+
+    granian listens with SO_REUSEPORT, so a second server on a port in use would start and silently
+    share it with the first (calls alternating between them). Binding here without SO_REUSEPORT
+    fails on any socket listening there, whoever opened it. SO_REUSEADDR only forgives connections
+    of a stopped server still in TIME_WAIT."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"host {host!r} cannot be listened on: {exc.strerror}"
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return f"port {port} is already in use (on {host})"
+                if exc.errno == errno.EACCES:
+                    return f"port {port} needs privileges this user does not have"
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    return f"host {host!r} is not an address of this machine"
+                return f"{host}:{port} cannot be listened on: {exc.strerror}"
+    return None
+
+
 def serve(settings: Settings, url: str) -> None:
+    """Serve until stopped. Metrics are counted in PROMETHEUS_MULTIPROC_DIR: the folder the caller
+    set (`tidbok run` shares one with its publisher and sweeper; in production the units can share
+    one), else a temporary folder of our own, removed at the end."""
     os.environ["DATABASE_URL"] = url  # the workers are new processes; they read it from the environment
-    metrics_dir = tempfile.mkdtemp(prefix="tidbok-metrics-")
+    own = not os.environ.get(MULTIPROCESS_DIR)
+    metrics_dir = tempfile.mkdtemp(prefix="tidbok-metrics-") if own else os.environ[MULTIPROCESS_DIR]
     os.environ[MULTIPROCESS_DIR] = metrics_dir  # before any worker imports prometheus_client
+    from producer.platform import metrics  # only now: prometheus_client reads the folder when first imported
+
+    metrics.register_process("server")
     try:
         if settings.transport == "mtls":
             _serve_mutual_tls(settings)
         else:
             _serve_plain(settings)
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if own:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _serve_plain(settings: Settings) -> None:
@@ -51,9 +88,8 @@ def _serve_plain(settings: Settings) -> None:
         interface=Interfaces.RSGI,
         workers=settings.workers,
         factory=True,
-        log_access=True,
-        log_access_format='%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms',
-        log_dictconfig=logs.server_config(settings.log_format, {"_granian": {}, "granian.access": {"level": "INFO"}}),
+        log_access=False,  # the application writes each access line itself, with the request's ids
+        log_dictconfig=logs.server_config(settings.log_format, {"_granian": {}, "granian": {}}),
         workers_kill_timeout=settings.shutdown_timeout_seconds,
     ).serve()
 

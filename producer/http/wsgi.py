@@ -12,7 +12,7 @@ from producer.admin_api.routes import ROUTES
 from producer.http.app import ROUTE_KEY, Producer
 from producer.http.body_first import BodyFirst
 from producer.interactions.handlers import HANDLERS
-from producer.platform import logs
+from producer.platform import logs, metrics
 from producer.platform.settings import Settings
 
 
@@ -22,6 +22,7 @@ def create_app() -> Producer:
     if not url:
         raise RuntimeError("DATABASE_URL must be set for the server workers (tidbok serve sets it)")
     logs.configure(settings.log_level, settings.log_format)
+    metrics.register_process("server worker")
     app = Producer(settings, url, HANDLERS)
     app.admin = AdminApi(ROUTES, Tokens.parse(settings.admin_tokens), lambda: app.pool, settings)
     gc.collect()

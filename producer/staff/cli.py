@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from producer.platform import text_files
 from producer.platform.settings import Settings
 from producer.staff import actions, checks, invitations, listing, screening
 from producer.staff.actor import Staff
@@ -80,10 +81,7 @@ def _invite(args: argparse.Namespace, conn: psycopg.Connection) -> Change:
 
 
 def _invite_batch(args: argparse.Namespace, conn: psycopg.Connection) -> BatchReport:
-    try:
-        text = sys.stdin.read() if args.csv == "-" else Path(args.csv).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise StaffError("csv", f"cannot read {args.csv}: {error}") from None
+    text = _read_text("csv", args.csv)
     return screening.invite_batch(
         conn,
         _staff(args),
@@ -223,10 +221,18 @@ def _contact(args: argparse.Namespace) -> Contact:
 def _purpose(args: argparse.Namespace) -> str:
     if args.purpose_file is None:
         return args.purpose
+    return _read_text("purpose", args.purpose_file)
+
+
+def _read_text(field: str, name: str) -> str:
+    """A file's (or, for "-", standard input's) UTF-8 text; anything else is refused by name and line."""
     try:
-        return Path(args.purpose_file).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise StaffError("purpose", f"cannot read {args.purpose_file}: {error}") from None
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        return text_files.utf8(data)
+    except OSError as error:
+        raise StaffError(field, f"cannot read {name}: {error.strerror}") from None
+    except text_files.NotUtf8 as error:
+        raise StaffError(field, f"{name} {error}") from None
 
 
 def _slot(args: argparse.Namespace) -> SlotChoice:

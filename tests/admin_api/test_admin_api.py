@@ -203,3 +203,34 @@ def test_loading_over_http(server: ProducerServer) -> None:
     assert status == 415 and report["error"]["field"] == "Content-Type"
     status, report = load(server, b"unit,start,time_type\nSE2321000016-L100,2020-01-01 08:00,NOPE\n", "text/csv")
     assert status == 422 and not report["ok"] and report["problems"]
+
+
+def admin_counts(server: ProducerServer) -> dict[tuple[str, str], float]:
+    """tidbok_admin_requests_total by (route, status), as a scrape reads it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    conn = http.client.HTTPConnection(urlsplit(server.base_url).hostname or "", urlsplit(server.base_url).port)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    return {
+        (s.labels["route"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "tidbok_admin_requests_total"
+    }
+
+
+def test_admin_requests_are_counted_per_route_and_status(server: ProducerServer) -> None:
+    """The label is the route's template, never the path (a booking id or a date is not a label)."""
+    day = "GET /admin/units/{unit}/bookings"
+    before = admin_counts(server)
+    assert api(server, "GET", f"/admin/units/{A100}/bookings?date=2030-01-02")[0] == 200
+    assert api(server, "GET", f"/admin/units/{A100}/bookings?date=2030-01-03", token=None)[0] == 401
+    assert api(server, "GET", f"/admin/units/{A200}/bookings?date=2030-01-03", token=ONLY_A100)[0] == 403
+    assert api(server, "GET", "/admin/nothing-here")[0] == 404
+    after = admin_counts(server)
+    for key in ((day, "200"), (day, "403"), ("unmatched", "404")):
+        assert after.get(key, 0) - before.get(key, 0) == 1, key
+    assert after.get((day, "401"), 0) - before.get((day, "401"), 0) == 1
+    assert not any("2030" in route or A100 in route for route, _ in after)

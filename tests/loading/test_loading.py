@@ -700,3 +700,44 @@ def test_bad_booking_rules_are_named_by_line_and_field(url: str, tmp_path: Path)
         ("self_booking", "expected true or false"),
     ):
         assert any(field in p and words in p for p in found), (field, found)
+
+
+def test_a_dry_run_lists_what_it_would_remove_and_add_only_removes_nothing(
+    url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The scope rule removes the free slots of a listed performer's days that the file does not
+    list: a dry run names each of them, and --add-only keeps them (and still creates and changes)."""
+    set_up(url, tmp_path)
+    day = monday()
+    run_load(url, write(tmp_path, "day.csv", csv(day_rows(day, count_=4))))
+    before = slots(conn)
+    extra = f"{A100},{day:%Y-%m-%d} 12:00,12:20,LAK,{P001},,"
+    one = write(tmp_path, "one.csv", csv([day_rows(day, count_=1)[0], extra]))
+
+    dry = run_load(url, "--dry-run", "--quiet", one).stdout
+    assert "would remove 3 slot(s) in scope that the load does not list (--add-only keeps them):" in dry
+    listed = [line.strip() for line in dry.splitlines() if line.startswith(f"  {A100} {P001} ")]
+    assert listed == [f"{A100} {P001} {day:%Y-%m-%d} {t} (T{s[6]})" for t, s in zip(
+        ("08:20–08:40", "08:40–09:00", "09:00–09:20"), before[1:], strict=True)]  # fmt: skip
+    assert report(url, "--dry-run", one)["removed_slots"] == listed
+    assert slots(conn) == before
+
+    added = report(url, "--add-only", one)
+    assert changes(added) == {"slots": (1, 0, 0)} and added["removed_slots"] == []
+    assert [s[6] for s in slots(conn)][:4] == [s[6] for s in before]
+    assert len(slots(conn)) == len(before) + 1
+    # add-only still refuses an overlap with a slot it keeps
+    clash = write(tmp_path, "clash.csv", csv([f"{A100},{day:%Y-%m-%d} 08:30,08:50,LAK,{P001},,"]))
+    assert "overlaps existing slot" in json.dumps(report(url, "--add-only", clash, expect=1)["problems"])
+    # and the real load without it removes them, and says which
+    gone = run_load(url, "--quiet", one).stdout
+    assert "removed 3 slot(s) in scope" in gone and all(line in gone for line in listed)
+
+
+def test_a_file_that_is_not_utf8_is_refused_by_line(url: str, tmp_path: Path) -> None:
+    set_up(url, tmp_path)
+    day = monday()
+    path = tmp_path / "latin.csv"
+    path.write_bytes(csv(day_rows(day, count_=1)).encode() + f"# Läkare {day}\n".encode("cp1252"))
+    rep = report(url, path, expect=1)
+    assert problems(rep) == ["latin.csv:3: None: not UTF-8 text: save the file as CSV UTF-8"]

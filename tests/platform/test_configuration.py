@@ -15,11 +15,12 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from support.pki import Authority
-from support.server import PYTHON, REPO, free_port, fresh_database, subprocess_env
+from support.server import PYTHON, REPO, ProducerServer, free_port, fresh_database, http_get, subprocess_env
 
 from engagement_index.config import EiSettings
 from producer.admin_api.auth import Tokens
@@ -604,3 +605,201 @@ def test_the_cli_uses_the_files_database(pg_admin_url: str, tmp_path: Path) -> N
         assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS tidbok_test_configfile WITH (FORCE)")
+
+
+# -- everything checked before anything starts ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("70000", "must be at most 65535, got 70000"), ("0", "must be at least 1, got 0"), (" 8080 ", None)],
+)
+def test_ports_are_in_range(value: str, problem: str | None) -> None:
+    if problem is None:
+        assert settings(TIDBOK_PORT=value).port == 8080
+    else:
+        assert refusal(TIDBOK_PORT=value) == f"TIDBOK_PORT {problem}"
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "problem"),
+    [
+        ('[ei]\nupdate_url = "notaurl"\n', "[ei] update_url", "must be a http:// or https://host/… URL"),
+        ('[ei]\nupdate_url = "ftp://ei.example.se/Update"\n', "[ei] update_url", "must be a http:// or https://"),
+        ('[ei]\nupdate_url = "https://ei.example.se:99999/Update"\n', "[ei] update_url", "is not a URL"),
+        ("[ei]\ntimeout = 100000\n", "[ei] timeout", "at most 3600"),
+    ],
+)
+def test_ei_urls_and_ranges_are_checked(tmp_path: Path, text: str, label: str, problem: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        EiSettings.from_env(source(path))
+    assert str(caught.value).startswith(f"{label} in {path}"), caught.value
+    assert problem in str(caught.value)
+
+
+def test_ei_tls_material_is_loaded_at_start(tmp_path: Path) -> None:
+    """A client certificate that is not one, or a CA bundle that is not one, is named before the
+    publisher starts (not at its first call to EI)."""
+    ca = Authority(tmp_path, "ei")
+    client = ca.function_certificate(PLATFORM, "publisher")
+    junk = write(tmp_path, "not a certificate\n", "junk.pem")
+    good = EiSettings.from_env(
+        source(
+            TIDBOK_EI_CLIENT_CERT=str(client.cert),
+            TIDBOK_EI_CLIENT_KEY=str(client.key),
+            TIDBOK_EI_CA_BUNDLE=str(ca.bundle),
+        )
+    )
+    assert good.client_cert == client.cert
+    with pytest.raises(ConfigError, match="TIDBOK_EI_CLIENT_CERT and TIDBOK_EI_CLIENT_KEY are not a certificate"):
+        EiSettings.from_env(source(TIDBOK_EI_CLIENT_CERT=str(junk), TIDBOK_EI_CLIENT_KEY=str(client.key)))
+    path = write(tmp_path, f'[ei]\nca_bundle = "{junk}"\n')
+    with pytest.raises(ConfigError, match=re.escape(f"[ei] ca_bundle in {path} is not a PEM bundle")):
+        EiSettings.from_env(source(path))
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("mysql://db/tidbok", "must be a postgresql://… URL"),
+        ("postgresql://h/db?sslmode", "not a usable PostgreSQL URL"),
+    ],
+)
+def test_the_database_url_is_checked(tmp_path: Path, url: str, problem: str) -> None:
+    path = write(tmp_path, f'[database]\nurl = "{url}"\n')
+    message = refusal(path)
+    assert message.startswith(f"[database] url in {path}") and problem in message, message
+
+
+def test_an_unwritable_pgdata_is_named(tmp_path: Path) -> None:
+    afile = write(tmp_path, "", "afile")
+    assert "which is not a folder" in refusal(TIDBOK_PGDATA=str(afile))
+    assert "cannot be created" in refusal(TIDBOK_PGDATA=str(afile / "below"))
+    assert settings(DATABASE_URL="postgresql://h/db", TIDBOK_PGDATA=str(afile)).database_url  # unused then
+
+
+def test_a_short_admin_token_in_the_file_names_the_file_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nadmin_tokens = ["short=*"]\n')
+    with pytest.raises(ConfigError) as caught:
+        Tokens.parse(settings(path).admin_tokens, source(path).label("TIDBOK_ADMIN_TOKENS"))
+    assert str(caught.value) == f"[server] admin_tokens in {path}: the token of entry 1 has 5 characters; at least 16"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[server]\nport = 70000\n", "[server] port in {path} must be at most 65535, got 70000"),
+        ('[server]\nadmin_tokens = ["short=*"]\n', "[server] admin_tokens in {path}: the token of entry 1"),
+        ('[ei]\nupdate_url = "notaurl"\n', "[ei] update_url in {path} must be a http:// or https://"),
+        ('[ei]\nclient_cert = "{path}"\nclient_key = "{path}"\n', "[ei] client_cert in {path} and [ei] client_key"),
+    ],
+)
+def test_run_refuses_a_bad_setting_before_anything_starts(tmp_path: Path, text: str, named: str) -> None:
+    """`tidbok run` starts the database, the EI stub, the publisher and the server: none of them may
+    be started for a configuration that one of them would refuse."""
+    path = tmp_path / "tidbok.toml"
+    write(tmp_path, text.format(path=path))
+    port, stub_port = free_port(), free_port()
+    env = {k: v for k, v in subprocess_env({}).items() if k != "DATABASE_URL"}
+    env.update(
+        {
+            "TIDBOK_CONFIG": str(path),
+            "TIDBOK_EI_STUB_PORT": str(stub_port),
+            "TIDBOK_PGDATA": str(tmp_path / "pgdata"),
+        }
+    )
+    if "port =" not in text:
+        env["TIDBOK_PORT"] = str(port)
+    result = subprocess.run(
+        [PYTHON, "-m", "producer", "run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("tidbok: configuration error: " + named.format(path=path)), result.stderr
+    assert not (tmp_path / "pgdata").exists(), "a database was started for a refused configuration"
+    assert "started" not in result.stderr
+    for used in (port, stub_port):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", used)) != 0, f"something listens on {used}"
+
+
+@pytest.fixture
+def mtls_files(tmp_path: Path) -> dict[str, str]:
+    ca = Authority(tmp_path, "inuse")
+    server = ca.server()
+    return {"TIDBOK_TLS_CERT": str(server.cert), "TIDBOK_TLS_KEY": str(server.key), "TIDBOK_TLS_CA": str(ca.bundle)}
+
+
+@pytest.mark.parametrize("mode", ["open", "proxy", "mtls"])
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_a_port_in_use_is_refused_in_every_server_mode(
+    producer_server: ProducerServer, mtls_files: dict[str, str], tmp_path: Path, mode: str, command: str
+) -> None:
+    """granian listens with SO_REUSEPORT: a second server on a used port would share it with the
+    first. The running test producer holds its port; a second one must refuse it, in every mode."""
+    port = urlsplit(producer_server.base_url).port
+    env = {k: v for k, v in subprocess_env({}).items() if k != "DATABASE_URL"}
+    env.update(
+        {"TIDBOK_PORT": str(port), "TIDBOK_PGDATA": str(tmp_path / "pgdata"), "TIDBOK_EI_STUB_PORT": str(free_port())}
+    )
+    if mode == "proxy":
+        env.update({"TIDBOK_PROXY_CERT_HEADER": "X-Client-Cert", "TIDBOK_TRUSTED_PROXIES": "127.0.0.1"})
+    if mode == "mtls":
+        env.update(mtls_files)
+    if mode != "open":
+        env["TIDBOK_CONSUMERS"] = PLATFORM
+    result = subprocess.run(
+        [PYTHON, "-m", "producer", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"port {port} is already in use" in result.stderr, result.stderr
+    assert "(TIDBOK_PORT)" in result.stderr
+    assert not (tmp_path / "pgdata").exists()
+    status, _, body = http_get(f"{producer_server.base_url}/health")
+    assert (status, body) == (200, b"ok\n"), "the first server must go on serving"
+
+
+def test_the_ei_stubs_port_in_use_is_refused(producer_server: ProducerServer, tmp_path: Path) -> None:
+    port = urlsplit(producer_server.base_url).port
+    env = {k: v for k, v in subprocess_env({}).items() if k != "DATABASE_URL"}
+    env.update(
+        {"TIDBOK_PORT": str(free_port()), "TIDBOK_EI_STUB_PORT": str(port), "TIDBOK_PGDATA": str(tmp_path / "pg")}
+    )
+    result = subprocess.run(
+        [PYTHON, "-m", "producer", "run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"port {port} is already in use" in result.stderr and "TIDBOK_EI_STUB_PORT" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "migrate", "demo", "serve", "publish", "sweep", "outbox", "load", "staff"])
+def test_each_command_has_its_own_help(command: str) -> None:
+    result = run([command, "--help"], {"TIDBOK_CONFIG": "/nonexistent/never-read.toml"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: tidbok {command}"), result.stdout[:200]
+
+
+def test_outbox_actions_have_their_own_help() -> None:
+    result = run(["outbox", "retry", "--help"], {})
+    assert result.returncode == 0 and result.stdout.startswith("usage: tidbok outbox retry"), result.stdout
+    assert run(["outbox", "resync"], {}).returncode == 2  # the unit is required: a usage error
+
+
+def test_a_configuration_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "tidbok.toml"
+    path.write_bytes('[server]\nhost = "127.0.0.1"\n# Vårdcentralen\n'.encode("cp1252"))
+    message = refusal(path)
+    assert message.startswith(f"{path}: line 3: not UTF-8 text"), message
+
+
+def test_a_host_that_is_not_this_machines_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nhost = "203.0.113.9"\n')  # TEST-NET-3: never an address of ours
+    env = {k: v for k, v in subprocess_env({}).items() if k != "DATABASE_URL"}
+    env.update({"TIDBOK_CONFIG": str(path), "TIDBOK_PORT": str(free_port()), "TIDBOK_PGDATA": str(tmp_path / "pg")})
+    result = subprocess.run(
+        [PYTHON, "-m", "producer", "serve"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"tidbok: configuration error: host '203.0.113.9' is not an address of this machine ([server] host in {path})"
+    )

@@ -878,3 +878,27 @@ def test_every_staff_action_reaches_ei(
     assert in_ei(ei_loop, moved_resident) == {("Booking", A200, moved): wire(second.starts_at)}
     assert in_ei(ei_loop, cancelled_resident) == {}
     assert in_ei(ei_loop, given_resident) == {("Booking", A100, given.booking_id): wire(given_slot.starts_at)}
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_a_batch_file_from_excel_in_windows_1252_is_refused_clearly(
+    server: ProducerServer, cal: Calendar, tmp_path: Path, encoding: str
+) -> None:
+    """Swedish Excel's plain "CSV" is Windows-1252: refused by line, with what to do, never a codec
+    message; nobody is invited (the file is read before anything is written)."""
+    resident = new_resident()
+    path = tmp_path / "lista.csv"
+    path.write_bytes(f"personnummer;namn\n{resident};Åsa Öberg\n".encode(encoding))
+    before = cal.conn.execute("SELECT count(*) FROM booking").fetchone()[0]
+    result = run_staff(
+        server,
+        *acting("invite-batch", "--unit", A100, "--time-type", "PROV", "--campaign", f"latin-{encoding}"),
+        *("--purpose", "Välkommen", "--valid-until", (today() + timedelta(days=60)).isoformat(), str(path)),
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"tidbok staff: csv: {path} line 2: not UTF-8 text (Windows-1252 or Latin-1, as Excel's plain CSV?):"
+        " save it as 'CSV UTF-8' / inte UTF-8: spara filen som 'CSV UTF-8 (kommaavgränsad)'"
+    )
+    assert "codec" not in result.stderr
+    assert cal.conn.execute("SELECT count(*) FROM booking").fetchone()[0] == before

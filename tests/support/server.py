@@ -186,6 +186,8 @@ def start_server(
         "TIDBOK_HOST": "127.0.0.1",
         "TIDBOK_PORT": str(port),
         "TIDBOK_WORKERS": "1",
+        # No publisher runs beside these producers: an outbox that only grows must not make them unready.
+        "TIDBOK_READY_OUTBOX_AGE": "0",
         **extra_env,
     }
     log_dir.mkdir(parents=True, exist_ok=True)
