@@ -33,9 +33,12 @@ SKIPPED = {
     "make": "the Makefile's targets are the suite itself, make bench and make chaos",
     "apt-get": "installs a system package",
     "createdb": "a PostgreSQL client tool; the test makes its own database",
-    "curl": "needs a running server: tests/test_admin_api.py and test_ei_stub.py send these requests",
+    "curl": "needs a running server: tests/admin_api/test_admin_api.py and engagement_index/test_ei_stub.py send them",
     "serve": "a server runs until stopped: tests/support/server.py starts `tidbok serve`",
-    "run": "a server runs until stopped: tests/test_supervision.py starts `tidbok run`",
+    "run": "a server runs until stopped: tests/cli/test_supervision.py starts `tidbok run`",
+    "npx": "Node.js: tests/testkit/test_collections.py runs the collection with newman",
+    "fixtures": "replays against a running server: tests/testkit/test_fixtures_replay.py",
+    "demo": "`demo reset` replaces the calendar the examples built: tests/cli/test_demo_reset.py",
 }
 KALLELSE = "<article><title>Kallelse</title><para>Välkommen till provtagning.</para></article>\n"
 LISTA = "personnummer\n191212121212\n19121212-1212\n"
