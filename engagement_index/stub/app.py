@@ -65,13 +65,19 @@ class StubApp:
     def _soap(self, name: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         call = self.store.count_call(name)
         behaviour = self.control.take(name)
+        try:
+            # Read the whole request first, whatever the answer: a server that answers before the
+            # body has arrived may have the connection reset under the client while it still sends
+            # (seen as "Remote end closed connection without response" under load).
+            body = _read_body(environ)
+        except SoapFault as fault:
+            return _respond(start_response, "500 Internal Server Error", CONTENT_TYPE, fault_envelope(fault))
         if behaviour.mode == "down":
             log.info("%s call %d: answering 503 (control: down)", name, call)
             return _respond(start_response, "503 Service Unavailable", "text/plain", b"")
         try:
             if behaviour.mode == "fault":
                 raise faults.injected(behaviour.fault_code or "EI000", self.settings.hsa_id)
-            body = _read_body(environ)
             self.store.keep_request(name, call, body, _trace(environ))
             response = self.index.update(body, call) if name == "Update" else self.index.find_content(body)
             status = "200 OK"
