@@ -45,6 +45,23 @@ def actor_of(call: Call) -> Actor:
     )
 
 
+def contact_of(request: Decoded) -> dict[str, str | None]:
+    """The names, contact fields, reason and notification a MakeBooking or UpdateBooking sends along
+    (what it leaves out is None: a rebooking keeps what the booking had)."""
+    info: Decoded = request.get("subject_of_care_info") or {}
+    return {
+        "first_name": info.get("firstName"),
+        "middle_name": info.get("middleName"),
+        "last_name": info.get("lastName"),
+        "phone": info.get("phone"),
+        "email": info.get("email"),
+        "address": info.get("address"),
+        "coaddress": info.get("coaddress"),
+        "reason": request["requestedTimeslot"].get("reason"),
+        "notification": request.get("notification"),
+    }
+
+
 def resident_of(call: Call, timeslot: Decoded) -> str:
     """The resident the booking is for: the timeslot's subject_of_care, else a resident Actor. A
     resident acting for themselves (Actor subject_of_care) acts only for themselves; an agent

@@ -14,7 +14,7 @@ from producer.calendar.refusals import Refusal
 from producer.calendar.slots import SlotRow, slot_by_reference
 from producer.calendar.units import units_for_time_type
 from producer.calendar.views import BookingView
-from producer.interactions.booking_common import actor_of, requested_slot, resident_of, run_refusable
+from producer.interactions.booking_common import actor_of, contact_of, requested_slot, resident_of, run_refusable
 from producer.interactions.call import Call
 from producer.soap.codec import Decoded
 from producer.sweden.identifiers import normalise_hsa_id
@@ -51,18 +51,7 @@ def _book(call: Call, request: Decoded, conn: psycopg.Connection) -> str:
     if slot is None:
         slot = requested_slot(conn, target, timeslot, invitation.time_type_code if invitation else None)
 
-    info: Decoded = request["subject_of_care_info"]
-    contact = {
-        "first_name": info.get("firstName"),
-        "middle_name": info.get("middleName"),
-        "last_name": info.get("lastName"),
-        "phone": info.get("phone"),
-        "email": info.get("email"),
-        "address": info.get("address"),
-        "coaddress": info.get("coaddress"),
-        "reason": timeslot.get("reason"),
-        "notification": request.get("notification"),
-    }
+    contact = contact_of(request)
     actor, extra = actor_of(call), {"addressed_unit": call.unit.hsa_id}
     if invitation is not None:
         # booked where GetAllHealthcareFacilities with its id lists

@@ -13,7 +13,7 @@ from producer.calendar import resident_texts as texts
 from producer.calendar.refusals import Refusal
 from producer.calendar.units import units_for_time_type
 from producer.calendar.views import BookingView
-from producer.interactions.booking_common import actor_of, requested_slot, resident_of, run_refusable
+from producer.interactions.booking_common import actor_of, contact_of, requested_slot, resident_of, run_refusable
 from producer.interactions.call import Call
 from producer.soap.codec import Decoded
 from producer.sweden.identifiers import normalise_hsa_id
@@ -46,19 +46,7 @@ def _rebook(call: Call, request: Decoded, conn: psycopg.Connection) -> None:
     if target not in allowed:
         raise Refusal("healthcare_facility", texts.WRONG_UNIT)
     slot = requested_slot(conn, target, timeslot, view.time_type_code)
-    info: Decoded = request.get("subject_of_care_info") or {}
-    contact = {
-        "reason": timeslot.get("reason"),
-        "notification": request.get("notification"),
-        "first_name": info.get("firstName"),
-        "middle_name": info.get("middleName"),
-        "last_name": info.get("lastName"),
-        "phone": info.get("phone"),
-        "email": info.get("email"),
-        "address": info.get("address"),
-        "coaddress": info.get("coaddress"),
-    }
-    changes.rebook(conn, actor_of(call), view, slot, now=call.now, contact=contact, allowed=allowed)
+    changes.rebook(conn, actor_of(call), view, slot, now=call.now, contact=contact_of(request), allowed=allowed)
 
 
 def _moved_from(call: Call, conn: psycopg.Connection, reference: str, resident: str) -> BookingView | None:

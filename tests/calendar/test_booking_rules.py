@@ -125,6 +125,15 @@ class Rules(CalendarDb):
         status, _, answer = admin_api(self.server, method, path, body, token=TOKEN)
         return status, answer
 
+    def invite(self, resident: str, time_type: str) -> str:
+        """An open invitation at A100, valid 30 days, made by staff through the API; its id."""
+        status, made = self.admin("POST", f"/admin/units/{A100}/invitations", {
+            "staff": STAFF, "resident": resident, "time_type": time_type, "purpose": "Välkommen.",
+            "valid_until": f"{date.today() + timedelta(days=30)}",
+        })  # fmt: skip
+        assert status == 201, made
+        return made["booking"]["booking_id"]
+
     def staff_book(self, unit: str, resident: str, slot: Slot, **more: Any) -> tuple[int, Any]:
         return self.admin("POST", f"/admin/units/{unit}/bookings",
                           {"staff": STAFF, "resident": resident, "slot": slot.ref, **more})  # fmt: skip
@@ -197,12 +206,7 @@ def test_a_type_booked_only_by_invitation_is_not_offered_to_residents(rules: Rul
 
 def test_an_invitation_opens_the_type_to_its_resident(rules: Rules) -> None:
     resident = new_resident()
-    status, made = rules.admin("POST", f"/admin/units/{A100}/invitations", {
-        "staff": STAFF, "resident": resident, "time_type": "DIAB", "purpose": "Välkommen till diabetesmottagningen.",
-        "valid_until": f"{date.today() + timedelta(days=60)}",
-    })  # fmt: skip
-    assert status == 201, made
-    invitation = made["booking"]["booking_id"]
+    invitation = rules.invite(resident, "DIAB")
     diab = rules.free_slot(A100, "DIAB")
     day = diab.starts_at.date()
     offered = rules.offered(resident, A100, day, day, bookingId=invitation)
@@ -354,12 +358,7 @@ def test_performer_name_is_title_first_and_last(rules: Rules) -> None:
 
 def test_an_expired_invitation_cannot_be_booked_before_the_sweeper_runs(rules: Rules) -> None:
     resident = new_resident()
-    status, made = rules.admin("POST", f"/admin/units/{A100}/invitations", {
-        "staff": STAFF, "resident": resident, "time_type": "PROV", "purpose": "Välkommen.",
-        "valid_until": f"{date.today() + timedelta(days=30)}",
-    })  # fmt: skip
-    assert status == 201, made
-    invitation = made["booking"]["booking_id"]
+    invitation = rules.invite(resident, "PROV")
     rules.db.execute("UPDATE booking SET valid_until = now() - interval '1 minute' WHERE booking_id = %s",
                      (invitation,))  # fmt: skip
     before = rules.fingerprint()
