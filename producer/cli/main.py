@@ -48,8 +48,10 @@ def cmd_demo(settings: Settings, url: str) -> None:
 def cmd_serve(settings: Settings, url: str) -> None:
     from producer.admin_api.auth import Tokens
     from producer.http.serving import serve
+    from producer.staff.accounts import Accounts
 
-    Tokens.parse(settings.admin_tokens)  # a bad token setting stops here, naming it, not in every worker
+    # a bad token or account setting stops here, naming it, not in every worker
+    Tokens.parse(settings.admin_tokens, Accounts.parse(settings.staff_accounts))
     serve(settings, url)
 
 

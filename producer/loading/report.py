@@ -7,6 +7,7 @@ Problems name file, line and field, so an administrator can fix a spreadsheet wi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 MAX_PROBLEMS = 100
 KINDS = ("units", "care_types", "time_types", "performers", "resources", "alternatives", "slots")
@@ -26,6 +27,19 @@ class Problem:
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
+@dataclass(frozen=True)
+class SlotChange:
+    """One slot a load creates, changes (as it will be) or removes (Options.list_slots)."""
+
+    what: str  # created | changed | removed
+    unit: str
+    who: str | None  # the performer, else the resource
+    starts_at: datetime
+    ends_at: datetime
+    time_type: str
+    slot_id: int | None  # None: not created yet
+
+
 @dataclass
 class Counts:
     created: int = 0
@@ -43,6 +57,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     more_problems: int = 0  # found beyond MAX_PROBLEMS, not listed
     seconds: float = 0.0
+    slots_listed: list[SlotChange] = field(default_factory=list)  # with Options.list_slots
 
     @property
     def ok(self) -> bool:

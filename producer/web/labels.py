@@ -1,0 +1,88 @@
+"""The page's Swedish words for what the service layer names in English (fields, kinds, states)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from producer.sweden.wall_time import STOCKHOLM
+
+ZONE = STOCKHOLM  # the templates show times in it: L.ZONE
+
+FIELDS = {
+    "resident": "Personnummer",
+    "slot": "Tid",
+    "booking_id": "Bokning",
+    "purpose": "Syfte",
+    "valid_until": "Giltig till",
+    "invitation_date": "Kallelsedatum",
+    "time_type": "Tidstyp",
+    "campaign": "Kampanj",
+    "note": "Anteckning",
+    "reason": "Besöksorsak",
+    "unit": "Enhet",
+    "performer": "Utförare",
+    "last_day": "Sista dagen",
+    "day": "Dag",
+    "first_name": "Förnamn",
+    "middle_name": "Mellannamn",
+    "last_name": "Efternamn",
+    "phone": "Telefon",
+    "email": "E-post",
+    "min_lead": "Minsta framförhållning",
+    "horizon": "Längsta framförhållning",
+    "max_active_per_resident": "Högst antal bokningar per invånare",
+    "change_deadline": "Ändringsgräns",
+}
+KINDS = {"booking": "Bokning", "timed_invitation": "Tidsatt kallelse", "open_invitation": "Öppen kallelse"}
+STATUSES = {"active": "Aktiv", "cancelled": "Avbokad", "expired": "Utgången"}
+STATES = {"free": "Ledig", "booked": "Bokad", "invited": "Kallad"}
+ACTIONS = {
+    "book": "Bokad",
+    "rebook": "Ombokad",
+    "cancel": "Avbokad",
+    "invite": "Kallad",
+    "expire": "Gick ut",
+    "book_invitation": "Kallelse bokad",
+}
+CHANNELS = {
+    "soap": "1177 (invånaren)",
+    "staff": "Personal",
+    "loader": "Inläsning",
+    "sweeper": "Automatiskt",
+    "demo": "Demo",
+}
+DONE = {
+    "booked": "Tiden är bokad.",
+    "rebooked": "Bokningen är flyttad.",
+    "cancelled": "Bokningen är avbokad.",
+    "invited": "Kallelsen är skickad.",
+}
+WEEKDAYS = ("måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag")
+MONTHS = ("januari", "februari", "mars", "april", "maj", "juni", "juli", "augusti", "september", "oktober",
+          "november", "december")  # fmt: skip
+
+
+def problem(field: str, message: str) -> str:
+    """A refusal as the page shows it: the field in Swedish, then what the service layer said."""
+    return f"{FIELDS.get(field, field)}: {message}"
+
+
+def day_name(day: datetime) -> str:
+    return f"{WEEKDAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]}"
+
+
+def when(moment: datetime | None) -> str:
+    return "–" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
+
+
+def hours(value: timedelta | None) -> str:
+    if value is None:
+        return ""
+    number = value.total_seconds() / 3600
+    return f"{number:g}"
+
+
+def days(value: timedelta | None) -> str:
+    if value is None:
+        return ""
+    return f"{value.total_seconds() / 86400:g}"
