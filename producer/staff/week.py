@@ -16,9 +16,12 @@ from producer.calendar.ids import slot_ref
 from producer.calendar.units import units_for_time_type
 from producer.calendar.views import fetch_views
 from producer.staff import checks
+from producer.staff.errors import StaffError
 from producer.staff.results import BookingInfo
+from producer.sweden.identifiers import normalise_hsa_id
 from producer.sweden.wall_time import STOCKHOLM, local_day_bounds
 
+SUMMER = timedelta(hours=2)
 WEEK_SQL = """
 SELECT s.id, s.starts_at, s.ends_at, s.time_type_code, s.performer_hsa_id, s.resource_id,
        b.booking_id, b.kind, b.first_name, b.last_name
@@ -41,6 +44,7 @@ class WeekSlot:
     booking_id: str | None
     kind: str | None  # booking | timed_invitation; None: free
     name: str | None  # the resident's name, when the booking has one
+    label: str = ""  # the start as the page shows it (Day: with summer/winter time on a DST day)
 
     @property
     def state(self) -> str:
@@ -53,13 +57,14 @@ class Day:
     hours: int  # 23 or 25 on the DST change days
     slots: list[WeekSlot]
 
-    def label(self, slot: WeekSlot) -> str:
-        """The slot's start as the page shows it; with summer/winter time on a DST day, where an
-        autumn hour occurs twice."""
-        text = slot.starts_at.strftime("%H:%M")
-        if self.hours != 24:
-            text += " sommartid" if slot.starts_at.utcoffset() == timedelta(hours=2) else " normaltid"
-        return text
+
+def _label(local: datetime, dst_day: bool) -> str:
+    """A slot's start as the page shows it; on a DST day with summer or winter time (sommartid,
+    normaltid), so both occurrences of the repeated autumn hour are told apart."""
+    text = f"{local.hour:02d}:{local.minute:02d}"
+    if dst_day:
+        text += " sommartid" if local.utcoffset() == SUMMER else " normaltid"
+    return text
 
 
 @dataclass(frozen=True)
@@ -90,37 +95,54 @@ def days(
         WEEK_SQL,
         {"unit": unit_hsa_id, "start": start, "end": end, "performer": performer or None, "resource": resource or None},
     ).fetchall()
-    by_day: dict[date, list[WeekSlot]] = {first + timedelta(days=i): [] for i in range(count)}
+    hours: dict[date, int] = {}
+    for i in range(count):
+        lo, hi = local_day_bounds(first + timedelta(days=i))
+        # in UTC: between two times of one zone, Python subtracts wall times (always 24 hours)
+        hours[first + timedelta(days=i)] = round((hi.astimezone(UTC) - lo.astimezone(UTC)).total_seconds() / 3600)
+    by_day: dict[date, list[WeekSlot]] = {day: [] for day in hours}
     for slot_id, starts, ends, code, who, what, booking_id, kind, first_name, last_name in rows:
         local = starts.astimezone(STOCKHOLM)
-        name = " ".join(part for part in (first_name, last_name) if part) or None
-        by_day[local.date()].append(
-            WeekSlot(slot_ref(slot_id), local, ends.astimezone(STOCKHOLM), code, who, what, booking_id, kind, name)
+        day = local.date()
+        name = f"{first_name or ''} {last_name or ''}".strip() or None
+        by_day[day].append(
+            WeekSlot(
+                f"T{slot_id}",
+                local,
+                ends.astimezone(STOCKHOLM),
+                code,
+                who,
+                what,
+                booking_id,
+                kind,
+                name,
+                _label(local, hours[day] != 24),
+            )  # fmt: skip
         )
-    out = []
-    for day, slots in by_day.items():
-        lo, hi = local_day_bounds(day)
-        # in UTC: between two times of one zone, Python subtracts wall times (always 24 hours)
-        out.append(Day(day, round((hi.astimezone(UTC) - lo.astimezone(UTC)).total_seconds() / 3600), slots))
-    return out
+    return [Day(day, hours[day], slots) for day, slots in by_day.items()]
+
+
+CATALOGUE_SQL = """
+SELECT u.name,
+       (SELECT coalesce(json_agg(json_build_array(p.hsa_id, concat_ws(' ', p.title, p.first_name, p.last_name))
+                                 ORDER BY p.hsa_id), '[]') FROM performer p WHERE p.unit_hsa_id = u.hsa_id),
+       (SELECT coalesce(json_agg(json_build_array(r.resource_id, coalesce(r.name, r.resource_id))
+                                 ORDER BY r.resource_id), '[]') FROM resource r WHERE r.unit_hsa_id = u.hsa_id),
+       (SELECT coalesce(json_agg(json_build_array(t.code, t.name) ORDER BY t.code), '[]')
+        FROM time_type t WHERE t.unit_hsa_id = u.hsa_id)
+FROM care_unit u WHERE u.hsa_id = %s
+"""
 
 
 def catalogue(conn: psycopg.Connection, unit: str) -> Catalogue:
-    unit_hsa_id = checks.unit(conn, unit)
-    (name,) = conn.execute("SELECT name FROM care_unit WHERE hsa_id = %s", (unit_hsa_id,)).fetchone()
-    performers = conn.execute(
-        "SELECT hsa_id, concat_ws(' ', title, first_name, last_name) FROM performer WHERE unit_hsa_id = %s"
-        " ORDER BY hsa_id",
-        (unit_hsa_id,),
-    ).fetchall()
-    resources = conn.execute(
-        "SELECT resource_id, coalesce(name, resource_id) FROM resource WHERE unit_hsa_id = %s ORDER BY resource_id",
-        (unit_hsa_id,),
-    ).fetchall()
-    time_types = conn.execute(
-        "SELECT code, name FROM time_type WHERE unit_hsa_id = %s ORDER BY code", (unit_hsa_id,)
-    ).fetchall()
-    return Catalogue(name, list(performers), list(resources), list(time_types))
+    """The unit's name, performers, resources and time types (one round trip: the week view's budget)."""
+    hsa_id = normalise_hsa_id(unit or "")
+    row = conn.execute(CATALOGUE_SQL, (hsa_id,)).fetchone()
+    if row is None:
+        raise StaffError("unit", f"no care unit {hsa_id or '(empty)'} in this calendar", "not_found")
+    name, performers, resources, time_types = row
+    pairs = [[tuple(pair) for pair in found] for found in (performers, resources, time_types)]
+    return Catalogue(name, *pairs)
 
 
 def units(conn: psycopg.Connection) -> list[tuple[str, str]]:
