@@ -12,9 +12,10 @@ import psycopg
 from flask import Response, current_app, g, request
 from flask_openapi3 import APIBlueprint, RawModel
 from psycopg_pool import PoolTimeout
+from pydantic import ValidationError
 
 from producer.admin_api.auth import Grant
-from producer.admin_api.errors import ApiError, json_response
+from producer.admin_api.errors import ApiError, invalid, json_response
 from producer.admin_api.models import (
     BatchIn,
     BatchOut,
@@ -229,7 +230,10 @@ def blueprint() -> APIBlueprint:
     def cancel(path: BookingPath, query: CancelQuery) -> Response:
         named, note = query.staff, query.note
         if request.content_length:
-            body = CancelIn.model_validate(request.get_json(silent=True))  # refused as the others are
+            try:
+                body = CancelIn.model_validate(request.get_json(silent=True))
+            except ValidationError as error:
+                return invalid(error)  # refused as every other body is
             named, note = body.staff or named, body.note or note
         staff = _staff(named)
         with connection() as conn:

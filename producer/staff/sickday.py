@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -24,6 +25,7 @@ from producer.staff.errors import StaffError
 from producer.sweden.identifiers import normalise_hsa_id
 from producer.sweden.wall_time import STOCKHOLM, local_day_bounds
 
+PHONE = re.compile(r"\+?[0-9][0-9 ()-]*")
 ACTIVE_SQL = """
 SELECT b.booking_id FROM slot s JOIN booking b ON b.pk = s.booking_pk
 WHERE s.unit_hsa_id = %s AND s.performer_hsa_id = %s AND s.starts_at >= %s AND s.starts_at < %s
@@ -148,12 +150,20 @@ def cancelled(conn: psycopg.Connection, *, unit: str, performer: str, first: dat
     ]
 
 
+def _cell(value: str) -> str:
+    """A cell a spreadsheet shows as text: names come from residents (1177), and one that starts
+    like a formula (=, +, -, @) must not run as one; a phone number stays as it is."""
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r") and not PHONE.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def as_csv(affected: list[Affected]) -> str:
     """The residents to call, for a spreadsheet (semicolon-separated, as Swedish Excel reads it)."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
     writer.writerow(["tid", "personnummer", "namn", "telefon", "bokning", "avbokad"])
     for a in affected:
-        writer.writerow([a.starts_at.strftime("%Y-%m-%d %H:%M"), a.resident, a.name, a.phone or "", a.booking_id,
-                         "ja" if a.done else f"nej: {a.problem}"])  # fmt: skip
+        writer.writerow([a.starts_at.strftime("%Y-%m-%d %H:%M"), a.resident, _cell(a.name), _cell(a.phone or ""),
+                         a.booking_id, "ja" if a.done else f"nej: {a.problem}"])  # fmt: skip
     return out.getvalue()

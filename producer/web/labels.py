@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
@@ -92,9 +93,57 @@ def slot_items(slots: list[WeekSlot], base: str) -> Markup:
     return Markup("\n".join(out))
 
 
+# What the service layer says (in English, for the API and the CLI), as the page says it; a message
+# not listed here is shown as it is.
+SWEDISH = [
+    (r"personnummer must be 12 characters \(YYYYMMDDNNNC\)", "ska ha 12 tecken (ÅÅÅÅMMDDNNNN)"),
+    (
+        r"personnummer must be 12 digits.*",
+        "ska vara 12 siffror, eller ett reservnummer med P, T eller F som nionde tecken",
+    ),
+    (r"personnummer does not contain a valid date of birth", "innehåller inget giltigt födelsedatum"),
+    (r"personnummer has an incorrect check digit", "har fel kontrollsiffra"),
+    (r"(T\d+ )?is already taken: choose a free slot.*", r"\1är redan bokad: välj en ledig tid"),
+    (r"(\S+) has already started( and cannot be \w+)?", r"\1 har redan börjat"),
+    (r"has already passed", "har redan passerat"),
+    (r"an invitation needs a purpose: plain text or DocBook", "en kallelse behöver ett syfte: text eller DocBook"),
+    (r"an open invitation needs a validity end", "en öppen kallelse behöver ett sista giltighetsdatum"),
+    (r"a screening call needs a campaign name.*", "en screening behöver ett kampanjnamn (då kan listan läsas in igen)"),
+    (r"must be a date like (\S+)", r"ska vara ett datum, t.ex. \1"),
+    (r"must be a time like (\S+).*", r"ska vara en tid, t.ex. \1"),
+    (r"no (?:active )?booking or invitation (\S+)(?: at (\S+))?", r"ingen aktiv bokning eller kallelse \1"),
+    (r"no slot (\S+)", r"ingen tid \1"),
+    (r"(T\d+) is not at (\S+)", r"\1 finns inte på \2"),
+    (r"is longer than (\d+) characters", r"är längre än \1 tecken"),
+    (r"must be a number", "ska vara ett tal"),
+    (r"must be a whole number", "ska vara ett heltal"),
+    (r"is before the first day", "är före första dagen"),
+    (r"a sick day covers at most (\d+) days", r"en sjukdag omfattar högst \1 dagar"),
+    (r"(\S+) has no performer (\S+)", r"\1 har ingen utförare \2"),
+    (r"(\S+) has no time type (\S+)", r"\1 har ingen tidstyp \2"),
+    (
+        r"the resident already has (\d+) upcoming (\S+) booking\(s\) at (\S+) \(at most (\d+)\): rebook one instead",
+        r"invånaren har redan \1 kommande \2-bokning(ar) på \3 (högst \4): boka om en av dem i stället",
+    ),
+    (r"already invited in campaign (\S+) \((\S+)\)", r"redan kallad i kampanjen \1 (\2)"),
+    (r"(\S+) is past the change deadline", r"\1 är förbi ändringsgränsen"),
+    (r"invitation (\S+) is no longer valid", r"kallelsen \1 gäller inte längre"),
+    (r"DocBook element <(\S+)> is not allowed.*", r"DocBook-elementet <\1> är inte tillåtet"),
+]
+_SWEDISH = [(re.compile(pattern), text) for pattern, text in SWEDISH]
+
+
+def swedish(message: str) -> str:
+    for pattern, text in _SWEDISH:
+        found = pattern.fullmatch(message)
+        if found:
+            return found.expand(text)
+    return message
+
+
 def problem(field: str, message: str) -> str:
-    """A refusal as the page shows it: the field in Swedish, then what the service layer said."""
-    return f"{FIELDS.get(field, field)}: {message}"
+    """A refusal as the page shows it: the field, then what the service layer said, in Swedish."""
+    return f"{FIELDS.get(field, field)}: {swedish(message)}"
 
 
 def day_name(day: datetime) -> str:

@@ -373,14 +373,18 @@ def _booking_page(unit: str, booking_id: str, message: str | None = None, status
     visible = [hsa for hsa, _ in _my_units()]
     now = datetime.now(UTC)
     alternatives = []
+    after = now
+    if request.args.get("from"):  # free times from this day on (Stockholm)
+        after = max(now, datetime.combine(_day(request.args.get("from")), datetime.min.time(), STOCKHOLM))
     if found.booking.status == "active":
-        alternatives = calendar.alternatives(g.conn, found.booking, now, visible)
+        alternatives = calendar.alternatives(g.conn, found.booking, after, visible)
     page = render_template(
         "booking.html",
         unit=unit.upper(),
         info=found.booking,
         events=found.events,
         alternatives=alternatives,
+        alternatives_from=request.args.get("from", ""),
         changeable=found.booking.status == "active"
         and (found.booking.starts_at is None or found.booking.starts_at > now),
         message=message,
@@ -498,7 +502,7 @@ def sick_day(unit: str) -> tuple[str, int]:
             message = _problem(error)
     page = render_template(
         "sickday.html", unit=unit.upper(), catalogue=calendar.catalogue(g.conn, unit), period=period,
-        affected=affected, message=message, done=False,
+        affected=affected, message=message, finished=False,
     )  # fmt: skip
     return page, 400 if message else 200
 
@@ -517,7 +521,7 @@ def sick_day_confirm(unit: str) -> tuple[str, int]:
         raise PageError(400, _problem(error)) from None
     page = render_template(
         "sickday.html", unit=unit.upper(), catalogue=calendar.catalogue(g.conn, unit), period=period,
-        affected=affected, message=None, done=True,
+        affected=affected, message=None, finished=True,
     )  # fmt: skip
     return page, 200
 

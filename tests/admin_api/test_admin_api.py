@@ -232,6 +232,8 @@ def test_the_token_is_who_acts_and_a_body_naming_another_staff_member_is_refused
     while line not in server.output() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert line in server.output()  # every staff change writes a tidbok.audit line
+    status, _, refused = api(server, "DELETE", f"/admin/units/{A100}/bookings/{booking_id}", {"why": "test"})
+    assert status == 400 and refused["error"]["field"] == "why"
     status, _, cancelled = api(server, "DELETE", f"/admin/units/{A100}/bookings/{booking_id}", {"note": "test"})
     assert status == 200 and cancelled["booking"]["status"] == "cancelled"
 

@@ -11,6 +11,9 @@ from staff_page import A100, A100_PASSWORD, A100_STAFF, A200, ALL_PASSWORD, ALL_
 from support.calendar import unused_free_slot
 from support.server import ProducerServer
 
+from producer.staff import sickday
+from producer.staff.sickday import Affected
+
 RESIDENT = "197010632391"
 
 
@@ -155,3 +158,49 @@ def test_an_expired_session_is_refused(server: ProducerServer) -> None:
                      (A100_STAFF,))  # fmt: skip
     answer = client.get(f"/staff/units/{A100}/week", allow_redirects=False)
     assert answer.status_code == 303 and "/staff/login" in answer.headers["location"]
+
+
+def test_a_refusal_is_shown_in_swedish_and_nothing_is_booked(server: ProducerServer) -> None:
+    client = logged_in(server)
+    with server.connect() as conn:
+        slot = unused_free_slot(conn, A100, set())
+    answer = client.post(
+        f"/staff/units/{A100}/slots/{slot.ref}/book", {"csrf": client.csrf(), "resident": "191212121213"}
+    )
+    assert answer.status_code == 400 and "Personnummer: har fel kontrollsiffra" in answer.text
+    assert 'role="alert"' in answer.text and 'value="191212121213"' in answer.text  # the form kept as typed
+
+
+def test_the_sick_day_list_keeps_a_residents_formula_from_running() -> None:
+    when = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    rows = [Affected("B1", "booking", when, "191212121212", '=HYPERLINK("x")', "+46 70-121 21 21", True)]
+    text = sickday.as_csv(rows)
+    assert "\"'=HYPERLINK" in text and ";+46 70-121 21 21;" in text
+
+
+def test_a_booking_cannot_be_moved_to_a_unit_the_staff_member_lacks(server: ProducerServer) -> None:
+    client = logged_in(server)  # A100 only; PROV at A100 may be moved to A200
+    with server.connect() as conn:
+        (mine,) = conn.execute(
+            "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = 'PROV' AND booking_pk IS NULL"
+            " AND starts_at > now() + interval '3 days' ORDER BY starts_at, id LIMIT 1",
+            (A100,),
+        ).fetchone()
+        (theirs,) = conn.execute(
+            "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = 'PROV' AND booking_pk IS NULL"
+            " AND starts_at > now() + interval '3 days' ORDER BY starts_at, id LIMIT 1",
+            (A200,),
+        ).fetchone()
+    made = client.post(f"/staff/units/{A100}/slots/T{mine}/book", {"csrf": client.csrf(), "resident": RESIDENT})
+    assert made.status_code == 200 and "Tiden är bokad" in made.text
+    booking_id = made.url.split("/bookings/")[1].split("?")[0]
+    assert f"T{theirs}" not in made.text  # the alternatives list only the staff member's units
+    moved = client.post(
+        f"/staff/units/{A100}/bookings/{booking_id}/rebook", {"csrf": client.csrf(), "slot": f"T{theirs}"}
+    )
+    assert moved.status_code == 403
+    with server.connect() as conn:
+        (slot_id,) = conn.execute(
+            "SELECT s.id FROM slot s JOIN booking b ON b.pk = s.booking_pk WHERE b.booking_id = %s", (booking_id,)
+        ).fetchone()
+    assert slot_id == mine
