@@ -1,148 +1,122 @@
-"""The /admin JSON API: routing, authentication, traceability headers and error shapes.
-
-Endpoints live in producer.admin_api.routes; each is declared once (method, path, summary, schemas)
-and that declaration drives both the routing and the OpenAPI description served at
-GET /admin/openapi.json.
-"""
+"""The Flask application that serves /admin (this package's API) and that the staff page
+(producer.web) registers its pages on: traceability headers and log lines, JSON errors for /admin,
+the OpenAPI description at /admin/openapi.json and its Swagger UI at /admin/swagger (served from
+the flask-openapi3-swagger package, no CDN)."""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
-from urllib.parse import parse_qs
 
-import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from flask import Response, g, request
+from flask_openapi3 import Info, OpenAPI
+from psycopg_pool import ConnectionPool
+from werkzeug.exceptions import HTTPException
 
+from producer.admin_api import routes
 from producer.admin_api.auth import Tokens
-from producer.admin_api.openapi import describe
-from producer.admin_api.route import ApiError, Request, Route
+from producer.admin_api.errors import ApiError, invalid
+from producer.admin_api.models import ErrorOut
 from producer.platform import metrics, tracing
 from producer.platform.settings import Settings
 
 log = logging.getLogger("tidbok.admin")
-
-MAX_BODY = 256 * 1024 * 1024  # a 1,000,000-slot CSV is about 80 MB
-BODY_TIMEOUT_SECONDS = 600  # that CSV over a slow link; /admin is for operators only
-StartResponse = Callable[..., Any]
-
-
-class AdminApi:
-    """A WSGI callable for paths under /admin, sharing the producer's connection pool."""
-
-    PREFIX = "/admin"
-    max_body = MAX_BODY  # the HTTP router reads these two to read a body before it gets here
-    body_timeout = BODY_TIMEOUT_SECONDS
-
-    @classmethod
-    def owns(cls, path: str) -> bool:
-        """Whether a request path is the admin API's (the one place the /admin prefix is checked)."""
-        return path == cls.PREFIX or path.startswith(cls.PREFIX + "/")
-
-    def __init__(
-        self, routes: list[Route], tokens: Tokens, pool: Callable[[], ConnectionPool], settings: Settings
-    ) -> None:
-        self.routes = [(route, route.pattern) for route in routes]
-        self.tokens = tokens
-        self.pool = pool
-        self.settings = settings
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        request_id, context_id = tracing.ids_from(environ)
-        id_token, context_token = tracing.request_id.set(request_id), tracing.context_id.set(context_id or "-")
-        echo = tracing.echo(request_id, context_id)
-        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
-        started = perf_counter()
-        matched: list[str] = []  # the route's template, once known: the metrics' label (not the path)
-        try:
-            status, payload = self._dispatch(method, path, environ, matched)
-        except ApiError as exc:
-            error: dict[str, Any] = {"message": exc.message, "field": exc.field}
-            if exc.details is not None:
-                error["details"] = exc.details
-            status, payload = exc.status, {"error": error}
-        log.info("admin %s %s -> %d", method, path, status)
-        metrics.observe_admin(f"{method} {matched[0]}" if matched else "unmatched", status, perf_counter() - started)
-        tracing.request_id.reset(id_token)
-        tracing.context_id.reset(context_token)
-        body = json.dumps(payload, ensure_ascii=False, default=str).encode()
-        headers = [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(body)))] + echo
-        if status == 401:
-            headers.append(("WWW-Authenticate", 'Bearer realm="tidbok admin"'))
-        start_response(f"{status} {_REASONS.get(status, 'Status')}", headers)
-        return [body]
-
-    def _dispatch(self, method: str, path: str, environ: dict[str, Any], matched: list[str]) -> tuple[int, Any]:
-        if method == "GET" and path.rstrip("/") == "/admin/openapi.json":
-            matched.append("/admin/openapi.json")
-            return 200, describe([route for route, _ in self.routes])
-        found = [(route, match) for route, pattern in self.routes if (match := pattern.match(path))]
-        if not found:
-            raise ApiError(404, f"No such resource: {path}")
-        chosen = next(((r, m) for r, m in found if r.method == method), None)
-        if chosen is None:
-            raise ApiError(405, f"{method} is not allowed on {path}; use {', '.join(r.method for r, _ in found)}")
-        route, match = chosen
-        matched.append(route.path)
-        grant = self.tokens.grant(_bearer(environ))
-        if grant is None:
-            raise ApiError(401, "A valid API token is required (Authorization: Bearer <token>)")
-        request = Request(
-            method=method,
-            path=path,
-            params=match.groupdict(),
-            query={k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()},
-            headers={k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-            | {"content-type": environ.get("CONTENT_TYPE", "")},
-            body=_read(environ, self.max_body),
-            grant=grant,
-            settings=self.settings,
-        )
-        if "unit" in request.params:
-            request.require_unit(request.params["unit"])
-        try:
-            with self.pool().connection() as conn:
-                return route.handler(request, conn)
-        except (PoolTimeout, psycopg.OperationalError):
-            log.warning("database unavailable", exc_info=True)
-            raise ApiError(503, "The database is temporarily unavailable; try again later") from None
-        except ApiError:
-            raise
-        except Exception:
-            log.exception("internal error in %s %s", method, path)
-            raise ApiError(500, "Internal error") from None
+PREFIX = "/admin"
+DESCRIPTION = (
+    "Load schedules, send invitations and act on bookings on a resident's behalf. Every call needs a "
+    "bearer token; a token acts for one staff member (the one every change is recorded for). Every "
+    "response echoes X-Request-ID (generated when missing) and X-Context-ID."
+)
 
 
-def _bearer(environ: dict[str, Any]) -> str | None:
-    scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
+@dataclass(frozen=True)
+class AdminContext:
+    tokens: Tokens
+    settings: Settings
+    pool: Callable[[], ConnectionPool]
 
 
-def _read(environ: dict[str, Any], limit: int) -> bytes:
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise ApiError(400, "Content-Length is not a number", "Content-Length") from None
-    if length > limit:
-        raise ApiError(413, f"The body is larger than {limit} bytes")
-    return environ["wsgi.input"].read(length) if length > 0 else b""
+def create_app(settings: Settings, tokens: Tokens, pool: Callable[[], ConnectionPool]) -> OpenAPI:
+    app = OpenAPI(
+        __name__,
+        info=Info(title="tidbok administration API", version="2", description=DESCRIPTION),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        doc_prefix=PREFIX,
+        doc_url="/openapi.json",
+        validation_error_status=400,
+        validation_error_model=ErrorOut,
+        validation_error_callback=invalid,
+    )
+    app.extensions["tidbok.admin"] = AdminContext(tokens, settings, pool)
+    app.register_api(routes.blueprint())
+    app.before_request(_trace)
+    app.after_request(_echo)
+    app.teardown_request(_untrace)
+    app.register_error_handler(ApiError, lambda error: error.response())
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _internal)
+    return app
 
 
-_REASONS = {
-    200: "OK",
-    201: "Created",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Content",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
+def _trace() -> None:
+    g.started = perf_counter()
+    request_id, context_id = tracing.ids_from(request.environ)
+    g.trace = (request_id, context_id, tracing.request_id.set(request_id), tracing.context_id.set(context_id or "-"))
+
+
+def _echo(response: Response) -> Response:
+    trace = g.get("trace")
+    if trace is not None:
+        for name, value in tracing.echo(trace[0], trace[1]):
+            response.headers[name] = value
+    if "started" in g:  # the application's own time, for browsers' developer tools and make bench
+        response.headers["Server-Timing"] = f"app;dur={(perf_counter() - g.started) * 1000:.1f}"
+    channel = "admin" if _is_api() else "staff"
+    log.info("%s %s %s -> %d", channel, request.method, request.path, response.status_code)
+    if "started" in g:  # by the route's template (`/admin/units/<unit>/bookings`), never the path
+        rule = request.url_rule
+        route = f"{request.method} {_TEMPLATE.sub(_AS_OPENAPI, rule.rule)}" if rule is not None else "unmatched"
+        metrics.observe_admin(route, response.status_code, perf_counter() - g.started)
+    return response
+
+
+_TEMPLATE = re.compile(r"<(?:[^:>]+:)?([^>]+)>")  # Flask's <unit> as OpenAPI's {unit}
+_AS_OPENAPI = r"{\1}"
+
+
+def _untrace(_: BaseException | None) -> None:
+    trace = g.get("trace")
+    if trace is not None:
+        tracing.request_id.reset(trace[2])
+        tracing.context_id.reset(trace[3])
+
+
+def _is_api() -> bool:
+    return request.path == PREFIX or request.path.startswith(PREFIX + "/")
+
+
+def _http_error(error: HTTPException) -> Any:
+    if not _is_api():
+        return error
+    code = error.code or 500
+    if code == 404:
+        return ApiError(404, f"No such resource: {request.path}").response()
+    if code == 405:
+        allowed = ", ".join(sorted(m for m in (error.valid_methods or []) if m not in ("HEAD", "OPTIONS")))  # type: ignore[attr-defined]
+        return ApiError(405, f"{request.method} is not allowed on {request.path}; use {allowed}").response()
+    if error.response is not None:  # e.g. flask-openapi3's abort() with our validation answer
+        return error.response
+    return ApiError(code, error.description or error.name).response()
+
+
+def _internal(error: Exception) -> Any:
+    if isinstance(error, HTTPException):
+        return _http_error(error)
+    log.exception("internal error in %s %s", request.method, request.path)
+    if _is_api():
+        return ApiError(500, "Internal error").response()
+    return Response("Internt fel: försök igen.\n", status=500, content_type="text/plain; charset=utf-8")

@@ -166,3 +166,28 @@ def check_texts(reason: str | None = None, message: str | None = None, **contact
     for field, value in contact.items():
         if value is not None and len(value) > MAX_CONTACT_FIELD:
             raise Refusal(field, texts.CONTACT_TOO_LONG, f"longer than {MAX_CONTACT_FIELD} characters", "invalid")
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """A time type's rules as staff set them on the page (NULL-able ones: the unit's default / no limit)."""
+
+    self_booking: bool
+    min_lead: timedelta
+    horizon: timedelta | None
+    max_active_per_resident: int | None
+    change_deadline: timedelta | None
+    message_allowed: bool | None
+    purpose: str | None
+
+
+def set_type_rules(conn: psycopg.Connection, unit_hsa_id: str, code: str, rules: RuleChange) -> bool:
+    """Set one time type's rules (the loader sets them from set-up documents); False: no such type.
+    Bookings made already stay; the rules bind from the next change on."""
+    row = conn.execute(
+        "UPDATE time_type SET self_booking = %s, min_lead = %s, horizon = %s, max_active_per_resident = %s,"
+        " change_deadline = %s, message_allowed = %s, purpose = %s WHERE unit_hsa_id = %s AND code = %s RETURNING 1",
+        (rules.self_booking, rules.min_lead, rules.horizon, rules.max_active_per_resident, rules.change_deadline,
+         rules.message_allowed, rules.purpose, unit_hsa_id, code),
+    ).fetchone()  # fmt: skip
+    return row is not None

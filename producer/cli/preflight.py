@@ -17,6 +17,7 @@ from producer.http.serving import port_problem
 from producer.platform import settings_source
 from producer.platform.settings import ConfigError, Settings
 from producer.platform.settings_source import Source
+from producer.staff.accounts import Accounts
 
 SERVING = ("run", "serve")
 PUBLISHING = ("run", "publish", "sweep")
@@ -38,7 +39,8 @@ def check(command: str) -> Checked:
     settings = Settings.from_env(source)
     ei = stub = None
     if command in SERVING:
-        Tokens.parse(settings.admin_tokens, source.label("TIDBOK_ADMIN_TOKENS"))
+        accounts = Accounts.parse(settings.staff_accounts, source.label("TIDBOK_STAFF_ACCOUNTS"))
+        Tokens.parse(settings.admin_tokens, accounts, label=source.label("TIDBOK_ADMIN_TOKENS"))
     if command in PUBLISHING:
         ei = EiSettings.from_env(source)
     if command == "publish" and ei is not None and not ei.update_url:

@@ -1,5 +1,6 @@
 """The one router of the HTTP server: the SOAP endpoints (one per interaction, with their WSDLs and
-XSDs), the /admin JSON API, and the probes (/health, /ready, /metrics).
+XSDs), the /admin JSON API and the /staff pages (one Flask application, producer.web), and the
+probes (/health, /ready, /metrics).
 
 What a request is gets decided once, from its method and path (Producer.route): whether it is the
 admin API's, which interaction its endpoint path names, how large its body may be and how long it
@@ -20,7 +21,6 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from producer.admin_api.app import AdminApi
 from producer.calendar.units import Unit, UnitCache
 from producer.http import readiness
 from producer.http.consumer_identity import NotIdentified, identify
@@ -48,6 +48,7 @@ from producer.soap.scheduling import REGISTRY_NS
 from producer.soap.wsdl import ContractFiles, endpoint_name
 from producer.sweden.identifiers import is_valid_hsa_id
 from producer.testkit.record import Recorder
+from producer.web.app import CLIENT_HSA_ID, WebApp
 
 log = logging.getLogger("tidbok.soap")
 access = logging.getLogger("tidbok.access")  # one line per request, with its ids
@@ -63,7 +64,7 @@ StartResponse = Callable[..., Any]
 class Route:
     """What a request is, decided once from its method and path."""
 
-    admin: bool  # the /admin JSON API's
+    admin: bool  # the web application's: the /admin JSON API and the /staff pages
     endpoint: str | None  # the interaction a RIVTABP21 endpoint path names (known or not)
     body_limit: int  # bytes
     body_timeout: float  # seconds for the body to arrive (granian: producer.http.body_first)
@@ -79,10 +80,10 @@ class Producer:
         database_url: str,
         handlers: dict[str, Handler],
         contract: Contract | None = None,
-        admin: AdminApi | None = None,
+        admin: WebApp | None = None,
     ) -> None:
         self.settings = settings
-        self.admin = admin  # the /admin JSON API, served by the same process
+        self.admin = admin  # the /admin JSON API and the /staff pages, served by the same process
         self.database_url = database_url
         self.contract = contract or load_contract()
         self.handlers = handlers
@@ -163,6 +164,7 @@ class Producer:
         method = environ.get("REQUEST_METHOD", "GET")
         route = environ.get(ROUTE_KEY) or self.route(method, path)
         if route.admin and self.admin is not None:
+            environ[CLIENT_HSA_ID] = self._client(environ)
             return self.admin(environ, start_response)
         served = self.files.get(environ, route.endpoint)
         if served is not None:
@@ -219,6 +221,14 @@ class Producer:
         if self.recorder is not None and body:
             self.recorder.record(name, body, response)
         return _respond(start_response, status, CONTENT_TYPE, response, echo)
+
+    def _client(self, environ: dict[str, Any]) -> str | None:
+        """The HSA-id of the caller's verified certificate (mutual TLS, or the trusted proxy's header),
+        for the staff page's certificate login; None when there is none."""
+        try:
+            return identify(self.settings, environ)
+        except NotIdentified:
+            return None
 
     def _caller(self, name: str, environ: dict[str, Any]) -> str | None:
         """The consumer's HSA-id, refused here when it may not call this contract at all (the care

@@ -6,14 +6,12 @@ from __future__ import annotations
 import gc
 import os
 
-from producer.admin_api.app import AdminApi
-from producer.admin_api.auth import Tokens
-from producer.admin_api.routes import ROUTES
 from producer.http.app import ROUTE_KEY, Producer
 from producer.http.body_first import BodyFirst
 from producer.interactions.handlers import HANDLERS
 from producer.platform import logs, metrics
 from producer.platform.settings import Settings
+from producer.web.app import WebApp
 
 
 def create_app() -> Producer:
@@ -24,7 +22,7 @@ def create_app() -> Producer:
     logs.configure(settings.log_level, settings.log_format)
     metrics.register_process("server worker")
     app = Producer(settings, url, HANDLERS)
-    app.admin = AdminApi(ROUTES, Tokens.parse(settings.admin_tokens), lambda: app.pool, settings)
+    app.admin = WebApp(settings, lambda: app.pool)
     gc.collect()
     gc.freeze()  # the compiled schemas are long-lived: keep them out of every later GC pass
     return app

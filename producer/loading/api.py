@@ -21,7 +21,7 @@ from producer.loading.catalogue import Catalogue
 from producer.loading.csvfile import Layout, copy_cells, copy_raw, read_layout
 from producer.loading.documents import DocumentError, from_python, parse_text
 from producer.loading.progress import Progress, Silent
-from producer.loading.report import MAX_REMOVALS, Problem, Report
+from producer.loading.report import MAX_REMOVALS, Problem, Report, SlotChange
 from producer.loading.setup import SlotSpec, UnitSpec, parse_setup
 from producer.loading.sources import Source
 from producer.loading.templates import expand, resolve_wall
@@ -44,6 +44,7 @@ class Options:
     span: tuple[date, date] | None = None
     whole_units: bool = False
     add_only: bool = False  # remove no slot: what is in scope but not listed stays
+    list_slots: int = 0  # list up to this many slots created, changed and removed (each) in the report
 
 
 def load(
@@ -141,6 +142,8 @@ def _run(
     counts = slot_diff.compare(conn, slot_diff.scopes_overlap(conn), options.add_only)
     if counts.removed:
         report.removals = slot_diff.removals(conn, MAX_REMOVALS)
+    if options.list_slots:
+        report.slots_listed = [SlotChange(*row) for row in slot_diff.listing(conn, options.list_slots)]
     for src, line, message in slot_diff.booked_conflicts(conn, report.room()):
         report.add(Problem(names[src], line, None, message))
     _write(conn, counts, names, progress, report)

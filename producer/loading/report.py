@@ -7,6 +7,7 @@ Problems name file, line and field, so an administrator can fix a spreadsheet wi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 MAX_PROBLEMS = 100
 MAX_REMOVALS = 100  # slots listed as removed; the count says how many there are in all
@@ -27,6 +28,19 @@ class Problem:
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
+@dataclass(frozen=True)
+class SlotChange:
+    """One slot a load creates, changes (as it will be) or removes (Options.list_slots)."""
+
+    what: str  # created | changed | removed
+    unit: str
+    who: str | None  # the performer, else the resource
+    starts_at: datetime
+    ends_at: datetime
+    time_type: str
+    slot_id: int | None  # None: not created yet
+
+
 @dataclass
 class Counts:
     created: int = 0
@@ -45,6 +59,7 @@ class Report:
     more_problems: int = 0  # found beyond MAX_PROBLEMS, not listed
     seconds: float = 0.0
     removals: list[str] = field(default_factory=list)  # the first MAX_REMOVALS slots removed (or, dry, to be)
+    slots_listed: list[SlotChange] = field(default_factory=list)  # with Options.list_slots
 
     @property
     def ok(self) -> bool:

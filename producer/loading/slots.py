@@ -89,6 +89,22 @@ ORDER BY e.unit_hsa_id, 2, e.starts_at LIMIT %s
 # the calendar, in the overlap check against the new slots).
 KEEP_UNLISTED = "DELETE FROM load_existing e WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.id = e.id)"
 
+
+# What a load would create, change and remove, slot by slot (the staff page's dry run lists them).
+LISTING = """
+(SELECT 'created', n.unit, coalesce(n.performer, n.resource), n.starts_at, n.ends_at, n.time_type, NULL::bigint
+ FROM load_slot n WHERE n.problems IS NULL AND NOT EXISTS (SELECT 1 FROM load_match m WHERE m.n = n.n)
+ ORDER BY n.unit, n.starts_at LIMIT %(limit)s)
+UNION ALL
+(SELECT 'changed', n.unit, coalesce(n.performer, n.resource), n.starts_at, n.ends_at, n.time_type, m.id
+ FROM load_match m JOIN load_slot n ON n.n = m.n WHERE m.changed ORDER BY n.unit, n.starts_at LIMIT %(limit)s)
+UNION ALL
+(SELECT 'removed', e.unit_hsa_id, coalesce(e.performer_hsa_id, e.resource_id), e.starts_at, e.ends_at,
+        e.time_type_code, e.id
+ FROM load_existing e WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.id = e.id)
+ ORDER BY e.unit_hsa_id, e.starts_at LIMIT %(limit)s)
+"""
+
 DUPLICATE_MATCHES = "SELECT EXISTS (SELECT 1 FROM load_match GROUP BY id HAVING count(*) > 1)"
 
 REMOVE = """
@@ -169,6 +185,14 @@ def removals(conn: psycopg.Connection, limit: int) -> list[str]:
         f"{unit} {who} {wall(start)}–{wall(end)[11:]} (T{slot_id})"
         for unit, who, start, end, slot_id in conn.execute(REMOVALS, (limit,)).fetchall()
     ]
+
+
+def listing(
+    conn: psycopg.Connection, limit: int
+) -> list[tuple[str, str, str | None, datetime, datetime, str, int | None]]:
+    """(what, unit, performer or resource, start, end, time type, slot id) of each slot the load
+    would create, change (as it would be) or remove: at most `limit` of each."""
+    return conn.execute(LISTING, {"limit": limit}).fetchall()
 
 
 def scopes_overlap(conn: psycopg.Connection) -> bool:

@@ -71,6 +71,8 @@ class Settings:
     body_timeout_seconds: int = 10
     pgdata: Path = field(default=REPO_ROOT / ".pgdata")
     admin_tokens: str = ""  # TIDBOK_ADMIN_TOKENS: see producer.admin_api.auth
+    staff_accounts: str = ""  # TIDBOK_STAFF_ACCOUNTS: see producer.staff.accounts
+    staff_session_minutes: int = 30  # TIDBOK_STAFF_SESSION_MINUTES: a page session ends this long after its last use
     # The service platforms (their certificates' HSA-ids) whose x-rivta-original-serviceconsumer-hsaid
     # names the consumer a booking rule applies to; any other caller is that consumer itself.
     platforms: frozenset[str] = frozenset()
@@ -122,6 +124,8 @@ class Settings:
             body_timeout_seconds=source.integer("TIDBOK_BODY_TIMEOUT", 10, minimum=1, maximum=3600),
             pgdata=Path(source.get("TIDBOK_PGDATA") or str(REPO_ROOT / ".pgdata")),
             admin_tokens=source.get("TIDBOK_ADMIN_TOKENS") or "",
+            staff_accounts=source.get("TIDBOK_STAFF_ACCOUNTS") or "",
+            staff_session_minutes=source.integer("TIDBOK_STAFF_SESSION_MINUTES", 30, minimum=1),
             platforms=_hsa_ids(source, "TIDBOK_PLATFORMS"),
             tls_cert=source.file("TIDBOK_TLS_CERT"),
             tls_key=source.file("TIDBOK_TLS_KEY"),

@@ -38,6 +38,7 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "body_timeout": "TIDBOK_BODY_TIMEOUT",
         "admin_tokens": "TIDBOK_ADMIN_TOKENS",
     },
+    "staff": {"accounts": "TIDBOK_STAFF_ACCOUNTS", "session_minutes": "TIDBOK_STAFF_SESSION_MINUTES"},
     "bookings": {
         "id_policy": "TIDBOK_BOOKING_ID_POLICY",
         "max_search_days": "TIDBOK_MAX_SEARCH_DAYS",

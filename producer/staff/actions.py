@@ -18,10 +18,12 @@ from producer.calendar import changes
 from producer.calendar.views import view_by_pk
 from producer.staff import checks, slots
 from producer.staff.actor import Staff
+from producer.staff.audit import audited
 from producer.staff.checks import Contact
 from producer.staff.results import BookingInfo, Change
 
 
+@audited("StaffBook")
 def book(
     conn: psycopg.Connection,
     staff: Staff,
@@ -49,6 +51,7 @@ def book(
         return Change(BookingInfo.of(view_by_pk(conn, booked.pk)), True)
 
 
+@audited("StaffRebook")
 def rebook(
     conn: psycopg.Connection,
     staff: Staff,
@@ -77,6 +80,7 @@ def rebook(
         return Change(BookingInfo.of(view_by_pk(conn, view.pk)), True)
 
 
+@audited("StaffCancel")
 def cancel(
     conn: psycopg.Connection,
     staff: Staff,

@@ -20,6 +20,7 @@ class Staff:
 
     hsa_id: str
     settings: Settings = field(default_factory=Settings)
+    via: str = "cli"  # the channel they act through (cli, api, web), for the audit line
 
     def __post_init__(self) -> None:
         hsa_id = normalise_hsa_id(self.hsa_id or "")
@@ -27,7 +28,7 @@ class Staff:
             raise StaffError("staff", "must be the staff member's HSA-id, e.g. SE2321000016-ABCD")
         object.__setattr__(self, "hsa_id", hsa_id)
 
-    def actor(self, note: str | None = None) -> Actor:
+    def actor(self, note: str | None = None, **context: str | None) -> Actor:
         """The staff member as the calendar records a change: channel staff, their HSA-id, and the
-        note they gave (kept in the booking's history)."""
-        return Actor(STAFF, ACTOR_TYPE, self.hsa_id, self.settings.booking_id_policy, {"note": note})
+        note they gave (kept in the booking's history), with what else the action records (a sick day)."""
+        return Actor(STAFF, ACTOR_TYPE, self.hsa_id, self.settings.booking_id_policy, {"note": note, **context})

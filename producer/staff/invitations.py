@@ -20,6 +20,7 @@ from producer.calendar.units import units_for_time_type
 from producer.calendar.views import view_by_pk
 from producer.staff import checks, slots
 from producer.staff.actor import Staff
+from producer.staff.audit import audited
 from producer.staff.checks import Contact
 from producer.staff.docbook import check_purpose
 from producer.staff.errors import StaffError
@@ -51,6 +52,7 @@ def open_terms(
     return OpenTerms(unit_hsa_id, code, care_type, purpose, purpose_format, day, end)
 
 
+@audited("StaffInviteTimed")
 def invite_timed(
     conn: psycopg.Connection,
     staff: Staff,
@@ -90,6 +92,7 @@ def invite_timed(
         return Change(BookingInfo.of(view_by_pk(conn, invited.pk)), True)
 
 
+@audited("StaffInviteOpen")
 def invite_open(
     conn: psycopg.Connection,
     staff: Staff,

@@ -19,6 +19,7 @@ import psycopg
 from producer.calendar import invitations
 from producer.staff import checks
 from producer.staff.actor import Staff
+from producer.staff.audit import audited
 from producer.staff.errors import StaffError
 from producer.staff.invitations import open_terms
 from producer.staff.results import AlreadyInvited, BatchReport, InvalidLine, Invited
@@ -61,6 +62,7 @@ def read_personnummer(text: str) -> tuple[list[tuple[int, str]], list[InvalidLin
     return found, invalid
 
 
+@audited("StaffInviteBatch")
 def invite_batch(
     conn: psycopg.Connection,
     staff: Staff,

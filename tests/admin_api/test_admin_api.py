@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import psycopg
 import pytest
@@ -24,13 +24,15 @@ from producer.sweden.wall_time import STOCKHOLM
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
 ALL = "all-units-token-000001"
 ONLY_A100 = "a100-only-token-000001"
+READER = "all-units-reader-000001"  # a machine token acting for no staff member
 STAFF = "SE2321000016-S042"
 RESIDENT = "196408233234"
 
 
 @pytest.fixture(scope="module")
 def server(start_producer: Any) -> ProducerServer:
-    return start_producer("admin", {"TIDBOK_ADMIN_TOKENS": f"{ALL}=* {ONLY_A100}={A100.lower()}"})
+    tokens = f"{ALL}=*@{STAFF} {ONLY_A100}={A100.lower()}@{STAFF} {READER}=*"
+    return start_producer("admin", {"TIDBOK_ADMIN_TOKENS": tokens})
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,9 @@ def test_errors_are_json_naming_the_field(server: ProducerServer) -> None:
         ("GET", f"/admin/units/{A100}/bookings?date=2026-13-40", None, "date"),
         ("POST", f"/admin/units/{A100}/bookings", {"staff": STAFF, "resident": "191212121213", "slot": "T1"},
          "resident"),
-        ("POST", f"/admin/units/{A100}/bookings", {"staff": "nobody", "resident": RESIDENT, "slot": "T1"}, "staff"),
+        ("POST", f"/admin/units/{A100}/bookings", {"resident": RESIDENT, "slot": "T1", "colour": "red"}, "colour"),
+        ("POST", f"/admin/units/{A100}/bookings", {"resident": RESIDENT, "slot": "T1", "contact": {"fax": "1"}},
+         "contact.fax"),
         ("POST", f"/admin/units/{A100}/bookings", {"staff": STAFF, "resident": RESIDENT}, "slot"),
         ("POST", f"/admin/units/{A100}/invitations",
          {"staff": STAFF, "resident": RESIDENT, "time_type": "PROV", "valid_until": "2027-01-01",
@@ -234,3 +238,63 @@ def test_admin_requests_are_counted_per_route_and_status(server: ProducerServer)
         assert after.get(key, 0) - before.get(key, 0) == 1, key
     assert after.get((day, "401"), 0) - before.get((day, "401"), 0) == 1
     assert not any("2030" in route or A100 in route for route, _ in after)
+
+
+def test_the_token_is_who_acts_and_a_body_naming_another_staff_member_is_refused(server: ProducerServer) -> None:
+    first, _ = two_free_slots(server, A100)
+    status, _, answer = api(
+        server, "POST", f"/admin/units/{A100}/bookings",
+        {"staff": "SE2321000016-S999", "resident": RESIDENT, "slot": first},
+    )  # fmt: skip
+    assert status == 403 and answer["error"]["field"] == "staff"
+    status, _, answer = api(
+        server, "POST", f"/admin/units/{A100}/bookings", {"resident": RESIDENT, "slot": first}, token=READER
+    )
+    assert status == 403 and answer["error"]["field"] == "staff"  # a token acting for nobody changes nothing
+    status, _, answer = api(server, "GET", f"/admin/units/{A100}/bookings?date=2026-12-01", token=READER)
+    assert status == 200  # but may read
+    status, _, made = api(server, "POST", f"/admin/units/{A100}/bookings", {"resident": RESIDENT, "slot": first})
+    assert status == 201, made
+    booking_id = made["booking"]["booking_id"]
+    status, _, history = api(server, "GET", f"/admin/units/{A100}/bookings/{booking_id}/history")
+    assert history["events"][0]["actor_id"] == STAFF
+    deadline = time.monotonic() + 10
+    line = f"StaffBook OK booking {booking_id} unit {A100} actor staff {STAFF} via api"
+    while line not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert line in server.output()  # every staff change writes a tidbok.audit line
+    status, _, refused = api(server, "DELETE", f"/admin/units/{A100}/bookings/{booking_id}", {"why": "test"})
+    assert status == 400 and refused["error"]["field"] == "why"
+    status, _, cancelled = api(server, "DELETE", f"/admin/units/{A100}/bookings/{booking_id}", {"note": "test"})
+    assert status == 200 and cancelled["booking"]["status"] == "cancelled"
+
+
+def test_openapi_names_every_status_and_refuses_unknown_fields(server: ProducerServer) -> None:
+    _, _, spec = api(server, "GET", "/admin/openapi.json", token=None)
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            codes = set(operation["responses"])
+            assert {"400", "401", "403", "503"} <= codes, (path, method, codes)
+    book = spec["paths"]["/admin/units/{unit}/bookings"]["post"]
+    assert set(book["responses"]) >= {"201", "404", "409"}
+    schema = book["requestBody"]["content"]["application/json"]["schema"]
+    name = schema["$ref"].rsplit("/", 1)[1]
+    assert spec["components"]["schemas"][name]["additionalProperties"] is False
+    assert "text/csv" in spec["paths"]["/admin/load"]["post"]["requestBody"]["content"]
+
+
+def test_the_api_documentation_page_is_served_by_tidbok(server: ProducerServer) -> None:
+    parts = urlsplit(server.base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        conn.request("GET", "/admin/swagger")
+        response = conn.getresponse()
+        page = response.read().decode()
+        assert response.status == 200 and "openapi.json" in page
+        scripts = [urljoin("/admin/swagger", src.split('"')[0]) for src in page.split('src="')[1:]]
+        assert scripts and all(src.startswith("/admin/") for src in scripts), scripts  # no CDN
+        conn.request("GET", scripts[0])
+        script = conn.getresponse()
+        assert script.status == 200 and len(script.read()) > 10_000
+    finally:
+        conn.close()

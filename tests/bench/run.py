@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support.server import free_port, fresh_database, http_get, run_cli, start_server  # noqa: E402
 
-from tests.bench import ei_drain, load, loading  # noqa: E402
+from tests.bench import ei_drain, load, loading, web  # noqa: E402
 
 UNITS = 100
 DAYS = 200
@@ -193,9 +193,11 @@ def main() -> None:
     url = fresh_database(admin, "tidbok_test_bench")
     run_cli(["migrate"], {"DATABASE_URL": url})
     print(f"calendar: {UNITS * DAYS * SLOTS_PER_DAY:,} slots over {UNITS} units built in {build_calendar(url):.1f} s")
+    print(f"calendar: a unit with 5 performers added for the staff week view: {web.add_unit(url):,} slots in all")
 
     settle(admin)
-    server = start_server("bench", url, {"TIDBOK_WORKERS": WORKERS, "TIDBOK_LOG_LEVEL": "WARNING"}, tmp)
+    bench_env = {"TIDBOK_WORKERS": WORKERS, "TIDBOK_LOG_LEVEL": "WARNING", "TIDBOK_STAFF_ACCOUNTS": web.ACCOUNTS}
+    server = start_server("bench", url, bench_env, tmp)
     rng = random.Random(20261121)
     today = date.today()
     try:
@@ -258,6 +260,9 @@ def main() -> None:
             f"{'16 concurrent MakeBooking on one slot':<40} rounds={len(winners)}  exactly one OK in "
             f"{sum(w == 1 for w in winners)} of {len(winners)}"
         )
+        booked = web.book_some(server.base_url, url, make_booking_request, personnummer)
+        week = web.week_view(server.base_url)
+        print(web.report(*week), f"({booked} booked)")
         memory_end = worker_memory(server.process.pid)
         lag_bodies = [
             make_booking_request(u, i, s, e, personnummer(900000 + k)) for k, (i, u, s, e) in enumerate(lag_rows)

@@ -177,7 +177,7 @@ class Rules(CalendarDb):
 
 @pytest.fixture(scope="module")
 def rules(start_producer: Any) -> Iterator[Rules]:
-    server = start_producer("rules", {"TIDBOK_ADMIN_TOKENS": f"{TOKEN}=*"})
+    server = start_producer("rules", {"TIDBOK_ADMIN_TOKENS": f"{TOKEN}=*@{STAFF}"})
     status, _, report = admin_api(
         server, "POST", "/admin/load", R100_SETUP.encode(), token=TOKEN, content_type="application/yaml", timeout=60
     )

@@ -575,8 +575,10 @@ def test_a_real_data_error_parks_one_booking_and_the_rest_of_the_batch_goes_out(
     # published: in EI, and marked so in the outbox (the publisher marks a row once EI has answered,
     # a moment after the post appears in the stub: waiting for the post alone was a race)
     publishers.wait(
-        lambda: flowing in {p["businessObjectInstanceIdentifier"] for p in stub.state()["posts"]}
-        and all(r["booking_pk"] == bad_pk for r in calendar.unpublished()),
+        lambda: (
+            flowing in {p["businessObjectInstanceIdentifier"] for p in stub.state()["posts"]}
+            and all(r["booking_pk"] == bad_pk for r in calendar.unpublished())
+        ),
         "a booking made after the parked one to be published",
     )
     held = calendar.unpublished()
