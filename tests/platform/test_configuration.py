@@ -682,7 +682,7 @@ def test_an_unwritable_pgdata_is_named(tmp_path: Path) -> None:
 def test_a_short_admin_token_in_the_file_names_the_file_key(tmp_path: Path) -> None:
     path = write(tmp_path, '[server]\nadmin_tokens = ["short=*"]\n')
     with pytest.raises(ConfigError) as caught:
-        Tokens.parse(settings(path).admin_tokens, source(path).label("TIDBOK_ADMIN_TOKENS"))
+        Tokens.parse(settings(path).admin_tokens, label=source(path).label("TIDBOK_ADMIN_TOKENS"))
     assert str(caught.value) == f"[server] admin_tokens in {path}: the token of entry 1 has 5 characters; at least 16"
 
 
