@@ -253,3 +253,20 @@ def test_a_set_up_document_is_dry_run_then_loaded_by_an_all_units_account(server
     with server.connect() as conn:
         assert conn.execute("SELECT count(*) FROM care_unit WHERE hsa_id = 'SE2321000016-W900'").fetchone()[0] == 1
     assert logged(server, f"StaffLoad OK booking - unit {A100} actor staff {ALL_STAFF} via web")
+
+
+def test_guessing_a_password_is_throttled(server: ProducerServer) -> None:
+    client = Client(server)
+    statuses: list[int] = []
+    for _ in range(11):  # 5 wrong ones per worker process at most: with 2 workers, the 11th is refused
+        statuses.append(client.login("SE2321000016-S777", "gissat-losenord-00").status_code)
+        if statuses[-1] == 429:
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {401}, statuses
+    assert client.login(A100_STAFF, A100_PASSWORD).status_code == 200  # another HSA-id is not held up
+
+
+def test_an_unknown_page_is_answered_in_swedish(server: ProducerServer) -> None:
+    answer = Client(server).get("/staff/no/such/page")
+    assert answer.status_code == 404 and "Sidan finns inte" in answer.text and 'lang="sv"' in answer.text
+    assert Client(server).get("/admin/no/such/thing").json()["error"]["message"]  # /admin keeps its JSON
