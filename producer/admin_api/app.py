@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
-from flask import Response, g, request
+from flask import Response, current_app, g, request
 from flask_openapi3 import Info, OpenAPI
 from psycopg_pool import ConnectionPool
 from werkzeug.exceptions import HTTPException
@@ -26,6 +26,7 @@ from producer.platform.settings import Settings
 
 log = logging.getLogger("tidbok.admin")
 PREFIX = "/admin"
+PAGE_ERRORS = "tidbok.page_errors"  # app.extensions key: how the pages render an HTTP error (producer.web)
 DESCRIPTION = (
     "Load schedules, send invitations and act on bookings on a resident's behalf. Every call needs a "
     "bearer token; a token acts for one staff member (the one every change is recorded for). Every "
@@ -101,7 +102,8 @@ def _is_api() -> bool:
 
 def _http_error(error: HTTPException) -> Any:
     if not _is_api():
-        return error
+        page = current_app.extensions.get(PAGE_ERRORS)  # the staff page's own (Swedish) error page
+        return page(error) if page is not None else error
     code = error.code or 500
     if code == 404:
         return ApiError(404, f"No such resource: {request.path}").response()

@@ -40,6 +40,15 @@ FIELDS = {
 }
 KINDS = {"booking": "Bokning", "timed_invitation": "Tidsatt kallelse", "open_invitation": "Öppen kallelse"}
 STATUSES = {"active": "Aktiv", "cancelled": "Avbokad", "expired": "Utgången"}
+LOAD_KINDS = {
+    "units": "Enheter",
+    "care_types": "Vårdtyper",
+    "time_types": "Tidstyper",
+    "performers": "Utförare",
+    "resources": "Resurser",
+    "alternatives": "Alternativa enheter",
+    "slots": "Tider",
+}
 STATES = {"free": "Ledig", "booked": "Bokad", "invited": "Kallad"}
 ACTIONS = {
     "book": "Bokad",

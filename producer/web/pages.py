@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -18,7 +21,9 @@ from typing import Any
 import psycopg
 from flask import Blueprint, Flask, Response, current_app, g, redirect, render_template, request, url_for
 from psycopg_pool import ConnectionPool, PoolTimeout
+from werkzeug.exceptions import HTTPException
 
+from producer.admin_api.app import PAGE_ERRORS
 from producer.calendar.rules import RuleChange
 from producer.calendar.slots import slot_by_reference
 from producer.loading import Options, Source, load
@@ -81,7 +86,15 @@ def install(
 ) -> None:
     sessions = Sessions(accounts, settings.staff_session_minutes)
     app.extensions["tidbok.web"] = WebContext(settings, accounts, sessions, pool, client_key)
+    app.extensions[PAGE_ERRORS] = _http_error_page
     app.register_blueprint(bp)
+
+
+def _http_error_page(error: HTTPException) -> tuple[str, int]:
+    """A path under /staff that names no page, or a method it does not take: the page's own answer."""
+    status = error.code or 500
+    message = {404: "Sidan finns inte.", 405: "Sidan tar inte emot den sortens anrop."}.get(status, "Det gick inte.")
+    return render_template("error.html", message=message, status=status), status
 
 
 def _ctx() -> WebContext:
@@ -207,15 +220,56 @@ def _logged_in(account: Any, how: str) -> Response:
     return response
 
 
+class Throttle:
+    """At most FAILURES wrong passwords per HSA-id in WINDOW seconds, per worker process: then that
+    HSA-id's logins are refused (429) until the window has passed, so a password cannot be guessed
+    at the server's speed. Per process (no shared state): with W workers, W × FAILURES at most."""
+
+    FAILURES = 5
+    WINDOW = 15 * 60.0
+
+    def __init__(self) -> None:
+        self._failed: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, who: str, now: float) -> deque[float]:
+        times = self._failed.setdefault(who, deque())
+        while times and now - times[0] > self.WINDOW:
+            times.popleft()
+        return times
+
+    def blocked(self, who: str) -> bool:
+        with self._lock:
+            return len(self._recent(who, time.monotonic())) >= self.FAILURES
+
+    def failed(self, who: str) -> None:
+        with self._lock:
+            if len(self._failed) > 10_000:  # HSA-ids someone made up: forget them rather than grow
+                self._failed.clear()
+            self._recent(who, time.monotonic()).append(time.monotonic())
+
+    def succeeded(self, who: str) -> None:
+        with self._lock:
+            self._failed.pop(who, None)
+
+
+THROTTLE = Throttle()
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response:
     if request.method == "GET":
         return _login_page()
     if not _login_token_ok():
         return _login_page("Inloggningsformuläret hade gått ut. Försök igen.", 403)
-    account = _ctx().accounts.login(request.form.get("hsa_id"), request.form.get("password"))
+    who = normalise_hsa_id(request.form.get("hsa_id") or "")[:64]
+    if THROTTLE.blocked(who):
+        return _login_page("För många misslyckade inloggningar. Vänta en kvart och försök igen.", 429)
+    account = _ctx().accounts.login(who, request.form.get("password"))
     if account is None:
+        THROTTLE.failed(who)
         return _login_page("Fel HSA-id eller lösenord.", 401)
+    THROTTLE.succeeded(who)
     return _logged_in(account, "password")
 
 

@@ -308,6 +308,25 @@ def test_rules_and_resident_pages(server: ProducerServer, page: Any) -> None:
     assert page.evaluate("document.activeElement.textContent") == "Hoppa till innehållet"
 
 
+def test_a_time_can_be_booked_with_the_keyboard_alone(server: ProducerServer, page: Any) -> None:
+    next_week = (datetime.now(STOCKHOLM) + timedelta(days=7)).date().isoformat()  # every slot in the future
+    page.goto(f"{server.base_url}/staff/units/{A100}/week?date={next_week}&performer=SE2321000016-P002")
+    for _ in range(80):  # Tab through the header, the filters and the pager to the first free time
+        page.keyboard.press("Tab")
+        if "/slots/" in (page.evaluate("document.activeElement.getAttribute('href')") or ""):
+            break
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/slots/**")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "b_resident":
+            break
+    page.keyboard.type(TOLVAN)
+    page.keyboard.press("Enter")  # submits the booking form
+    page.wait_for_url("**done=booked")
+    assert page.get_by_text("Tiden är bokad.").is_visible()
+
+
 def test_logout_ends_the_session(server: ProducerServer, page: Any) -> None:
     page.goto(f"{server.base_url}/staff/units/{A100}/week")
     page.get_by_role("button", name="Logga ut").click()

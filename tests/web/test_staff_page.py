@@ -3,6 +3,7 @@ form): login and sessions, CSRF, unit access (403), logout, the acting staff mem
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,14 @@ RESIDENT = "197010632391"
 @pytest.fixture(scope="module")
 def server(start_producer: Any) -> ProducerServer:
     return start_web(start_producer)
+
+
+def logged(server: ProducerServer, line: str, seconds: float = 10) -> bool:
+    """Whether the server wrote this log line (waiting a little: its log is read from a file)."""
+    deadline = time.monotonic() + seconds
+    while line not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return line in server.output()
 
 
 def logged_in(server: ProducerServer, who: str = A100_STAFF, password: str = A100_PASSWORD) -> Client:
@@ -204,3 +213,60 @@ def test_a_booking_cannot_be_moved_to_a_unit_the_staff_member_lacks(server: Prod
             "SELECT s.id FROM slot s JOIN booking b ON b.pk = s.booking_pk WHERE b.booking_id = %s", (booking_id,)
         ).fetchone()
     assert slot_id == mine
+
+
+def test_invitations_timed_and_open_with_their_purpose_checked(server: ProducerServer) -> None:
+    client = logged_in(server)
+    valid = (date.today() + timedelta(days=30)).isoformat()
+    form = {"csrf": client.csrf(), "resident": RESIDENT, "time_type": "PROV", "valid_until": valid,
+            "purpose": "<article><table/></article>"}  # fmt: skip
+    refused = client.post(f"/staff/units/{A100}/invitations/open", form)
+    assert refused.status_code == 400 and "DocBook-elementet &lt;table&gt; är inte tillåtet" in refused.text
+    form["purpose"] = "<article><title>Kallelse</title><para>Välkommen.</para></article>"
+    invited = client.post(f"/staff/units/{A100}/invitations/open", form)
+    assert invited.status_code == 200 and "Kallelsen är skickad" in invited.text and "Öppen kallelse" in invited.text
+    with server.connect() as conn:
+        slot = unused_free_slot(conn, A100, set())
+    form = {"csrf": client.csrf(), "resident": RESIDENT, "purpose": "Välkommen på återbesök."}
+    timed = client.post(f"/staff/units/{A100}/slots/{slot.ref}/invite", form)
+    assert timed.status_code == 200 and "Tidsatt kallelse" in timed.text
+    with server.connect() as conn:
+        kind = conn.execute(
+            "SELECT b.kind FROM booking b JOIN slot s ON s.booking_pk = b.pk WHERE s.id = %s", (slot.id,)
+        ).fetchone()[0]
+    assert kind == "timed_invitation"
+
+
+def test_a_set_up_document_is_dry_run_then_loaded_by_an_all_units_account(server: ProducerServer) -> None:
+    document = "units:\n  - hsa_id: SE2321000016-W900\n    name: Mottagningen Sida\n"
+    narrow = logged_in(server)
+    form = {"csrf": narrow.csrf(), "kind": "yaml", "schedule_text": document}
+    assert narrow.post(f"/staff/units/{A100}/schedules", form).status_code == 403  # a load may touch any unit
+    client = logged_in(server, ALL_STAFF, ALL_PASSWORD)
+    form["csrf"] = client.csrf()
+    dry = client.post(f"/staff/units/{A100}/schedules", form)
+    assert dry.status_code == 200 and "Provkörning" in dry.text and "Bekräfta" in dry.text
+    with server.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM care_unit WHERE hsa_id = 'SE2321000016-W900'").fetchone()[0] == 0
+    loaded = client.post(f"/staff/units/{A100}/schedules", {**form, "confirm": "yes"})
+    assert loaded.status_code == 200 and "Inläst" in loaded.text
+    with server.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM care_unit WHERE hsa_id = 'SE2321000016-W900'").fetchone()[0] == 1
+    assert logged(server, f"StaffLoad OK booking - unit {A100} actor staff {ALL_STAFF} via web")
+
+
+def test_guessing_a_password_is_throttled(server: ProducerServer) -> None:
+    client = Client(server)
+    statuses: list[int] = []
+    for _ in range(11):  # 5 wrong ones per worker process at most: with 2 workers, the 11th is refused
+        statuses.append(client.login("SE2321000016-S777", "gissat-losenord-00").status_code)
+        if statuses[-1] == 429:
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {401}, statuses
+    assert client.login(A100_STAFF, A100_PASSWORD).status_code == 200  # another HSA-id is not held up
+
+
+def test_an_unknown_page_is_answered_in_swedish(server: ProducerServer) -> None:
+    answer = Client(server).get("/staff/no/such/page")
+    assert answer.status_code == 404 and "Sidan finns inte" in answer.text and 'lang="sv"' in answer.text
+    assert Client(server).get("/admin/no/such/thing").json()["error"]["message"]  # /admin keeps its JSON
