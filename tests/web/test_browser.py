@@ -6,8 +6,10 @@ EI stub. Every page is screenshotted into test-artifacts/screenshots/ and checke
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,11 +48,26 @@ def ei(server: ProducerServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield loop
 
 
+@contextlib.contextmanager
+def _real_clock() -> Iterator[None]:
+    """Playwright's driver and Chromium start without libfaketime (make test-dates preloads it in
+    every process): under it the driver never answers. The page has no clock of its own to test:
+    every date on it is the server's, and the server runs under the fake clock."""
+    faked = {key: os.environ.pop(key) for key in list(os.environ) if key == "LD_PRELOAD" or key.startswith("FAKETIME")}
+    try:
+        yield
+    finally:
+        os.environ.update(faked)
+
+
 @pytest.fixture(scope="module")
 def page(server: ProducerServer) -> Iterator[Any]:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
+    manager = sync_api.sync_playwright()
+    with _real_clock():  # only while the driver and the browser start: they keep what they were given
+        playwright = manager.__enter__()
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    try:
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="sv-SE", bypass_csp=True)
         context.set_default_timeout(20_000)
         tab = context.new_page()
@@ -62,6 +79,8 @@ def page(server: ProducerServer) -> Iterator[Any]:
         yield tab
         context.close()
         browser.close()
+    finally:
+        manager.__exit__(None, None, None)
 
 
 def check(page: Any, name: str) -> None:
