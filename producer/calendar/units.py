@@ -23,16 +23,16 @@ from producer.calendar.views import fetch_views
 TTL_SECONDS = 5.0
 
 _UNIT_SQL = (
-    "SELECT hsa_id, name, message_allowed, extract(epoch FROM change_deadline)::float8, medical_unit_hsa_id"
+    "SELECT hsa_id, name, message_allowed, extract(epoch FROM change_deadline)::float8, medical_unit_hsa_id, id"
     " FROM care_unit WHERE hsa_id = %s"
 )
 _NAMES_SQL = """
-SELECT 'time_type', code, name FROM time_type WHERE unit_hsa_id = %(unit)s
-UNION ALL SELECT 'care_type', code, name FROM care_type WHERE unit_hsa_id = %(unit)s
+SELECT 'time_type', code, name, id FROM time_type WHERE unit_hsa_id = %(unit)s
+UNION ALL SELECT 'care_type', code, name, NULL FROM care_type WHERE unit_hsa_id = %(unit)s
 -- seed 001: title, first and last name, blank-separated ("Läkare Anna Andersson")
-UNION ALL SELECT 'performer', hsa_id, concat_ws(' ', title, first_name, last_name)
+UNION ALL SELECT 'performer', hsa_id, concat_ws(' ', title, first_name, last_name), id
           FROM performer WHERE unit_hsa_id = %(unit)s
-UNION ALL SELECT 'resource', resource_id, name FROM resource WHERE unit_hsa_id = %(unit)s
+UNION ALL SELECT 'resource', resource_id, name, NULL FROM resource WHERE unit_hsa_id = %(unit)s
 """
 
 
@@ -45,6 +45,7 @@ class Unit:
     message_allowed: bool
     change_deadline_seconds: float
     medical_unit_hsa_id: str | None  # the care unit (vårdenhet) with medical responsibility, if named
+    id: int  # the slot table's key for the unit (migration 0008)
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,29 @@ class Names:
     by_kind: dict[str, dict[str, str]]
     rules: dict[str, TypeRules] = field(default_factory=dict)
     consumer_deadlines: dict[str, timedelta] = field(default_factory=dict)  # by consumer HSA-id
+    # the slot table's integer keys (migration 0008): time_type and performer, id -> code and back
+    codes_by_id: dict[str, dict[int, str]] = field(default_factory=dict)
+    ids_by_code: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def get(self, kind: str, code: str | None) -> str | None:
         return self.by_kind.get(kind, {}).get(code) if code else None
 
     def knows(self, kind: str, code: str | None) -> bool:
         return code is None or code in self.by_kind.get(kind, {})
+
+    def code(self, kind: str, key: int | None) -> str | None:
+        """The code of a time type's or performer's integer key (None: unknown or no key)."""
+        return self.codes_by_id.get(kind, {}).get(key) if key is not None else None
+
+    def knows_id(self, kind: str, key: int | None) -> bool:
+        return key is None or key in self.codes_by_id.get(kind, {})
+
+    def ids(self, kind: str, codes: list[str] | None) -> list[int] | None:
+        """The integer keys of codes (None: no filter); codes unknown here select nothing."""
+        if codes is None:
+            return None
+        known = self.ids_by_code.get(kind, {})
+        return [known[c] for c in codes if c in known]
 
 
 class UnitCache:
@@ -90,9 +108,14 @@ class UnitCache:
         if cached is not None and cached[1] > now and not reload:
             return cached[0]
         by_kind: dict[str, dict[str, str]] = {}
-        for kind, code, name in conn.execute(_NAMES_SQL, {"unit": hsa_id}).fetchall():
+        codes_by_id: dict[str, dict[int, str]] = {}
+        ids_by_code: dict[str, dict[str, int]] = {}
+        for kind, code, name, key in conn.execute(_NAMES_SQL, {"unit": hsa_id}).fetchall():
             by_kind.setdefault(kind, {})[code] = name
-        names = Names(by_kind, unit_rules(conn, hsa_id), consumer_deadlines(conn, hsa_id))
+            if key is not None:
+                codes_by_id.setdefault(kind, {})[key] = code
+                ids_by_code.setdefault(kind, {})[code] = key
+        names = Names(by_kind, unit_rules(conn, hsa_id), consumer_deadlines(conn, hsa_id), codes_by_id, ids_by_code)
         with self._lock:
             self._names[hsa_id] = (names, now + self._ttl)
         return names

@@ -31,18 +31,19 @@ from producer.sweden.wall_time import WireFormatError, day_range_bounds, parse_d
 _NAME_FILTERS = (("time_type", "timeType"), ("care_type", "careType"))
 
 # Times are formatted as Stockholm wall time by PostgreSQL itself: 100 slots are 200 conversions.
-# Names come from the worker's UnitCache, so the query is an index-only scan with no joins.
+# Codes and names come from the worker's UnitCache (the slot table holds the unit's, time types'
+# and performers' integer keys, migration 0008), so the query is an index-only scan with no joins.
 _FILTERS = """
-WHERE s.unit_hsa_id = %(unit)s AND s.booking_pk IS NULL
+WHERE s.unit_id = %(unit_id)s AND s.booking_pk IS NULL
   AND s.starts_at >= {start} AND s.starts_at < {end}
-  AND (%(performers)s::text[] IS NULL OR s.performer_hsa_id = ANY(%(performers)s::text[]))
-  AND (%(time_types)s::text[] IS NULL OR s.time_type_code = ANY(%(time_types)s::text[]))
+  AND (%(performer_ids)s::int[] IS NULL OR s.performer_id = ANY(%(performer_ids)s::int[]))
+  AND (%(time_type_ids)s::int[] IS NULL OR s.time_type_id = ANY(%(time_type_ids)s::int[]))
   AND (%(care_types)s::text[] IS NULL OR s.care_type_code = ANY(%(care_types)s::text[]))
 """
 FREE_SLOTS_SQL = f"""
 SELECT s.id, to_char(s.starts_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'),
        to_char(s.ends_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'), s.starts_at,
-       s.performer_hsa_id, s.resource_id, s.time_type_code, s.care_type_code
+       s.performer_id, s.resource_id, s.time_type_id, s.care_type_code
 FROM slot s {_FILTERS.format(start="%(start)s", end="%(end)s")}
 ORDER BY s.starts_at, s.id
 """
@@ -52,13 +53,14 @@ _ONE_DAY = _FILTERS.format(
     start="greatest(%(start)s, day.d::timestamp AT TIME ZONE 'Europe/Stockholm')",
     end="least(%(end)s, (day.d + 1)::timestamp AT TIME ZONE 'Europe/Stockholm')",
 )
+# Ordered by day only: the codes are known once the keys are mapped (_date_order sorts the rest).
 FREE_DATES_SQL = f"""
-SELECT to_char(day.d, 'YYYYMMDD'), f.performer_hsa_id, f.resource_id, f.time_type_code, f.care_type_code
+SELECT to_char(day.d, 'YYYYMMDD'), f.performer_id, f.resource_id, f.time_type_id, f.care_type_code
 FROM (SELECT d::date FROM generate_series(%(first_day)s::date, %(last_day)s::date, interval '1 day') d) day
 CROSS JOIN LATERAL (
-    SELECT DISTINCT s.performer_hsa_id, s.resource_id, s.time_type_code, s.care_type_code FROM slot s {_ONE_DAY}
+    SELECT DISTINCT s.performer_id, s.resource_id, s.time_type_id, s.care_type_code FROM slot s {_ONE_DAY}
 ) f
-ORDER BY day.d, f.performer_hsa_id NULLS FIRST, f.resource_id NULLS FIRST, f.time_type_code
+ORDER BY day.d
 """
 
 
@@ -131,6 +133,7 @@ def _filters(call: Call, request: Decoded, conn: psycopg.Connection) -> tuple[di
         time_types = [view.time_type_code]  # a booking's or invitation's time type cannot change
     params = {
         "unit": call.unit.hsa_id,
+        "unit_id": call.unit.id,
         "first_day": first,
         "last_day": last,
         "start": start,
@@ -142,17 +145,37 @@ def _filters(call: Call, request: Decoded, conn: psycopg.Connection) -> tuple[di
     return params, booking_id, names
 
 
+def query_params(names: Names, params: dict[str, Any]) -> dict[str, Any]:
+    """The search's parameters with the performers and time types as the slot table's keys."""
+    return {
+        **params,
+        "performer_ids": names.ids("performer", params["performers"]),
+        "time_type_ids": names.ids("time_type", params["time_types"]),
+    }
+
+
+def with_codes(names: Names, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows with their performer and time type keys (4th and 2nd from the end) as codes."""
+    return [(*r[:-4], names.code("performer", r[-4]), r[-3], names.code("time_type", r[-2]), r[-1]) for r in rows]
+
+
 def _rows_with_names(
     call: Call, conn: psycopg.Connection, names: Names, sql: str, params: dict[str, Any]
 ) -> tuple[list[tuple[Any, ...]], Names]:
-    """Run the search; reload the names once if a row has a code the remembered catalogue lacks."""
-    rows = conn.execute(sql, params).fetchall()
+    """Run the search; reload the names once if a row has a key or code the remembered catalogue
+    lacks, or the search names a performer it does not know (both added since)."""
+    wanted = params["performers"] or []
+    if not all(names.knows("performer", p) for p in wanted):
+        names = call.units.names(conn, call.unit.hsa_id, reload=True)
+    rows = conn.execute(sql, query_params(names, params)).fetchall()
     fresh = all(
-        names.knows("performer", r[-4]) and names.knows("resource", r[-3]) and names.knows("care_type", r[-1])
-        and names.knows("time_type", r[-2])
+        names.knows_id("performer", r[-4]) and names.knows("resource", r[-3]) and names.knows("care_type", r[-1])
+        and names.knows_id("time_type", r[-2])
         for r in rows
     )  # fmt: skip
-    return rows, names if fresh else call.units.names(conn, call.unit.hsa_id, reload=True)
+    if not fresh:
+        names = call.units.names(conn, call.unit.hsa_id, reload=True)
+    return with_codes(names, rows), names
 
 
 def _search(
@@ -171,7 +194,7 @@ def _search(
     for search in searches:
         found, names = _rows_with_names(call, conn, names, sql, search)
         rows.extend(found)
-    if len(searches) > 1:
+    if len(searches) > 1 or order is _date_order:
         rows.sort(key=order)
     return rows, names
 

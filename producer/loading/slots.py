@@ -18,23 +18,24 @@ from producer.sweden.wall_time import STOCKHOLM
 
 ZONE = "Europe/Stockholm"
 
+# Slots in scope, by the slot table's integer keys (migration 0008).
 EXISTING = """
 CREATE TEMP TABLE load_existing ON COMMIT DROP AS
-SELECT s.id, s.unit_hsa_id, s.starts_at, s.ends_at, s.time_type_code, s.care_type_code, s.performer_hsa_id,
+SELECT s.id, s.unit_id, s.starts_at, s.ends_at, s.time_type_id, s.care_type_code, s.performer_id,
        s.resource_id, s.booking_pk, c.src
-FROM load_scope c JOIN slot s ON s.unit_hsa_id = c.unit AND s.performer_hsa_id = c.performer
+FROM load_scope c JOIN slot s ON s.performer_id = c.performer_id
      AND s.starts_at >= c.lo AND s.starts_at < c.hi AND s.starts_at > now()
 WHERE c.performer IS NOT NULL
 UNION ALL
-SELECT s.id, s.unit_hsa_id, s.starts_at, s.ends_at, s.time_type_code, s.care_type_code, s.performer_hsa_id,
+SELECT s.id, s.unit_id, s.starts_at, s.ends_at, s.time_type_id, s.care_type_code, s.performer_id,
        s.resource_id, s.booking_pk, c.src
-FROM load_scope c JOIN slot s ON s.unit_hsa_id = c.unit AND s.resource_id = c.resource AND s.performer_hsa_id IS NULL
+FROM load_scope c JOIN slot s ON s.unit_id = c.unit_id AND s.resource_id = c.resource AND s.performer_id IS NULL
      AND s.starts_at >= c.lo AND s.starts_at < c.hi AND s.starts_at > now()
 WHERE c.performer IS NULL AND c.resource IS NOT NULL
 UNION ALL
-SELECT s.id, s.unit_hsa_id, s.starts_at, s.ends_at, s.time_type_code, s.care_type_code, s.performer_hsa_id,
+SELECT s.id, s.unit_id, s.starts_at, s.ends_at, s.time_type_id, s.care_type_code, s.performer_id,
        s.resource_id, s.booking_pk, c.src
-FROM load_scope c JOIN slot s ON s.unit_hsa_id = c.unit AND s.starts_at >= c.lo AND s.starts_at < c.hi
+FROM load_scope c JOIN slot s ON s.unit_id = c.unit_id AND s.starts_at >= c.lo AND s.starts_at < c.hi
      AND s.starts_at > now()
 WHERE c.performer IS NULL AND c.resource IS NULL
 """
@@ -49,12 +50,12 @@ ALTER TABLE load_existing_once RENAME TO load_existing;
 MATCH = """
 CREATE TEMP TABLE load_match ON COMMIT DROP AS
 SELECT n.n, e.id, e.booking_pk,
-       (n.ends_at, n.time_type, n.care_type, n.performer, n.resource)
-       IS DISTINCT FROM (e.ends_at, e.time_type_code, e.care_type_code, e.performer_hsa_id, e.resource_id) AS changed
+       (n.ends_at, n.time_type_id, n.care_type, n.performer_id, n.resource)
+       IS DISTINCT FROM (e.ends_at, e.time_type_id, e.care_type_code, e.performer_id, e.resource_id) AS changed
 FROM load_slot n JOIN load_existing e
-     ON e.unit_hsa_id = n.unit AND e.starts_at = n.starts_at
-     AND coalesce(e.performer_hsa_id, '') = coalesce(n.performer, '')
-     AND (n.performer IS NOT NULL OR e.resource_id = n.resource)
+     ON e.unit_id = n.unit_id AND e.starts_at = n.starts_at
+     AND coalesce(e.performer_id, 0) = coalesce(n.performer_id, 0)
+     AND (n.performer_id IS NOT NULL OR e.resource_id = n.resource)
 WHERE n.problems IS NULL
 """
 
@@ -72,17 +73,19 @@ WHERE m.changed ORDER BY n.src, n.line LIMIT %s
 """
 
 BOOKED_REMOVED = """
-SELECT e.src, e.unit_hsa_id, coalesce(e.performer_hsa_id, e.resource_id), e.starts_at, e.ends_at, b.booking_id
+SELECT e.src, u.hsa_id, coalesce(p.hsa_id, e.resource_id), e.starts_at, e.ends_at, b.booking_id
 FROM load_existing e JOIN booking b ON b.pk = e.booking_pk
+JOIN care_unit u ON u.id = e.unit_id LEFT JOIN performer p ON p.id = e.performer_id
 WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.id = e.id)
-ORDER BY e.src, e.unit_hsa_id, e.starts_at LIMIT %s
+ORDER BY e.src, u.hsa_id, e.starts_at LIMIT %s
 """
 
 # The slots the load would remove (in scope, not listed), for the report, in calendar order.
 REMOVALS = """
-SELECT e.unit_hsa_id, coalesce(e.performer_hsa_id, e.resource_id), e.starts_at, e.ends_at, e.id
-FROM load_existing e WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.id = e.id)
-ORDER BY e.unit_hsa_id, 2, e.starts_at LIMIT %s
+SELECT u.hsa_id, coalesce(p.hsa_id, e.resource_id), e.starts_at, e.ends_at, e.id
+FROM load_existing e JOIN care_unit u ON u.id = e.unit_id LEFT JOIN performer p ON p.id = e.performer_id
+WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.id = e.id)
+ORDER BY u.hsa_id, 2, e.starts_at LIMIT %s
 """
 
 # Add-only: what the load does not list is kept, so it is out of the comparison (and, still in
@@ -99,10 +102,11 @@ UNION ALL
 (SELECT 'changed', n.unit, coalesce(n.performer, n.resource), n.starts_at, n.ends_at, n.time_type, m.id
  FROM load_match m JOIN load_slot n ON n.n = m.n WHERE m.changed ORDER BY n.unit, n.starts_at LIMIT %(limit)s)
 UNION ALL
-(SELECT 'removed', e.unit_hsa_id, coalesce(e.performer_hsa_id, e.resource_id), e.starts_at, e.ends_at,
-        e.time_type_code, e.id
- FROM load_existing e WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.id = e.id)
- ORDER BY e.unit_hsa_id, e.starts_at LIMIT %(limit)s)
+(SELECT 'removed', u.hsa_id, coalesce(p.hsa_id, e.resource_id), e.starts_at, e.ends_at, t.code, e.id
+ FROM load_existing e JOIN care_unit u ON u.id = e.unit_id JOIN time_type t ON t.id = e.time_type_id
+ LEFT JOIN performer p ON p.id = e.performer_id
+ WHERE NOT EXISTS (SELECT 1 FROM load_match m WHERE m.id = e.id)
+ ORDER BY u.hsa_id, e.starts_at LIMIT %(limit)s)
 """
 
 DUPLICATE_MATCHES = "SELECT EXISTS (SELECT 1 FROM load_match GROUP BY id HAVING count(*) > 1)"
@@ -113,17 +117,17 @@ WHERE s.id = e.id AND s.booking_pk IS NULL AND NOT EXISTS (SELECT 1 FROM load_ma
 """
 
 CHANGE = """
-UPDATE slot s SET ends_at = n.ends_at, time_type_code = n.time_type, care_type_code = n.care_type,
-                  performer_hsa_id = n.performer, resource_id = n.resource
+UPDATE slot s SET ends_at = n.ends_at, time_type_id = n.time_type_id, care_type_code = n.care_type,
+                  performer_id = n.performer_id, resource_id = n.resource
 FROM load_match m JOIN load_slot n ON n.n = m.n
 WHERE m.changed AND s.id = m.id AND s.booking_pk IS NULL
 """
 
 CREATE = """
-INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id, resource_id)
-SELECT unit, starts_at, ends_at, time_type, care_type, performer, resource FROM load_slot n
+INSERT INTO slot (unit_id, starts_at, ends_at, time_type_id, care_type_code, performer_id, resource_id)
+SELECT unit_id, starts_at, ends_at, time_type_id, care_type, performer_id, resource FROM load_slot n
 WHERE problems IS NULL {unmatched}
-ORDER BY unit, starts_at
+ORDER BY unit_id, starts_at
 """
 # When no staged slot matched one in the calendar (a first load), every good row is new: without
 # the anti-join the planner does not hash a million staged rows to find none of them in load_match.
@@ -135,22 +139,26 @@ UNMATCHED = "AND NOT EXISTS (SELECT 1 FROM load_match m WHERE m.n = n.n)"
 # (load_slot.n), ref < 0 an existing slot (-id).
 OVERLAPS = """
 WITH rows AS (
-    SELECT unit, {who} AS who, starts_at, ends_at, n AS ref FROM load_slot WHERE problems IS NULL AND {who} IS NOT NULL
+    SELECT unit_id, {who} AS who, starts_at, ends_at, n AS ref FROM load_slot WHERE problems IS NULL AND {who} IS NOT NULL
     UNION ALL
-    SELECT s.unit_hsa_id, s.{column}, s.starts_at, s.ends_at, -s.id
-    FROM (SELECT DISTINCT unit, {who} AS who FROM load_slot WHERE problems IS NULL AND {who} IS NOT NULL) t
-    JOIN slot s ON s.unit_hsa_id = t.unit AND s.{column} = t.who
+    SELECT s.unit_id, s.{column}, s.starts_at, s.ends_at, -s.id
+    FROM (SELECT DISTINCT unit_id, {who} AS who FROM load_slot WHERE problems IS NULL AND {who} IS NOT NULL) t
+    JOIN slot s ON s.unit_id = t.unit_id AND s.{column} = t.who
     WHERE NOT EXISTS (SELECT 1 FROM load_existing e WHERE e.id = s.id)
 ), ordered AS (
-    SELECT unit, who, starts_at, ends_at, ref,
+    SELECT unit_id, who, starts_at, ends_at, ref,
            max(ARRAY[extract(epoch FROM ends_at)::float8, ref::float8]) OVER (
-               PARTITION BY unit, who ORDER BY starts_at, ref ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev
+               PARTITION BY unit_id, who ORDER BY starts_at, ref ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev
     FROM rows
 )
-SELECT unit, who, ref, starts_at, ends_at, prev[2]::bigint AS prev_ref
-FROM ordered WHERE prev[1] > extract(epoch FROM starts_at)::float8
-ORDER BY unit, who, starts_at LIMIT %s
+SELECT u.hsa_id, {name}, ref, starts_at, ends_at, prev[2]::bigint AS prev_ref
+FROM ordered o JOIN care_unit u ON u.id = o.unit_id WHERE prev[1] > extract(epoch FROM starts_at)::float8
+ORDER BY u.hsa_id, 2, starts_at LIMIT %s
 """
+_OVERLAP_KINDS = (
+    ("performer", "performer_id", "performer_id", "(SELECT p.hsa_id FROM performer p WHERE p.id = o.who)"),
+    ("resource", "resource", "resource_id", "o.who"),
+)
 
 
 @dataclass
@@ -245,8 +253,8 @@ def apply(conn: psycopg.Connection, counts: SlotCounts) -> list[str]:
 def overlaps(conn: psycopg.Connection, limit: int, names: dict[int, str]) -> list[tuple[int, int | None, str, str]]:
     """(src, line, field, message) for overlapping slots, naming both sides."""
     out: list[tuple[int, int | None, str, str]] = []
-    for who, column in (("performer", "performer_hsa_id"), ("resource", "resource_id")):
-        rows = conn.execute(OVERLAPS.format(who=who, column=column), (limit,)).fetchall()
+    for who, staged_column, column, name in _OVERLAP_KINDS:
+        rows = conn.execute(OVERLAPS.format(who=staged_column, column=column, name=name), (limit,)).fetchall()
         refs = {ref for row in rows for ref in (row[2], row[5])}
         staged = dict(
             (n, (src, line))

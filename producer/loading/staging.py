@@ -32,6 +32,7 @@ CREATE TEMP TABLE load_slot (
     line int,
     unit text, starts_at timestamptz, ends_at timestamptz, time_type text, care_type text,
     performer text, resource text,
+    unit_id int, time_type_id int, performer_id int,  -- the slot table's keys (migration 0008)
     problems text[]
 ) ON COMMIT DROP;
 CREATE TEMP TABLE load_typed (
@@ -46,7 +47,8 @@ CREATE TEMP TABLE load_fields (
 CREATE TEMP TABLE load_instant (t text, at timestamptz) ON COMMIT DROP;
 -- what each source covers: performer and resource NULL = every slot of the unit
 CREATE TEMP TABLE load_scope (
-    src int, unit text, performer text, resource text, lo timestamptz, hi timestamptz
+    src int, unit text, performer text, resource text, lo timestamptz, hi timestamptz,
+    unit_id int, performer_id int
 ) ON COMMIT DROP;
 
 -- valid 'YYYY-MM-DD HH:MM[:SS][offset]' (the calendar too: no 31 April). The common shapes are
@@ -78,9 +80,10 @@ $$;
 
 # Step two for every source: the catalogue joins, defaults and the checks that need them.
 CHECKED = f"""
-INSERT INTO load_slot (src, line, unit, starts_at, ends_at, time_type, care_type, performer, resource, problems)
+INSERT INTO load_slot (src, line, unit, starts_at, ends_at, time_type, care_type, performer, resource,
+                       unit_id, time_type_id, performer_id, problems)
 SELECT %(src)s, p.line, p.unit, p.starts_at, e.ends_at, p.time_type, coalesce(p.care_type, tt.care_type_code),
-       p.performer, p.resource,
+       p.performer, p.resource, u.id, tt.id, pf.id,
        CASE WHEN p.problems IS NULL AND u.hsa_id IS NOT NULL AND tt.code IS NOT NULL
                  AND (p.performer IS NULL OR pf.hsa_id IS NOT NULL)
                  AND (p.resource IS NULL OR rs.resource_id IS NOT NULL)
@@ -291,22 +294,32 @@ def problems(conn: psycopg.Connection, limit: int) -> tuple[list[tuple[int, int 
 def add_scope(conn: psycopg.Connection, src: int, unit: str, performer: str | None, resource: str | None,
               lo: datetime, hi: datetime) -> None:  # fmt: skip
     conn.execute(
-        "INSERT INTO load_scope (src, unit, performer, resource, lo, hi) VALUES (%s, %s, %s, %s, %s, %s)",
-        (src, unit, performer, None if performer else resource, lo, hi),
+        "INSERT INTO load_scope (src, unit, performer, resource, lo, hi, unit_id, performer_id)"
+        " SELECT %(src)s, %(unit)s, %(performer)s, %(resource)s, %(lo)s, %(hi)s,"
+        " (SELECT id FROM care_unit WHERE hsa_id = %(unit)s),"
+        " (SELECT id FROM performer WHERE unit_hsa_id = %(unit)s AND hsa_id = %(performer)s)",
+        {"src": src, "unit": unit, "performer": performer, "resource": None if performer else resource,
+         "lo": lo, "hi": hi},
     )
 
 
 def scope_from_rows(conn: psycopg.Connection, srcs: list[int], whole_units: bool) -> None:
     """What listed slots cover: per source and performer (else resource), the Stockholm days from
-    its first slot's to its last slot's; with whole_units, per unit, every slot of the unit."""
-    lane = "NULL::text, NULL::text" if whole_units else "performer, CASE WHEN performer IS NULL THEN resource END"
-    group = "src, unit" if whole_units else "src, unit, performer, CASE WHEN performer IS NULL THEN resource END"
+    its first slot's to its last slot's; with whole_units, per unit, every slot of the unit.
+    Grouped by the integer keys; the texts are the catalogue's."""
+    lane = (
+        "NULL::int AS performer_id, NULL::text" if whole_units
+        else "performer_id, CASE WHEN performer_id IS NULL THEN resource END"
+    )  # fmt: skip
+    group = "src, unit_id" if whole_units else "src, unit_id, performer_id, CASE WHEN performer_id IS NULL THEN resource END"
     conn.execute(
-        f"INSERT INTO load_scope (src, unit, performer, resource, lo, hi)"
-        f" SELECT src, unit, {lane},"
-        f" ((min(starts_at) AT TIME ZONE '{ZONE}')::date)::timestamp AT TIME ZONE '{ZONE}',"
-        f" ((max(starts_at) AT TIME ZONE '{ZONE}')::date + 1)::timestamp AT TIME ZONE '{ZONE}'"
-        f" FROM load_slot WHERE problems IS NULL AND src = ANY(%s) GROUP BY {group}",
+        f"INSERT INTO load_scope (src, unit, performer, resource, unit_id, performer_id, lo, hi)"
+        f" SELECT g.src, u.hsa_id, p.hsa_id, g.resource, g.unit_id, g.performer_id, g.lo, g.hi FROM ("
+        f" SELECT src, unit_id, {lane} AS resource,"
+        f" ((min(starts_at) AT TIME ZONE '{ZONE}')::date)::timestamp AT TIME ZONE '{ZONE}' AS lo,"
+        f" ((max(starts_at) AT TIME ZONE '{ZONE}')::date + 1)::timestamp AT TIME ZONE '{ZONE}' AS hi"
+        f" FROM load_slot WHERE problems IS NULL AND src = ANY(%s) GROUP BY {group}) g"
+        f" JOIN care_unit u ON u.id = g.unit_id LEFT JOIN performer p ON p.id = g.performer_id",
         (srcs,),
     )
 
@@ -318,9 +331,12 @@ def scope_from_span(conn: psycopg.Connection, srcs: list[int], whole_units: bool
         " WHERE src = ANY(%s) AND problems IS NULL AND (starts_at < %s OR starts_at >= %s)",
         (srcs, lo, hi),
     )
-    lane = "NULL::text, NULL::text" if whole_units else "performer, CASE WHEN performer IS NULL THEN resource END"
+    lane = (
+        "NULL::text, NULL::text, unit_id, NULL::int" if whole_units
+        else "performer, CASE WHEN performer IS NULL THEN resource END, unit_id, performer_id"
+    )  # fmt: skip
     conn.execute(
-        f"INSERT INTO load_scope (src, unit, performer, resource, lo, hi)"
+        f"INSERT INTO load_scope (src, unit, performer, resource, unit_id, performer_id, lo, hi)"
         f" SELECT DISTINCT src, unit, {lane}, %s::timestamptz, %s::timestamptz"
         " FROM load_slot WHERE problems IS NULL AND src = ANY(%s)",
         (lo, hi, srcs),

@@ -1,0 +1,253 @@
+"""Slots name their unit, time type and performer by integer keys (issue 16: loading speed).
+
+care_unit, time_type and performer get an integer ``id`` (identity, unique); slot holds
+``unit_id``, ``time_type_id`` and ``performer_id`` instead of the HSA-id and code texts, and its
+indexes hold those integers: a performer's index is ``(performer_id, starts_at)`` (the id names
+the unit too). Care type and resource stay texts. The slot table is rebuilt with its fixed-width
+columns first (no padding between them), keeping every id (and its sequence).
+
+Everything 0004 guarantees holds, set-wise in the same triggers: a slot's time type and performer
+are rows of the slot's own unit, its resource too; no performer or resource is in two
+overlapping slots; what a slot names cannot be deleted (nor moved to another unit) while it does.
+
+Revision ID: 0008_integer_slot_keys
+Revises: 0006_staff_sessions
+"""
+
+from alembic import op
+
+revision = "0008_integer_slot_keys"
+down_revision = "0006_staff_sessions"
+
+UPGRADE = r"""
+ALTER TABLE care_unit ADD COLUMN id integer GENERATED ALWAYS AS IDENTITY UNIQUE;
+ALTER TABLE time_type ADD COLUMN id integer GENERATED ALWAYS AS IDENTITY UNIQUE;
+ALTER TABLE performer ADD COLUMN id integer GENERATED ALWAYS AS IDENTITY UNIQUE;
+
+DROP TRIGGER slot_deleted_with_unit ON care_unit;
+DROP TRIGGER slot_references_time_type_truncated ON time_type;
+DROP TRIGGER slot_references_performer_truncated ON performer;
+DROP TRIGGER slot_references_resource_truncated ON resource;
+DROP TRIGGER slot_references_time_type ON time_type;
+DROP TRIGGER slot_references_performer ON performer;
+DROP TRIGGER slot_references_resource ON resource;
+DROP TRIGGER slot_checked_update ON slot;
+DROP TRIGGER slot_checked_insert ON slot;
+DROP FUNCTION slot_unit_deleted(), slot_referenced_truncated(), slot_referenced_check(), slot_check_updated(),
+    slot_check_inserted(), slot_check(slot_refs[]);
+DROP TYPE slot_refs;
+
+ALTER SEQUENCE slot_id_seq OWNED BY NONE;
+ALTER TABLE slot RENAME TO slot_text_keys;
+ALTER INDEX slot_pkey RENAME TO slot_text_keys_pkey;
+DROP INDEX slot_free_by_unit_start, slot_by_unit_start, slot_booking, slot_by_performer, slot_by_resource;
+
+CREATE TABLE slot (
+    id               bigint PRIMARY KEY DEFAULT nextval('slot_id_seq'),
+    starts_at        timestamptz NOT NULL,
+    ends_at          timestamptz NOT NULL,
+    -- the booking holding this slot; NULL = free. Taken with a conditional UPDATE.
+    booking_pk       bigint REFERENCES booking,
+    unit_id          integer NOT NULL,
+    time_type_id     integer NOT NULL,
+    performer_id     integer,
+    care_type_code   text,
+    resource_id      text,
+    CONSTRAINT slot_check CHECK (ends_at > starts_at),
+    CONSTRAINT slot_at_most_a_day CHECK (ends_at - starts_at <= interval '1 day')
+);
+ALTER SEQUENCE slot_id_seq OWNED BY slot.id;
+
+INSERT INTO slot (id, starts_at, ends_at, booking_pk, unit_id, time_type_id, performer_id, care_type_code, resource_id)
+SELECT s.id, s.starts_at, s.ends_at, s.booking_pk, u.id, t.id, p.id, s.care_type_code, s.resource_id
+FROM slot_text_keys s
+JOIN care_unit u ON u.hsa_id = s.unit_hsa_id
+JOIN time_type t ON t.unit_hsa_id = s.unit_hsa_id AND t.code = s.time_type_code
+LEFT JOIN performer p ON p.unit_hsa_id = s.unit_hsa_id AND p.hsa_id = s.performer_hsa_id
+ORDER BY s.unit_hsa_id, s.starts_at;
+DROP TABLE slot_text_keys;
+
+-- availability reads free slots of one unit in a time window: covering, so index-only scans do
+CREATE INDEX slot_free_by_unit_start ON slot (unit_id, starts_at)
+    INCLUDE (ends_at, id, time_type_id, care_type_code, performer_id, resource_id)
+    WHERE booking_pk IS NULL;
+CREATE INDEX slot_by_unit_start ON slot (unit_id, starts_at);
+CREATE UNIQUE INDEX slot_booking ON slot (booking_pk) WHERE booking_pk IS NOT NULL;
+CREATE INDEX slot_by_performer ON slot (performer_id, starts_at) WHERE performer_id IS NOT NULL;
+CREATE INDEX slot_by_resource ON slot (unit_id, resource_id, starts_at) WHERE resource_id IS NOT NULL;
+
+-- What a set of slot rows refers to, with the span each group covers.
+CREATE TYPE slot_refs AS (
+    unit_id integer, time_type_id integer, performer_id integer, resource_id text,
+    first_start timestamptz, last_end timestamptz
+);
+
+CREATE FUNCTION slot_check(refs slot_refs[]) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    bad record;
+BEGIN
+    PERFORM 1 FROM time_type t WHERE t.id IN (SELECT r.time_type_id FROM unnest(refs) r)
+        ORDER BY t.id FOR KEY SHARE OF t;
+    PERFORM 1 FROM performer p WHERE p.id IN (SELECT r.performer_id FROM unnest(refs) r)
+        ORDER BY p.id FOR NO KEY UPDATE OF p;
+    PERFORM 1 FROM resource x JOIN care_unit u ON u.hsa_id = x.unit_hsa_id
+        WHERE (u.id, x.resource_id) IN (SELECT r.unit_id, r.resource_id FROM unnest(refs) r)
+        ORDER BY x.unit_hsa_id, x.resource_id FOR NO KEY UPDATE OF x;
+
+    SELECT r.unit_id, r.time_type_id AS ref INTO bad FROM unnest(refs) r
+        WHERE NOT EXISTS (SELECT 1 FROM time_type t JOIN care_unit u ON u.hsa_id = t.unit_hsa_id
+                          WHERE t.id = r.time_type_id AND u.id = r.unit_id)
+        LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'slot refers to time type % at unit %, which does not exist there', bad.ref, bad.unit_id
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'slot', CONSTRAINT = 'slot_time_type';
+    END IF;
+    SELECT r.unit_id, r.performer_id AS ref INTO bad FROM unnest(refs) r
+        WHERE r.performer_id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM performer p JOIN care_unit u ON u.hsa_id = p.unit_hsa_id
+            WHERE p.id = r.performer_id AND u.id = r.unit_id)
+        LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'slot refers to performer % at unit %, who does not exist there', bad.ref, bad.unit_id
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'slot', CONSTRAINT = 'slot_performer';
+    END IF;
+    SELECT r.unit_id, r.resource_id AS ref INTO bad FROM unnest(refs) r
+        WHERE r.resource_id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM resource x JOIN care_unit u ON u.hsa_id = x.unit_hsa_id
+            WHERE u.id = r.unit_id AND x.resource_id = r.resource_id)
+        LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'slot refers to resource % at unit %, which does not exist there', bad.ref, bad.unit_id
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'slot', CONSTRAINT = 'slot_resource';
+    END IF;
+
+    SELECT p.unit_hsa_id, p.hsa_id AS who, o.prev_id, o.id INTO bad
+        FROM (SELECT r.performer_id AS who, min(r.first_start) AS lo, max(r.last_end) AS hi
+              FROM unnest(refs) r WHERE r.performer_id IS NOT NULL GROUP BY 1) l
+        JOIN performer p ON p.id = l.who,
+        LATERAL (SELECT s.id, s.starts_at, lag(s.ends_at) OVER w AS prev_end, lag(s.id) OVER w AS prev_id
+                 FROM slot s
+                 WHERE s.performer_id = l.who AND s.starts_at > l.lo - interval '1 day' AND s.starts_at < l.hi
+                 WINDOW w AS (ORDER BY s.starts_at)) o
+        WHERE o.prev_end > o.starts_at
+        LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'slots % and % overlap for performer % at %', bad.prev_id, bad.id, bad.who, bad.unit_hsa_id
+            USING ERRCODE = 'exclusion_violation', TABLE = 'slot', CONSTRAINT = 'slot_performer_overlap';
+    END IF;
+    SELECT u.hsa_id AS unit_hsa_id, l.who, o.prev_id, o.id INTO bad
+        FROM (SELECT r.unit_id, r.resource_id AS who, min(r.first_start) AS lo, max(r.last_end) AS hi
+              FROM unnest(refs) r WHERE r.resource_id IS NOT NULL GROUP BY 1, 2) l
+        JOIN care_unit u ON u.id = l.unit_id,
+        LATERAL (SELECT s.id, s.starts_at, lag(s.ends_at) OVER w AS prev_end, lag(s.id) OVER w AS prev_id
+                 FROM slot s
+                 WHERE s.unit_id = l.unit_id AND s.resource_id = l.who
+                   AND s.starts_at > l.lo - interval '1 day' AND s.starts_at < l.hi
+                 WINDOW w AS (ORDER BY s.starts_at)) o
+        WHERE o.prev_end > o.starts_at
+        LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'slots % and % overlap for resource % at %', bad.prev_id, bad.id, bad.who, bad.unit_hsa_id
+            USING ERRCODE = 'exclusion_violation', TABLE = 'slot', CONSTRAINT = 'slot_resource_overlap';
+    END IF;
+END
+$fn$;
+
+CREATE FUNCTION slot_check_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    refs slot_refs[];
+BEGIN
+    SELECT array_agg(ROW(unit_id, time_type_id, performer_id, resource_id, lo, hi)::slot_refs) INTO refs
+    FROM (SELECT unit_id, time_type_id, performer_id, resource_id, min(starts_at) AS lo, max(ends_at) AS hi
+          FROM new_slots GROUP BY 1, 2, 3, 4) g;
+    IF refs IS NOT NULL THEN
+        PERFORM slot_check(refs);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE FUNCTION slot_check_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM slot_check(ARRAY[ROW(NEW.unit_id, NEW.time_type_id, NEW.performer_id, NEW.resource_id,
+                                 NEW.starts_at, NEW.ends_at)::slot_refs]);
+    RETURN NULL;
+END
+$fn$;
+
+CREATE TRIGGER slot_checked_insert AFTER INSERT ON slot
+    REFERENCING NEW TABLE AS new_slots FOR EACH STATEMENT EXECUTE FUNCTION slot_check_inserted();
+CREATE TRIGGER slot_checked_update
+    AFTER UPDATE OF unit_id, starts_at, ends_at, time_type_id, performer_id, resource_id ON slot
+    FOR EACH ROW WHEN ((OLD.unit_id, OLD.starts_at, OLD.ends_at, OLD.time_type_id, OLD.performer_id, OLD.resource_id)
+                       IS DISTINCT FROM (NEW.unit_id, NEW.starts_at, NEW.ends_at, NEW.time_type_id,
+                                         NEW.performer_id, NEW.resource_id))
+    EXECUTE FUNCTION slot_check_updated();
+
+-- The referenced side: a row a slot still names may be neither deleted nor moved to another unit
+-- (its id stays, so a performer's or time type's other columns may change freely).
+CREATE FUNCTION slot_referenced_check() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    old_key text;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.unit_hsa_id = OLD.unit_hsa_id AND (TG_TABLE_NAME <> 'resource'
+            OR NEW.resource_id = OLD.resource_id) THEN
+        RETURN NULL;
+    END IF;
+    old_key := to_jsonb(OLD) ->> TG_ARGV[0];
+    IF (TG_TABLE_NAME = 'time_type'
+            AND EXISTS (SELECT 1 FROM slot s WHERE s.unit_id = (SELECT id FROM care_unit WHERE hsa_id = OLD.unit_hsa_id)
+                            AND s.time_type_id = OLD.id))
+       OR (TG_TABLE_NAME = 'performer' AND EXISTS (SELECT 1 FROM slot s WHERE s.performer_id = OLD.id))
+       OR (TG_TABLE_NAME = 'resource'
+            AND EXISTS (SELECT 1 FROM slot s WHERE s.unit_id = (SELECT id FROM care_unit WHERE hsa_id = OLD.unit_hsa_id)
+                            AND s.resource_id = OLD.resource_id)) THEN
+        RAISE EXCEPTION '% % at % is still named by slots', TG_TABLE_NAME, old_key, OLD.unit_hsa_id
+            USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME, CONSTRAINT = 'slot_' || TG_TABLE_NAME;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE FUNCTION slot_referenced_truncated() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF (TG_TABLE_NAME = 'time_type' AND EXISTS (SELECT 1 FROM slot))
+       OR (TG_TABLE_NAME = 'performer' AND EXISTS (SELECT 1 FROM slot WHERE performer_id IS NOT NULL))
+       OR (TG_TABLE_NAME = 'resource' AND EXISTS (SELECT 1 FROM slot WHERE resource_id IS NOT NULL)) THEN
+        RAISE EXCEPTION 'cannot truncate %: slots still name its rows (truncate slot too)', TG_TABLE_NAME
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE FUNCTION slot_unit_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    DELETE FROM slot WHERE unit_id = OLD.id;
+    RETURN OLD;
+END
+$fn$;
+
+CREATE TRIGGER slot_references_time_type AFTER DELETE OR UPDATE OF unit_hsa_id ON time_type
+    FOR EACH ROW EXECUTE FUNCTION slot_referenced_check('code');
+CREATE TRIGGER slot_references_performer AFTER DELETE OR UPDATE OF unit_hsa_id ON performer
+    FOR EACH ROW EXECUTE FUNCTION slot_referenced_check('hsa_id');
+CREATE TRIGGER slot_references_resource AFTER DELETE OR UPDATE OF unit_hsa_id, resource_id ON resource
+    FOR EACH ROW EXECUTE FUNCTION slot_referenced_check('resource_id');
+CREATE TRIGGER slot_references_time_type_truncated AFTER TRUNCATE ON time_type
+    FOR EACH STATEMENT EXECUTE FUNCTION slot_referenced_truncated();
+CREATE TRIGGER slot_references_performer_truncated AFTER TRUNCATE ON performer
+    FOR EACH STATEMENT EXECUTE FUNCTION slot_referenced_truncated();
+CREATE TRIGGER slot_references_resource_truncated AFTER TRUNCATE ON resource
+    FOR EACH STATEMENT EXECUTE FUNCTION slot_referenced_truncated();
+CREATE TRIGGER slot_deleted_with_unit BEFORE DELETE ON care_unit
+    FOR EACH ROW EXECUTE FUNCTION slot_unit_deleted();
+"""
+
+
+def upgrade() -> None:
+    op.execute(UPGRADE)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("prototype: no downgrade yet")
