@@ -154,28 +154,30 @@ def query_params(names: Names, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def with_codes(names: Names, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Rows with their performer and time type keys (4th and 2nd from the end) as codes."""
-    return [(*r[:-4], names.code("performer", r[-4]), r[-3], names.code("time_type", r[-2]), r[-1]) for r in rows]
+def _known(names: Names, rows: list[tuple[Any, ...]]) -> bool:
+    """Does the catalogue know every row's performer key, resource, time type key and care type (its
+    last four columns)?"""
+    performers, time_types = names.codes_by_id.get("performer", {}), names.codes_by_id.get("time_type", {})
+    resources, care_types = names.by_kind.get("resource", {}), names.by_kind.get("care_type", {})
+    return all(
+        (p is None or p in performers) and (r is None or r in resources) and t in time_types
+        and (c is None or c in care_types)
+        for *_, p, r, t, c in rows
+    )  # fmt: skip
 
 
 def _rows_with_names(
     call: Call, conn: psycopg.Connection, names: Names, sql: str, params: dict[str, Any]
 ) -> tuple[list[tuple[Any, ...]], Names]:
     """Run the search; reload the names once if a row has a key or code the remembered catalogue
-    lacks, or the search names a performer it does not know (both added since)."""
-    wanted = params["performers"] or []
-    if not all(names.knows("performer", p) for p in wanted):
+    lacks, or the search names a performer it does not know (both added since). The rows keep the
+    performer's and time type's keys: the caller maps them (Names.codes_by_id)."""
+    if params["performers"] and not all(names.knows("performer", p) for p in params["performers"]):
         names = call.units.names(conn, call.unit.hsa_id, reload=True)
     rows = conn.execute(sql, query_params(names, params)).fetchall()
-    fresh = all(
-        names.knows_id("performer", r[-4]) and names.knows("resource", r[-3]) and names.knows("care_type", r[-1])
-        and names.knows_id("time_type", r[-2])
-        for r in rows
-    )  # fmt: skip
-    if not fresh:
+    if not _known(names, rows):
         names = call.units.names(conn, call.unit.hsa_id, reload=True)
-    return with_codes(names, rows), names
+    return rows, names
 
 
 def _search(
@@ -185,16 +187,16 @@ def _search(
     sql: str,
     params: dict[str, Any],
     invited: bool,
-    order: Callable[[tuple[Any, ...]], Any],
+    order: Callable[[tuple[Any, ...]], Any] | None,
 ) -> tuple[list[tuple[Any, ...]], Names]:
     """Every search of the request (_searches), rows in one list in the query's `order` (each search's
-    rows come in it; several are merged); the names, reloaded if a row needed it."""
+    rows come in it; several are merged; None: the caller sorts); the names, reloaded if a row needed it."""
     rows: list[tuple[Any, ...]] = []
     searches = _searches(call, params, names, invited)
     for search in searches:
         found, names = _rows_with_names(call, conn, names, sql, search)
         rows.extend(found)
-    if len(searches) > 1 or order is _date_order:
+    if len(searches) > 1 and order is not None:
         rows.sort(key=order)
     return rows, names
 
@@ -205,8 +207,10 @@ def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connecti
     consumer = names.consumer_deadlines.get((call.rules_consumer or "").upper())
     unit, unit_name = call.unit.hsa_id, call.unit.name
     default_deadline = timedelta(seconds=call.unit.change_deadline_seconds)
+    performers, time_types = names.codes_by_id.get("performer", {}), names.codes_by_id.get("time_type", {})
     slots = []
-    for slot_id, start, end, starts_at, performer, resource_id, tt_code, ct_code in rows:
+    for slot_id, start, end, starts_at, performer_id, resource_id, tt_id, ct_code in rows:
+        performer, tt_code = performers.get(performer_id), time_types.get(tt_id)
         rules = names.rules.get(tt_code)
         deadline = consumer if consumer is not None else rules.change_deadline if rules else default_deadline
         changeable = starts_at > call.now + deadline
@@ -247,7 +251,11 @@ def _date_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def get_available_dates(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
     params, booking_id, names = _filters(call, request, conn)
-    rows, names = _search(call, conn, names, FREE_DATES_SQL, params, booking_id is not None, _date_order)
+    found, names = _search(call, conn, names, FREE_DATES_SQL, params, booking_id is not None, None)
+    performers, time_types = names.codes_by_id.get("performer", {}), names.codes_by_id.get("time_type", {})
+    rows = sorted(
+        ((day, performers.get(p), r, time_types.get(t), c) for day, p, r, t, c in found), key=_date_order
+    )  # fmt: skip
     unit = call.unit.hsa_id
     return {
         "performerAvailabilityByDate": [

@@ -39,7 +39,11 @@ DROP TYPE slot_refs;
 
 ALTER SEQUENCE slot_id_seq OWNED BY NONE;
 ALTER TABLE slot RENAME TO slot_text_keys;
-ALTER INDEX slot_pkey RENAME TO slot_text_keys_pkey;
+-- free the names the new table's constraints and indexes take
+ALTER TABLE slot_text_keys
+    DROP CONSTRAINT slot_pkey, DROP CONSTRAINT slot_booking_pk_fkey, DROP CONSTRAINT slot_check,
+    DROP CONSTRAINT slot_at_most_a_day, ALTER COLUMN id DROP NOT NULL, ALTER COLUMN starts_at DROP NOT NULL,
+    ALTER COLUMN ends_at DROP NOT NULL;
 DROP INDEX slot_free_by_unit_start, slot_by_unit_start, slot_booking, slot_by_performer, slot_by_resource;
 
 CREATE TABLE slot (
