@@ -33,6 +33,7 @@ class SlotRow:
     booking_pk: int | None
 
 
+# slot_named: the slot with its unit's HSA-id, time type's code and performer's HSA-id (migration 0008)
 _SLOT_COLUMNS = (
     "id, unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id, resource_id, booking_pk"
 )
@@ -50,7 +51,7 @@ def slot_by_reference(conn: psycopg.Connection, reference: str) -> SlotRow | Non
     """The slot named by an id as GetAvailableTimeslots returned it ("T123")."""
     if not reference.startswith(SLOT_PREFIX) or not reference[1:].isdigit():
         return None
-    row = conn.execute(f"SELECT {_SLOT_COLUMNS} FROM slot WHERE id = %s", (int(reference[1:]),)).fetchone()
+    row = conn.execute(f"SELECT {_SLOT_COLUMNS} FROM slot_named WHERE id = %s", (int(reference[1:]),)).fetchone()
     return SlotRow(*row) if row else None
 
 
@@ -66,7 +67,7 @@ def find_slot(
     """The slot of the unit that starts at one of `starts` and ends at one of `ends` (wall_readings),
     narrowed by performer, resource and time type; the earliest, a free one before a taken one."""
     rows = conn.execute(
-        f"SELECT {_SLOT_COLUMNS} FROM slot WHERE unit_hsa_id = %(unit)s"
+        f"SELECT {_SLOT_COLUMNS} FROM slot_named WHERE unit_hsa_id = %(unit)s"
         " AND starts_at = ANY(%(starts)s) AND ends_at = ANY(%(ends)s)"
         " AND (%(performer)s::text IS NULL OR performer_hsa_id = %(performer)s)"
         " AND (%(resource)s::text IS NULL OR resource_id = %(resource)s)"

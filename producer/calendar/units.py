@@ -66,13 +66,6 @@ class Names:
     def knows(self, kind: str, code: str | None) -> bool:
         return code is None or code in self.by_kind.get(kind, {})
 
-    def code(self, kind: str, key: int | None) -> str | None:
-        """The code of a time type's or performer's integer key (None: unknown or no key)."""
-        return self.codes_by_id.get(kind, {}).get(key) if key is not None else None
-
-    def knows_id(self, kind: str, key: int | None) -> bool:
-        return key is None or key in self.codes_by_id.get(kind, {})
-
     def ids(self, kind: str, codes: list[str] | None) -> list[int] | None:
         """The integer keys of codes (None: no filter); codes unknown here select nothing."""
         if codes is None:
@@ -124,7 +117,8 @@ class UnitCache:
 ALTERNATIVES_SQL = """
 SELECT u.hsa_id, u.name FROM care_unit u
 WHERE (u.hsa_id = %(unit)s AND EXISTS (
-          SELECT 1 FROM slot s WHERE s.unit_hsa_id = u.hsa_id AND s.time_type_code = %(tt)s))
+          SELECT 1 FROM slot s JOIN time_type t ON t.id = s.time_type_id
+          WHERE s.unit_id = u.id AND t.unit_hsa_id = u.hsa_id AND t.code = %(tt)s))
    OR u.hsa_id IN (
           SELECT a.alternative_hsa_id FROM unit_alternative a
           JOIN time_type t ON t.unit_hsa_id = a.alternative_hsa_id AND t.code = a.time_type_code
@@ -168,7 +162,12 @@ INSERT INTO resource (unit_hsa_id, resource_id, name)
 INSERT INTO unit_alternative (unit_hsa_id, time_type_code, alternative_hsa_id)
     SELECT %(new)s, time_type_code, alternative_hsa_id FROM unit_alternative WHERE unit_hsa_id = %(old)s;
 UPDATE unit_alternative SET alternative_hsa_id = %(new)s WHERE alternative_hsa_id = %(old)s;
-UPDATE slot SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
+UPDATE slot s SET unit_id = nu.id, time_type_id = nt.id,
+                  performer_id = (SELECT np.id FROM performer op JOIN performer np ON np.hsa_id = op.hsa_id
+                                  WHERE op.id = s.performer_id AND np.unit_hsa_id = %(new)s)
+    FROM care_unit ou, care_unit nu, time_type ot, time_type nt
+    WHERE ou.hsa_id = %(old)s AND nu.hsa_id = %(new)s AND s.unit_id = ou.id
+      AND ot.id = s.time_type_id AND nt.unit_hsa_id = nu.hsa_id AND nt.code = ot.code;
 UPDATE booking SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
 DELETE FROM unit_alternative WHERE unit_hsa_id = %(old)s;
 DELETE FROM care_unit WHERE hsa_id = %(old)s;
@@ -177,7 +176,7 @@ DELETE FROM care_unit WHERE hsa_id = %(old)s;
 # History first (inactive bookings, their events and published outbox rows), then the unit: its
 # slots go with it (trigger), its catalogue and the alternatives naming it by cascade.
 _REMOVE = """
-DELETE FROM slot WHERE unit_hsa_id = %(unit)s;
+DELETE FROM slot WHERE unit_id = (SELECT id FROM care_unit WHERE hsa_id = %(unit)s);
 DELETE FROM booking_event WHERE booking_pk IN (SELECT pk FROM booking WHERE unit_hsa_id = %(unit)s);
 DELETE FROM ei_outbox WHERE booking_pk IN (SELECT pk FROM booking WHERE unit_hsa_id = %(unit)s);
 DELETE FROM booking WHERE unit_hsa_id = %(unit)s;

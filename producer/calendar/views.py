@@ -22,7 +22,7 @@ SELECT b.pk, b.booking_id, b.unit_hsa_id, u.name AS unit_name,
        b.phone, b.email, b.address, b.coaddress, b.reason, coalesce(b.purpose, tt.purpose) AS purpose,
        b.time_type_code, tt.name AS time_type_name, coalesce(s.care_type_code, b.care_type_code) AS care_type_code,
        ct.name AS care_type_name, b.invitation_date, b.valid_until,
-       s.id AS slot_id, s.starts_at, s.ends_at, s.performer_hsa_id, s.resource_id,
+       s.id AS slot_id, s.starts_at, s.ends_at, p.hsa_id AS performer_hsa_id, s.resource_id,
        p.first_name AS performer_first_name, p.last_name AS performer_last_name, p.title AS performer_title,
        r.name AS resource_name, b.ei_post, b.cancel_message, b.healthcare_facility_med
 FROM booking b
@@ -30,8 +30,9 @@ JOIN care_unit u ON u.hsa_id = b.unit_hsa_id
 JOIN time_type tt ON tt.unit_hsa_id = b.unit_hsa_id AND tt.code = b.time_type_code
 LEFT JOIN slot s ON s.booking_pk = b.pk
 LEFT JOIN care_type ct ON ct.unit_hsa_id = b.unit_hsa_id AND ct.code = coalesce(s.care_type_code, b.care_type_code)
-LEFT JOIN performer p ON p.unit_hsa_id = s.unit_hsa_id AND p.hsa_id = s.performer_hsa_id
-LEFT JOIN resource r ON r.unit_hsa_id = s.unit_hsa_id AND r.resource_id = s.resource_id
+LEFT JOIN performer p ON p.id = s.performer_id
+LEFT JOIN care_unit su ON su.id = s.unit_id
+LEFT JOIN resource r ON r.unit_hsa_id = su.hsa_id AND r.resource_id = s.resource_id
 """
 
 

@@ -244,21 +244,26 @@ def _slots(conn: psycopg.Connection, monday: date) -> None:
                     end = start + timedelta(minutes=minutes)
                     rows.append((unit, start, end, code, care_type[(unit, code)], performer, resource))
                     start = end
+    # the slot table names its unit, time type and performer by their integer keys (migration 0008)
+    units = dict(conn.execute("SELECT hsa_id, id FROM care_unit").fetchall())
+    types = {(u, c): i for u, c, i in conn.execute("SELECT unit_hsa_id, code, id FROM time_type").fetchall()}
+    people = {(u, h): i for u, h, i in conn.execute("SELECT unit_hsa_id, hsa_id, id FROM performer").fetchall()}
     with (
         conn.cursor() as cur,
         cur.copy(
-            "COPY slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id, resource_id)"
+            "COPY slot (unit_id, starts_at, ends_at, time_type_id, care_type_code, performer_id, resource_id)"
             " FROM STDIN"
         ) as copy,
     ):
-        for row in rows:
-            copy.write_row(row)
+        for unit, start, end, code, care, performer, resource in rows:
+            who = people[(unit, performer)] if performer else None
+            copy.write_row((units[unit], start, end, types[(unit, code)], care, who, resource))
 
 
 def _slot_at(conn: psycopg.Connection, unit: str, code: str, day: date, at: time) -> int:
     start = datetime.combine(day, at, tzinfo=STOCKHOLM)
     return conn.execute(
-        "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s AND starts_at = %s",
+        "SELECT id FROM slot_named WHERE unit_hsa_id = %s AND time_type_code = %s AND starts_at = %s",
         (unit, code, start),
     ).fetchone()[0]
 

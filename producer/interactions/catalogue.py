@@ -42,8 +42,9 @@ def get_all_care_types(call: Call, request: Decoded, conn: psycopg.Connection) -
                 SELECT 1 FROM time_type t WHERE t.unit_hsa_id = ct.unit_hsa_id
                   AND t.care_type_code = ct.code AND t.code = ANY(%(tt)s::text[])))
           AND (%(perf)s::text[] IS NULL OR EXISTS (
-                SELECT 1 FROM slot s WHERE s.unit_hsa_id = ct.unit_hsa_id AND s.care_type_code = ct.code
-                  AND s.performer_hsa_id = ANY(%(perf)s::text[]) AND s.starts_at > %(now)s))
+                SELECT 1 FROM slot s JOIN performer p ON p.id = s.performer_id
+                WHERE p.unit_hsa_id = ct.unit_hsa_id AND p.hsa_id = ANY(%(perf)s::text[])
+                  AND s.care_type_code = ct.code AND s.starts_at > %(now)s))
         ORDER BY ct.code
         """,
         {"unit": call.unit.hsa_id, "tt": time_types, "perf": performers, "now": call.now},
@@ -61,9 +62,10 @@ def get_all_performers(call: Call, request: Decoded, conn: psycopg.Connection) -
         SELECT p.hsa_id, p.first_name, p.last_name, p.title FROM performer p
         WHERE p.unit_hsa_id = %(unit)s
           AND (%(tt)s::text[] IS NULL AND %(ct)s::text[] IS NULL OR EXISTS (
-                SELECT 1 FROM slot s WHERE s.unit_hsa_id = p.unit_hsa_id AND s.performer_hsa_id = p.hsa_id
-                  AND s.starts_at > %(now)s
-                  AND (%(tt)s::text[] IS NULL OR s.time_type_code = ANY(%(tt)s::text[]))
+                SELECT 1 FROM slot s WHERE s.performer_id = p.id AND s.starts_at > %(now)s
+                  AND (%(tt)s::text[] IS NULL OR s.time_type_id IN (
+                        SELECT t.id FROM time_type t
+                        WHERE t.unit_hsa_id = p.unit_hsa_id AND t.code = ANY(%(tt)s::text[])))
                   AND (%(ct)s::text[] IS NULL OR s.care_type_code = ANY(%(ct)s::text[]))))
         ORDER BY p.hsa_id
         """,
@@ -90,7 +92,7 @@ def get_all_healthcare_facilities(call: Call, request: Decoded, conn: psycopg.Co
         rows = conn.execute(
             """
             SELECT u.hsa_id, u.name FROM care_unit u
-            WHERE (u.hsa_id = %(unit)s AND EXISTS (SELECT 1 FROM slot s WHERE s.unit_hsa_id = u.hsa_id))
+            WHERE (u.hsa_id = %(unit)s AND EXISTS (SELECT 1 FROM slot s WHERE s.unit_id = u.id))
                OR u.hsa_id IN (SELECT alternative_hsa_id FROM unit_alternative WHERE unit_hsa_id = %(unit)s)
             ORDER BY u.hsa_id = %(unit)s DESC, u.hsa_id
             """,

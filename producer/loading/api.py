@@ -130,6 +130,7 @@ def _run(
     staging.create(conn)
     listed = _stage(conn, sources, layouts, documents, names, now, progress, report)
     progress.step("comparing with the calendar")
+    conn.execute("ANALYZE load_slot")  # its size known: the scopes are a hash of a few groups, not a sort of every row
     if options.span:
         lo, hi = _day_start(options.span[0]), _day_start(options.span[1] + timedelta(days=1))
         staging.scope_from_span(conn, listed, options.whole_units, lo, hi)

@@ -47,21 +47,21 @@ ENTITIES = {
     "care_types": Entity(
         "care_types", "care_type", "code", ("name",),
         "SELECT (SELECT count(*) FROM time_type WHERE unit_hsa_id = %(unit)s AND care_type_code = %(key)s)"
-        " + (SELECT count(*) FROM slot WHERE unit_hsa_id = %(unit)s AND care_type_code = %(key)s)"
+        " + (SELECT count(*) FROM slot_named WHERE unit_hsa_id = %(unit)s AND care_type_code = %(key)s)"
         " + (SELECT count(*) FROM booking WHERE unit_hsa_id = %(unit)s AND care_type_code = %(key)s)",
     ),
     "time_types": Entity(
         "time_types", "time_type", "code", ("name", "duration_minutes", "care_type_code", *RULE_COLUMNS),
-        "SELECT (SELECT count(*) FROM slot WHERE unit_hsa_id = %(unit)s AND time_type_code = %(key)s)"
+        "SELECT (SELECT count(*) FROM slot_named WHERE unit_hsa_id = %(unit)s AND time_type_code = %(key)s)"
         " + (SELECT count(*) FROM booking WHERE unit_hsa_id = %(unit)s AND time_type_code = %(key)s)",
     ),
     "performers": Entity(
         "performers", "performer", "hsa_id", ("title", "first_name", "last_name"),
-        "SELECT count(*) FROM slot WHERE unit_hsa_id = %(unit)s AND performer_hsa_id = %(key)s",
+        "SELECT count(*) FROM slot_named WHERE unit_hsa_id = %(unit)s AND performer_hsa_id = %(key)s",
     ),
     "resources": Entity(
         "resources", "resource", "resource_id", ("name",),
-        "SELECT count(*) FROM slot WHERE unit_hsa_id = %(unit)s AND resource_id = %(key)s",
+        "SELECT count(*) FROM slot_named WHERE unit_hsa_id = %(unit)s AND resource_id = %(key)s",
     ),
 }  # fmt: skip
 
@@ -130,7 +130,7 @@ class Catalogue:
                     f"SELECT count(*) FROM {entity.table} WHERE unit_hsa_id = %s", (unit.hsa_id,)
                 ).fetchone()[0]
             self.report.counts["slots"].removed += self.conn.execute(
-                "SELECT count(*) FROM slot WHERE unit_hsa_id = %s", (unit.hsa_id,)
+                "SELECT count(*) FROM slot_named WHERE unit_hsa_id = %s", (unit.hsa_id,)
             ).fetchone()[0]
             calendar_units.remove(self.conn, unit.hsa_id)
             self.report.counts["alternatives"].removed += alternatives

@@ -139,7 +139,8 @@ UNMATCHED = "AND NOT EXISTS (SELECT 1 FROM load_match m WHERE m.n = n.n)"
 # (load_slot.n), ref < 0 an existing slot (-id).
 OVERLAPS = """
 WITH rows AS (
-    SELECT unit_id, {who} AS who, starts_at, ends_at, n AS ref FROM load_slot WHERE problems IS NULL AND {who} IS NOT NULL
+    SELECT unit_id, {who} AS who, starts_at, ends_at, n AS ref
+    FROM load_slot WHERE problems IS NULL AND {who} IS NOT NULL
     UNION ALL
     SELECT s.unit_id, s.{column}, s.starts_at, s.ends_at, -s.id
     FROM (SELECT DISTINCT unit_id, {who} AS who FROM load_slot WHERE problems IS NULL AND {who} IS NOT NULL) t
@@ -148,7 +149,8 @@ WITH rows AS (
 ), ordered AS (
     SELECT unit_id, who, starts_at, ends_at, ref,
            max(ARRAY[extract(epoch FROM ends_at)::float8, ref::float8]) OVER (
-               PARTITION BY unit_id, who ORDER BY starts_at, ref ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev
+               PARTITION BY unit_id, who ORDER BY starts_at, ref
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev
     FROM rows
 )
 SELECT u.hsa_id, {name}, ref, starts_at, ends_at, prev[2]::bigint AS prev_ref
@@ -179,7 +181,7 @@ def compare(conn: psycopg.Connection, scopes_overlap: bool, add_only: bool = Fal
     conn.execute(EXISTING)
     if scopes_overlap:
         conn.execute(DEDUPLICATE)
-    conn.execute("ANALYZE load_slot, load_existing")
+    conn.execute("ANALYZE load_existing")  # load_slot: analysed once staged (api._run)
     conn.execute(MATCH)
     if add_only:
         conn.execute(KEEP_UNLISTED)

@@ -298,8 +298,14 @@ def add_scope(conn: psycopg.Connection, src: int, unit: str, performer: str | No
         " SELECT %(src)s, %(unit)s, %(performer)s, %(resource)s, %(lo)s, %(hi)s,"
         " (SELECT id FROM care_unit WHERE hsa_id = %(unit)s),"
         " (SELECT id FROM performer WHERE unit_hsa_id = %(unit)s AND hsa_id = %(performer)s)",
-        {"src": src, "unit": unit, "performer": performer, "resource": None if performer else resource,
-         "lo": lo, "hi": hi},
+        {
+            "src": src,
+            "unit": unit,
+            "performer": performer,
+            "resource": None if performer else resource,
+            "lo": lo,
+            "hi": hi,
+        },
     )
 
 
@@ -311,7 +317,7 @@ def scope_from_rows(conn: psycopg.Connection, srcs: list[int], whole_units: bool
         "NULL::int AS performer_id, NULL::text" if whole_units
         else "performer_id, CASE WHEN performer_id IS NULL THEN resource END"
     )  # fmt: skip
-    group = "src, unit_id" if whole_units else "src, unit_id, performer_id, CASE WHEN performer_id IS NULL THEN resource END"
+    group = "src, unit_id" + ("" if whole_units else ", performer_id, CASE WHEN performer_id IS NULL THEN resource END")
     conn.execute(
         f"INSERT INTO load_scope (src, unit, performer, resource, unit_id, performer_id, lo, hi)"
         f" SELECT g.src, u.hsa_id, p.hsa_id, g.resource, g.unit_id, g.performer_id, g.lo, g.hi FROM ("

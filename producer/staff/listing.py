@@ -31,7 +31,7 @@ def day(conn: psycopg.Connection, unit: str, on: date, *, free: bool = False) ->
         raise StaffError("day", "must be a date (YYYY-MM-DD)")
     start, end = local_day_bounds(on)
     rows = conn.execute(
-        "SELECT id, starts_at, ends_at, time_type_code, performer_hsa_id, resource_id, booking_pk FROM slot"
+        "SELECT id, starts_at, ends_at, time_type_code, performer_hsa_id, resource_id, booking_pk FROM slot_named"
         " WHERE unit_hsa_id = %s AND starts_at >= %s AND starts_at < %s ORDER BY starts_at, id",
         (unit_hsa_id, start, end),
     ).fetchall()
@@ -60,7 +60,7 @@ def _cancelled_from(conn: psycopg.Connection, unit: str, start: datetime, end: d
     """The bookings cancelled from the unit's slots of the day: (slot id, the booking as it is now)."""
     rows = conn.execute(
         "SELECT (e.details->>'slot')::bigint, e.booking_pk FROM booking_event e"
-        " JOIN slot s ON s.id = (e.details->>'slot')::bigint"
+        " JOIN slot_named s ON s.id = (e.details->>'slot')::bigint"
         " WHERE e.action = 'cancel' AND s.unit_hsa_id = %s AND s.starts_at >= %s AND s.starts_at < %s"
         " ORDER BY e.id",
         (unit, start, end),

@@ -27,12 +27,12 @@ from producer.sweden.wall_time import STOCKHOLM, local_day_bounds
 
 PHONE = re.compile(r"\+?[0-9][0-9 ()-]*")
 ACTIVE_SQL = """
-SELECT b.booking_id FROM slot s JOIN booking b ON b.pk = s.booking_pk
+SELECT b.booking_id FROM slot_named s JOIN booking b ON b.pk = s.booking_pk
 WHERE s.unit_hsa_id = %s AND s.performer_hsa_id = %s AND s.starts_at >= %s AND s.starts_at < %s
 ORDER BY s.starts_at
 """
 CANCELLED_SQL = """
-SELECT e.booking_pk, s.starts_at FROM booking_event e JOIN slot s ON s.id = (e.details->>'slot')::bigint
+SELECT e.booking_pk, s.starts_at FROM booking_event e JOIN slot_named s ON s.id = (e.details->>'slot')::bigint
 WHERE e.action = 'cancel' AND e.details->>'sick_day' = %s
   AND s.unit_hsa_id = %s AND s.starts_at >= %s AND s.starts_at < %s
 ORDER BY s.starts_at, e.id

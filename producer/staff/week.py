@@ -25,7 +25,7 @@ SUMMER = timedelta(hours=2)
 WEEK_SQL = """
 SELECT s.id, s.starts_at, s.ends_at, s.time_type_code, s.performer_hsa_id, s.resource_id,
        b.booking_id, b.kind, b.first_name, b.last_name
-FROM slot s LEFT JOIN booking b ON b.pk = s.booking_pk
+FROM slot_named s LEFT JOIN booking b ON b.pk = s.booking_pk
 WHERE s.unit_hsa_id = %(unit)s AND s.starts_at >= %(start)s AND s.starts_at < %(end)s
   AND (%(performer)s::text IS NULL OR s.performer_hsa_id = %(performer)s)
   AND (%(resource)s::text IS NULL OR s.resource_id = %(resource)s)
@@ -167,7 +167,7 @@ def alternatives(
     if not allowed:
         return []
     rows = conn.execute(
-        "SELECT id, starts_at, ends_at, time_type_code, performer_hsa_id, resource_id, unit_hsa_id FROM slot"
+        "SELECT id, starts_at, ends_at, time_type_code, performer_hsa_id, resource_id, unit_hsa_id FROM slot_named"
         " WHERE booking_pk IS NULL AND unit_hsa_id = ANY(%s) AND time_type_code = %s AND starts_at > %s"
         " ORDER BY starts_at, id LIMIT %s",
         (allowed, booking.time_type, now, limit),

@@ -121,9 +121,11 @@ def build_calendar(url: str, units: int = UNITS, days: int = DAYS, slots_per_day
                 SELECT hsa_id, 'LAK', 'Läkarbesök', 10, 'ALLM' FROM care_unit;
             INSERT INTO performer (unit_hsa_id, hsa_id, title, first_name, last_name)
                 SELECT hsa_id, replace(hsa_id, '-B', '-P'), 'Läkare', 'Doktor', 'Benchsson' FROM care_unit;
-            INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id)
-                SELECT u.hsa_id, t, t + interval '10 minutes', 'LAK', 'ALLM', replace(u.hsa_id, '-B', '-P')
-                FROM care_unit u,
+            INSERT INTO slot (unit_id, starts_at, ends_at, time_type_id, care_type_code, performer_id)
+                SELECT u.id, t, t + interval '10 minutes', tt.id, 'ALLM', p.id
+                FROM care_unit u
+                     JOIN time_type tt ON tt.unit_hsa_id = u.hsa_id AND tt.code = 'LAK'
+                     JOIN performer p ON p.unit_hsa_id = u.hsa_id AND p.hsa_id = replace(u.hsa_id, '-B', '-P'),
                      generate_series(1, {days}) d,
                      generate_series(0, {slots_per_day} - 1) n,
                      LATERAL (SELECT ((current_date + d) + time '08:00' + n * interval '10 minutes')
@@ -238,7 +240,7 @@ def main() -> None:
         with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
             rows = conn.execute(
                 "SELECT id, unit_hsa_id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS')"
-                " FROM slot WHERE starts_at > now() + interval '100 days' ORDER BY random() LIMIT 42016"
+                " FROM slot_named WHERE starts_at > now() + interval '100 days' ORDER BY random() LIMIT 42016"
             ).fetchall()
         booking_rows, race_rows, lag_rows = rows[:40000], rows[40000:40016], rows[40016:]
         per_worker = [booking_rows[w::CLIENTS] for w in range(CLIENTS)]

@@ -545,7 +545,8 @@ def _prepare(admin_url: str) -> tuple[str, list[tuple[int, str, str, str]]]:
     with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
         slots = conn.execute(
             "SELECT id, unit_hsa_id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS')"
-            " FROM slot WHERE starts_at > now() + interval '1 day' AND booking_pk IS NULL ORDER BY random() LIMIT %s",
+            " FROM slot_named WHERE starts_at > now() + interval '1 day' AND booking_pk IS NULL ORDER BY random()"
+            " LIMIT %s",
             (bookings,),
         ).fetchall()
     if len(slots) < bookings:

@@ -42,11 +42,14 @@ def add_unit(url: str) -> int:
                 VALUES ('{UNIT}', 'LAK', 'Läkarbesök', 10, 'ALLM');
             INSERT INTO performer (unit_hsa_id, hsa_id, title, first_name, last_name)
                 SELECT '{UNIT}', p, 'Läkare', 'Doktor', 'Veckosson' FROM unnest(%s::text[]) p;
-            INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id)
-                SELECT '{UNIT}', t, t + interval '10 minutes', 'LAK', 'ALLM', p
-                FROM unnest(%s::text[]) p, generate_series(1, {DAYS}) d, generate_series(0, {SLOTS_PER_DAY} - 1) n,
+            INSERT INTO slot (unit_id, starts_at, ends_at, time_type_id, care_type_code, performer_id)
+                SELECT u.id, t, t + interval '10 minutes', tt.id, 'ALLM', pf.id
+                FROM care_unit u JOIN time_type tt ON tt.unit_hsa_id = u.hsa_id AND tt.code = 'LAK'
+                     JOIN performer pf ON pf.unit_hsa_id = u.hsa_id AND pf.hsa_id = ANY(%s::text[]),
+                     generate_series(1, {DAYS}) d, generate_series(0, {SLOTS_PER_DAY} - 1) n,
                      LATERAL (SELECT ((current_date + d) + time '08:00' + n * interval '10 minutes')
                               AT TIME ZONE 'Europe/Stockholm' AS t) s
+                WHERE u.hsa_id = '{UNIT}'
                 ORDER BY t;
             """.replace("%s", "'{" + ",".join(PERFORMERS) + "}'"),
         )
@@ -59,7 +62,7 @@ def book_some(base_url: str, url: str, booking: Callable[[str, int, str, str, st
     """Book `count` random slots of the unit's next WEEKS weeks over SOAP (so the weeks show bookings)."""
     with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
         rows = conn.execute(
-            "SELECT id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS') FROM slot"
+            "SELECT id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS') FROM slot_named"
             " WHERE unit_hsa_id = %s AND starts_at > now() + interval '1 day'"
             " AND starts_at < now() + %s * interval '1 week' ORDER BY random() LIMIT %s",
             (UNIT, WEEKS, count),

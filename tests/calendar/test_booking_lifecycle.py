@@ -56,7 +56,7 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
                 for slot in (
                     Slot(*row)
                     for row in self.conn.execute(
-                        f"SELECT {SLOT_COLUMNS} FROM slot"
+                        f"SELECT {SLOT_COLUMNS} FROM slot_named"
                         " WHERE unit_hsa_id = %s AND starts_at >= %s AND starts_at < %s ORDER BY starts_at, id",
                         (
                             UNIT,

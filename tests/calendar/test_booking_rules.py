@@ -21,7 +21,7 @@ import pytest
 import zeep
 from support import OfficialClient, ProducerServer
 from support.admin import admin_api
-from support.calendar import CalendarDb, Slot, wire_date
+from support.calendar import CalendarDb, Slot, insert_slot, wire_date
 from support.official import zeep_client
 from support.residents import Residents, as_resident
 
@@ -141,14 +141,11 @@ class Rules(CalendarDb):
     def slot_in(self, unit: str, time_type: str, starts: timedelta, resource: str | None = None) -> Slot:
         """A new free slot `starts` from now (whole minutes), without a performer so nothing overlaps it."""
         start = (datetime.now(UTC) + starts).replace(second=0, microsecond=0)
-        row = self.one(
-            "INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, resource_id)"
-            " SELECT %s, %s, %s + make_interval(mins => duration_minutes), code, care_type_code, %s"
-            " FROM time_type WHERE unit_hsa_id = %s AND code = %s RETURNING id",
-            unit, start, start, resource, unit, time_type,
-        )  # fmt: skip
-        self.claim(row["id"])
-        return self.slot(row["id"])
+        minutes = self.one("SELECT duration_minutes FROM time_type WHERE unit_hsa_id = %s AND code = %s",
+                           unit, time_type)["duration_minutes"]  # fmt: skip
+        slot_id = insert_slot(self.db, unit, start, start + timedelta(minutes=minutes), time_type, resource=resource)
+        self.claim(slot_id)
+        return self.slot(slot_id)
 
     def fingerprint(self) -> dict[str, Any]:
         """Row counts and a digest of every booking and held slot: to show that a refusal wrote nothing."""

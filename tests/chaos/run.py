@@ -411,7 +411,7 @@ def main() -> int:
         slots = [
             Slot(i, unit, format_ts(start), format_ts(end))
             for i, unit, start, end in conn.execute(
-                "SELECT id, unit_hsa_id, starts_at, ends_at FROM slot ORDER BY random()"
+                "SELECT id, unit_hsa_id, starts_at, ends_at FROM slot_named ORDER BY random()"
             ).fetchall()
         ]
     log_path = work / "tidbok-run.log"

@@ -138,8 +138,8 @@ def test_a_testers_changes_are_demo_data_and_go(url: str, db: psycopg.Connection
     ok(tidbok(url, "demo", "reset", "--date", week))
     before = snapshot(db)
     free = db.execute(
-        "SELECT id FROM slot WHERE unit_hsa_id = %s AND booking_pk IS NULL AND starts_at > now() + interval '2 days'"
-        " ORDER BY starts_at LIMIT 1",
+        "SELECT id FROM slot_named WHERE unit_hsa_id = %s AND booking_pk IS NULL"
+        " AND starts_at > now() + interval '2 days' ORDER BY starts_at LIMIT 1",
         (A100,),
     ).fetchone()[0]
     ok(tidbok(url, "staff", "book", "--staff", "SE2321000016-ST01", "--resident", "196408233234", "--slot", f"T{free}"))

@@ -137,7 +137,7 @@ class Runner:
             if re.fullmatch(r"T\d+", word):
                 time_type = "PROV" if "--time-type" in arguments and "PROV" in arguments else "LAK"
                 row = conn.execute(
-                    "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
+                    "SELECT id FROM slot_named WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
                     " AND starts_at > now() AND NOT id = ANY(%s) ORDER BY starts_at, id LIMIT 1",
                     (A100, time_type, sorted(self.used_slots)),
                 ).fetchone()
@@ -173,7 +173,7 @@ def test_every_yaml_csv_and_shell_example_of_the_readme_runs(pg_admin_url: str, 
             runner.run(line, f"README line {block.line} (command {number})")
     assert any("load setup.yaml" in line for line in runner.ran) and any("staff book" in line for line in runner.ran)
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT count(*) FROM slot WHERE unit_hsa_id = %s", (A100,)).fetchone()[0] > 100
+        assert conn.execute("SELECT count(*) FROM slot_named WHERE unit_hsa_id = %s", (A100,)).fetchone()[0] > 100
         kinds = dict(conn.execute("SELECT kind, count(*) FROM booking GROUP BY kind").fetchall())
     assert kinds.get("booking") == 1 and kinds.get("open_invitation", 0) >= 2 and kinds.get("timed_invitation") == 1
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:

@@ -96,7 +96,7 @@ class Calendar:
         free = self._free.get((unit, time_type))
         if free is None:
             rows = self.db.execute(
-                f"SELECT {SLOT_COLUMNS} FROM slot"
+                f"SELECT {SLOT_COLUMNS} FROM slot_named"
                 " WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
                 " AND starts_at > now() + interval '2 days' ORDER BY starts_at, id",
                 (unit, time_type),

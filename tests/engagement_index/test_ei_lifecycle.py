@@ -64,7 +64,7 @@ def plan_slots(conn: psycopg.Connection) -> list[Slot]:
     slots: list[Slot] = []
     for unit, time_type, count in SLOT_PLAN:
         rows = conn.execute(
-            f"SELECT {SLOT_COLUMNS} FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s"
+            f"SELECT {SLOT_COLUMNS} FROM slot_named WHERE unit_hsa_id = %s AND time_type_code = %s"
             " AND starts_at >= %s ORDER BY starts_at LIMIT %s",
             (unit, time_type, datetime.combine(day, time(8), tzinfo=STOCKHOLM), count),
         ).fetchall()
@@ -211,7 +211,9 @@ def _machine(referee: Referee, call: Caller, slots: list[Slot]) -> type[RuleBase
         # -- helpers ------------------------------------------------------------------------------
 
         def _slot(self, index: int) -> Slot:
-            row = self.conn.execute(f"SELECT {SLOT_COLUMNS} FROM slot WHERE id = %s", (slots[index].id,)).fetchone()
+            row = self.conn.execute(
+                f"SELECT {SLOT_COLUMNS} FROM slot_named WHERE id = %s", (slots[index].id,)
+            ).fetchone()
             return Slot(*row)
 
         def _pick_slot(self, data: st.DataObject, time_type: str | None = None) -> Slot:

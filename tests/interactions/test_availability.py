@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 from support import DEMO_RESIDENT, Caller, Official, ProducerServer
-from support.calendar import last_sunday, today, weekday_on_or_after
+from support.calendar import insert_slot, last_sunday, today, weekday_on_or_after
 from support.official import as_data, client_fault
 from support.server import booking_ids_by_kind
 
@@ -194,12 +194,8 @@ def test_never_returns_past_times(call: Caller, conn: psycopg.Connection) -> Non
     now = datetime.now(UTC).replace(microsecond=0)
     inserted = []
     for offset in (timedelta(minutes=-1), timedelta(minutes=2)):
-        row = conn.execute(
-            "INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code)"
-            " VALUES (%s, %s, %s, 'SSK', 'ALLM') RETURNING id",
-            (A100, now + offset, now + offset + timedelta(minutes=20)),
-        ).fetchone()
-        inserted.append(f"T{row[0]}")
+        slot_id = insert_slot(conn, A100, now + offset, now + offset + timedelta(minutes=20), "SSK", "ALLM")
+        inserted.append(f"T{slot_id}")
     try:
         local_today = datetime.now(STOCKHOLM).date()
         asked_at = datetime.now(UTC).replace(microsecond=0)
@@ -463,12 +459,8 @@ def stockholm(day: date, hour: int) -> datetime:
 
 
 def insert_slots(conn: psycopg.Connection, performer: str, spans: list[tuple[datetime, datetime]]) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            [(D100, start, end, NIGHT, NIGHT, performer) for start, end in spans],
-        )
+    for start, end in spans:
+        insert_slot(conn, D100, start, end, NIGHT, NIGHT, performer)
 
 
 def every_half_hour(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -583,7 +575,7 @@ def test_autumn_wall_time_books_the_first_occurrence(
     assert response.resultCode == "OK", response.resultText
     assert booked_start(conn, response.bookingId) == datetime.combine(autumn, time(0, 30), tzinfo=UTC)
     held_by = conn.execute(
-        "SELECT s.performer_hsa_id FROM slot s JOIN booking b ON b.pk = s.booking_pk WHERE b.booking_id = %s",
+        "SELECT s.performer_hsa_id FROM slot_named s JOIN booking b ON b.pk = s.booking_pk WHERE b.booking_id = %s",
         (response.bookingId,),
     ).fetchone()
     assert held_by == (D002,)

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.calendar import last_sunday
+from support.calendar import insert_slot, last_sunday
 from support.server import PYTHON, REPO, fresh_database, subprocess_env
 
 from producer.loading.templates import Template, Window, expand
@@ -134,7 +134,7 @@ def at(day: date, hhmm: str) -> datetime:
 
 def slots(conn: psycopg.Connection, unit: str = A100) -> list[tuple]:
     return conn.execute(
-        "SELECT starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id, resource_id, id FROM slot"
+        "SELECT starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id, resource_id, id FROM slot_named"
         " WHERE unit_hsa_id = %s ORDER BY starts_at, performer_hsa_id NULLS LAST, resource_id",
         (unit,),
     ).fetchall()
@@ -459,7 +459,7 @@ def test_template_across_both_dst_days(url: str, conn: psycopg.Connection, tmp_p
     def night(day: date) -> list[tuple[datetime, datetime]]:
         lo = datetime.combine(day, time(0), tzinfo=STOCKHOLM)
         return conn.execute(
-            "SELECT starts_at, ends_at FROM slot WHERE performer_hsa_id = %s AND starts_at >= %s"
+            "SELECT starts_at, ends_at FROM slot_named WHERE performer_hsa_id = %s AND starts_at >= %s"
             " AND starts_at < %s + interval '1 day' ORDER BY starts_at",
             (P001, lo, lo),
         ).fetchall()
@@ -487,7 +487,7 @@ def test_template_across_both_dst_days(url: str, conn: psycopg.Connection, tmp_p
     assert all(a[1] <= b[0] for a, b in zip(autumn_slots, autumn_slots[1:], strict=False)), "overlapping slots"
 
     # weekday template: 30-minute slots, one day excepted, scope from/to
-    ssk = conn.execute("SELECT count(*) FROM slot WHERE performer_hsa_id = %s", (P002,)).fetchone()[0]
+    ssk = conn.execute("SELECT count(*) FROM slot_named WHERE performer_hsa_id = %s", (P002,)).fetchone()[0]
     assert ssk == 2 * (6 - 1)  # Mon-Fri before the spring Sunday, minus one excepted, plus the Monday after
     room = conn.execute("SELECT starts_at, ends_at FROM slot WHERE resource_id = 'PROVRUM1'").fetchall()
     assert room == [(at(spring + timedelta(days=1), "12:00"), at(spring + timedelta(days=1), "12:10"))]
@@ -551,7 +551,7 @@ def test_unit_hsa_id_change_and_removal_refused_with_active_bookings(
     conn.execute("UPDATE slot SET booking_pk = NULL")
     rep = report(url, write(tmp_path, "renamed.yaml", renamed))
     assert rep["ok"] and rep["counts"]["units"]["changed"] == 1
-    assert conn.execute("SELECT count(*) FROM slot WHERE unit_hsa_id = 'SE2321000016-A101'").fetchone()[0] == 3
+    assert conn.execute("SELECT count(*) FROM slot_named WHERE unit_hsa_id = 'SE2321000016-A101'").fetchone()[0] == 3
     assert conn.execute("SELECT unit_hsa_id FROM booking").fetchone()[0] == "SE2321000016-A101"
     assert set(conn.execute("SELECT unit_hsa_id, alternative_hsa_id FROM unit_alternative")) == {
         ("SE2321000016-A101", A200), (A200, "SE2321000016-A101"),
@@ -570,18 +570,16 @@ def test_slot_table_refuses_overlaps_and_dangling_references(
 ) -> None:
     set_up(url, tmp_path)
     start = at(monday(), "08:00")
-    insert = (
-        "INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, performer_hsa_id, resource_id)"
-        " VALUES (%s, %s, %s, %s, %s, %s)"
-    )
-    conn.execute(insert, (A100, start, start + timedelta(minutes=20), "LAK", P001, None))
+
+    def insert(unit: str, start: datetime, end: datetime, code: str, performer: str | None, room: str | None) -> None:
+        insert_slot(conn, unit, start, end, code, performer=performer, resource=room)
+
+    insert(A100, start, start + timedelta(minutes=20), "LAK", P001, None)
     with pytest.raises(psycopg.errors.ExclusionViolation):
-        conn.execute(insert, (A100, start + timedelta(minutes=10), start + timedelta(minutes=30), "LAK", P001, None))
-    conn.execute(insert, (A100, start, start + timedelta(minutes=10), "PROV", None, "PROVRUM1"))
+        insert(A100, start + timedelta(minutes=10), start + timedelta(minutes=30), "LAK", P001, None)
+    insert(A100, start, start + timedelta(minutes=10), "PROV", None, "PROVRUM1")
     with pytest.raises(psycopg.errors.ExclusionViolation):
-        conn.execute(
-            insert, (A100, start + timedelta(minutes=5), start + timedelta(minutes=15), "PROV", P002, "PROVRUM1")
-        )
+        insert(A100, start + timedelta(minutes=5), start + timedelta(minutes=15), "PROV", P002, "PROVRUM1")
     conn.execute(insert, (A100, start + timedelta(minutes=40), start + timedelta(minutes=60), "LAK", P001, None))
     with pytest.raises(psycopg.errors.ExclusionViolation):
         conn.execute(

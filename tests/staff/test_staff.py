@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from support import ProducerServer
-from support.calendar import STOCKHOLM, CalendarDb, Slot, last_sunday, today, wire
+from support.calendar import STOCKHOLM, CalendarDb, Slot, insert_slot, last_sunday, today, wire
 from support.ei import CORE_XSD, EiLoop, publishing_into_a_stub, settle_outbox
 from support.official import Caller, Official
 from support.residents import Residents, as_resident, booking_details, schedule
@@ -73,18 +73,9 @@ class Calendar(CalendarDb):
 
     def add_slot(self, unit: str, time_type: str, starts_at: datetime, minutes: int = 10) -> Slot:
         """A slot without performer or resource (so no overlap constraint objects), e.g. on a DST night."""
-        row = self.one(
-            "INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code)"
-            " SELECT %s, %s, %s, code, care_type_code FROM time_type WHERE unit_hsa_id = %s AND code = %s"
-            " RETURNING id",
-            unit,
-            starts_at,
-            starts_at + timedelta(minutes=minutes),
-            unit,
-            time_type,
-        )
-        self.claim(row["id"])
-        return self.slot(row["id"])
+        slot_id = insert_slot(self.db, unit, starts_at, starts_at + timedelta(minutes=minutes), time_type)
+        self.claim(slot_id)
+        return self.slot(slot_id)
 
     def booking(self, booking_id: str) -> dict[str, Any]:
         row = self.one(

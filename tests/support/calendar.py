@@ -27,6 +27,37 @@ SLOT_COLUMNS = (
 )
 
 
+# A slot written by its unit's HSA-id, its time type's code (care type: given, else the time type's)
+# and its performer's HSA-id: the slot table holds their integer keys (migration 0008).
+_INSERT_SLOT = """
+INSERT INTO slot (unit_id, starts_at, ends_at, time_type_id, care_type_code, performer_id, resource_id)
+SELECT u.id, %(start)s, %(end)s, t.id, coalesce(%(care_type)s, t.care_type_code), p.id, %(resource)s
+FROM care_unit u JOIN time_type t ON t.unit_hsa_id = u.hsa_id AND t.code = %(time_type)s
+LEFT JOIN performer p ON p.unit_hsa_id = u.hsa_id AND p.hsa_id = %(performer)s
+WHERE u.hsa_id = %(unit)s AND (%(performer)s::text IS NULL OR p.id IS NOT NULL)
+RETURNING id
+"""
+
+
+def insert_slot(
+    conn: psycopg.Connection[Any],
+    unit: str,
+    start: datetime,
+    end: datetime,
+    time_type: str,
+    care_type: str | None = None,
+    performer: str | None = None,
+    resource: str | None = None,
+) -> int:
+    """A new slot, written as a test needs it (the triggers check it as any other); its id."""
+    values = {"unit": unit, "start": start, "end": end, "time_type": time_type, "care_type": care_type,
+              "performer": performer, "resource": resource}  # fmt: skip
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(_INSERT_SLOT, values).fetchone()
+    assert row is not None, f"no time type {time_type} (or performer {performer}) at {unit}"
+    return int(row[0])
+
+
 # -- days and wire times --------------------------------------------------------------------------
 
 
@@ -117,7 +148,7 @@ class CalendarDb:
 
     def slot(self, slot_id: int) -> Slot:
         with self.db.cursor(row_factory=class_row(Slot)) as cur:
-            slot = cur.execute(f"SELECT {SLOT_COLUMNS} FROM slot WHERE id = %s", (slot_id,)).fetchone()
+            slot = cur.execute(f"SELECT {SLOT_COLUMNS} FROM slot_named WHERE id = %s", (slot_id,)).fetchone()
         assert slot is not None, slot_id
         return slot
 
@@ -126,7 +157,7 @@ class CalendarDb:
         with ``last`` the last one (far from where other modules on the same producer take theirs)."""
         order = "starts_at DESC, id" if last else "starts_at, id"
         row = self.one(
-            "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
+            "SELECT id FROM slot_named WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
             " AND starts_at > now() + interval '2 days' AND NOT id = ANY(%s::bigint[])"
             f" ORDER BY {order} LIMIT 1",
             unit,
@@ -206,7 +237,7 @@ def unused_free_slot(db: psycopg.Connection[Any], unit: str, used: set[int]) -> 
     slot = (
         db.cursor(row_factory=class_row(Slot))
         .execute(
-            f"SELECT {SLOT_COLUMNS} FROM slot WHERE unit_hsa_id = %s AND time_type_code = 'LAK'"
+            f"SELECT {SLOT_COLUMNS} FROM slot_named WHERE unit_hsa_id = %s AND time_type_code = 'LAK'"
             " AND booking_pk IS NULL AND starts_at > now() + interval '3 days' AND NOT id = ANY(%s)"
             " ORDER BY starts_at, id LIMIT 1",
             (unit, list(used)),

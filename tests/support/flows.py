@@ -11,7 +11,7 @@ from typing import Any
 from lxml import etree
 
 from support import OfficialClient, ProducerServer, soap_post, validate_response
-from support.calendar import CalendarDb, Slot, staff_invitation, wire_date
+from support.calendar import CalendarDb, Slot, insert_slot, staff_invitation, wire_date
 from support.official import zeep_client
 from support.residents import Residents, as_resident, booking_details, schedule
 
@@ -189,15 +189,9 @@ class Api(CalendarDb):
             (A200,),
         )
         starts = datetime.now(UTC).replace(microsecond=0) + timedelta(days=40, hours=next(self._moves))
-        row = self.one(
-            "INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code)"
-            " VALUES (%s, %s, %s, 'LAK') RETURNING id",
-            A200,
-            starts,
-            starts + timedelta(minutes=20),
-        )
-        self.claim(row["id"])
-        return self.slot(row["id"])
+        slot_id = insert_slot(self.db, A200, starts, starts + timedelta(minutes=20), "LAK")
+        self.claim(slot_id)
+        return self.slot(slot_id)
 
     def current_id(self, pk: int) -> str:
         return self.booking_by_pk(pk)["booking_id"]

@@ -98,7 +98,7 @@ def free_slot(
     """A free slot of A100 of this type (and performer) starting after `after`: constructed, not assumed."""
     with server.connect() as conn:
         row = conn.execute(
-            "SELECT id, starts_at FROM slot WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
+            "SELECT id, starts_at FROM slot_named WHERE unit_hsa_id = %s AND time_type_code = %s AND booking_pk IS NULL"
             " AND (%s::text IS NULL OR performer_hsa_id = %s) AND starts_at > %s AND NOT id = ANY(%s)"
             " ORDER BY starts_at, id LIMIT 1",
             (A100, code, performer, performer, after, list(skip)),
@@ -301,7 +301,7 @@ def test_a_schedule_csv_with_one_bad_line_is_named_in_the_dry_run(
     page.get_by_role("button", name="Bekräfta: läs in").click()
     assert page.get_by_role("heading", name="Inläst").is_visible()
     with server.connect() as conn:
-        assert conn.execute("SELECT count(*) FROM slot WHERE unit_hsa_id = %s AND performer_hsa_id = %s"
+        assert conn.execute("SELECT count(*) FROM slot_named WHERE unit_hsa_id = %s AND performer_hsa_id = %s"
                             " AND starts_at >= %s::date AND starts_at < %s::date + 1", (A100, P001, day, day)
                             ).fetchone()[0] == 2  # fmt: skip
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from staff_page import A100, A100_PASSWORD, A100_STAFF, A200, ALL_PASSWORD, ALL_STAFF, Client, start_web
-from support.calendar import unused_free_slot
+from support.calendar import insert_slot, unused_free_slot
 from support.server import ProducerServer
 
 from producer.staff import sickday
@@ -130,11 +130,7 @@ def test_the_week_of_the_spring_dst_change_draws_a_23_hour_day(server: ProducerS
     with server.connect() as conn:  # the repeated hour: 02:30 summer time, then 02:30 standard time
         for utc_hour in (0, 1):
             start = datetime(autumn.year, autumn.month, autumn.day, utc_hour, 30, tzinfo=UTC)
-            conn.execute(
-                "INSERT INTO slot (unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id)"
-                " VALUES (%s, %s, %s, 'SSK', 'ALLM', %s)",
-                (A100, start, start + timedelta(minutes=15), "SE2321000016-P002"),
-            )
+            insert_slot(conn, A100, start, start + timedelta(minutes=15), "SSK", "ALLM", "SE2321000016-P002")
     page = client.get(f"/staff/units/{A100}/day?date={autumn.isoformat()}")
     assert page.status_code == 200 and "25 timmar" in page.text
     assert page.text.index("02:30 sommartid") < page.text.index("02:30 normaltid")
@@ -191,12 +187,12 @@ def test_a_booking_cannot_be_moved_to_a_unit_the_staff_member_lacks(server: Prod
     client = logged_in(server)  # A100 only; PROV at A100 may be moved to A200
     with server.connect() as conn:
         (mine,) = conn.execute(
-            "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = 'PROV' AND booking_pk IS NULL"
+            "SELECT id FROM slot_named WHERE unit_hsa_id = %s AND time_type_code = 'PROV' AND booking_pk IS NULL"
             " AND starts_at > now() + interval '3 days' ORDER BY starts_at, id LIMIT 1",
             (A100,),
         ).fetchone()
         (theirs,) = conn.execute(
-            "SELECT id FROM slot WHERE unit_hsa_id = %s AND time_type_code = 'PROV' AND booking_pk IS NULL"
+            "SELECT id FROM slot_named WHERE unit_hsa_id = %s AND time_type_code = 'PROV' AND booking_pk IS NULL"
             " AND starts_at > now() + interval '3 days' ORDER BY starts_at, id LIMIT 1",
             (A200,),
         ).fetchone()

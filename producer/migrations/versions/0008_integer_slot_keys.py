@@ -14,6 +14,9 @@ Revision ID: 0008_integer_slot_keys
 Revises: 0006_staff_sessions
 """
 
+import importlib.util
+from pathlib import Path
+
 from alembic import op
 
 revision = "0008_integer_slot_keys"
@@ -50,8 +53,9 @@ CREATE TABLE slot (
     id               bigint PRIMARY KEY DEFAULT nextval('slot_id_seq'),
     starts_at        timestamptz NOT NULL,
     ends_at          timestamptz NOT NULL,
-    -- the booking holding this slot; NULL = free. Taken with a conditional UPDATE.
-    booking_pk       bigint REFERENCES booking,
+    -- the booking holding this slot; NULL = free. Taken with a conditional UPDATE. It names a
+    -- booking as a foreign key would, checked by the triggers below (slot_booking_check).
+    booking_pk       bigint,
     unit_id          integer NOT NULL,
     time_type_id     integer NOT NULL,
     performer_id     integer,
@@ -71,14 +75,24 @@ LEFT JOIN performer p ON p.unit_hsa_id = s.unit_hsa_id AND p.hsa_id = s.performe
 ORDER BY s.unit_hsa_id, s.starts_at;
 DROP TABLE slot_text_keys;
 
--- availability reads free slots of one unit in a time window: covering, so index-only scans do
-CREATE INDEX slot_free_by_unit_start ON slot (unit_id, starts_at)
-    INCLUDE (ends_at, id, time_type_id, care_type_code, performer_id, resource_id)
-    WHERE booking_pk IS NULL;
-CREATE INDEX slot_by_unit_start ON slot (unit_id, starts_at);
+-- a unit's slots in a time window, free or taken: covering, so availability (booking_pk IS NULL)
+-- is an index-only scan
+CREATE INDEX slot_by_unit_start ON slot (unit_id, starts_at)
+    INCLUDE (ends_at, id, time_type_id, care_type_code, performer_id, resource_id, booking_pk);
 CREATE UNIQUE INDEX slot_booking ON slot (booking_pk) WHERE booking_pk IS NOT NULL;
 CREATE INDEX slot_by_performer ON slot (performer_id, starts_at) WHERE performer_id IS NOT NULL;
 CREATE INDEX slot_by_resource ON slot (unit_id, resource_id, starts_at) WHERE resource_id IS NOT NULL;
+
+-- The slots with their unit's HSA-id, their time type's code and their performer's HSA-id, for
+-- reading them by those (staff listings, a booking's slot, psql): the planner joins it as if the
+-- joins were written out, and leaves out the performer when nothing of it is asked for.
+CREATE VIEW slot_named AS
+SELECT s.id, u.hsa_id AS unit_hsa_id, s.starts_at, s.ends_at, t.code AS time_type_code, s.care_type_code,
+       p.hsa_id AS performer_hsa_id, s.resource_id, s.booking_pk, s.unit_id, s.time_type_id, s.performer_id
+FROM slot s
+JOIN care_unit u ON u.id = s.unit_id
+JOIN time_type t ON t.id = s.time_type_id
+LEFT JOIN performer p ON p.id = s.performer_id;
 
 -- What a set of slot rows refers to, with the span each group covers.
 CREATE TYPE slot_refs AS (
@@ -157,16 +171,43 @@ BEGIN
 END
 $fn$;
 
+-- The booking a slot names exists, locked FOR KEY SHARE as a foreign key would.
+CREATE FUNCTION slot_booking_check(pks bigint[]) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    missing bigint;
+BEGIN
+    PERFORM 1 FROM booking b WHERE b.pk = ANY(pks) ORDER BY b.pk FOR KEY SHARE OF b;
+    SELECT p INTO missing FROM unnest(pks) p WHERE NOT EXISTS (SELECT 1 FROM booking b WHERE b.pk = p) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'slot refers to booking %, which does not exist', missing
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'slot', CONSTRAINT = 'slot_booking';
+    END IF;
+END
+$fn$;
+
 CREATE FUNCTION slot_check_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     refs slot_refs[];
+    booked boolean;
 BEGIN
-    SELECT array_agg(ROW(unit_id, time_type_id, performer_id, resource_id, lo, hi)::slot_refs) INTO refs
-    FROM (SELECT unit_id, time_type_id, performer_id, resource_id, min(starts_at) AS lo, max(ends_at) AS hi
+    SELECT array_agg(ROW(unit_id, time_type_id, performer_id, resource_id, lo, hi)::slot_refs), bool_or(taken)
+        INTO refs, booked
+    FROM (SELECT unit_id, time_type_id, performer_id, resource_id, min(starts_at) AS lo, max(ends_at) AS hi,
+                 bool_or(booking_pk IS NOT NULL) AS taken
           FROM new_slots GROUP BY 1, 2, 3, 4) g;
     IF refs IS NOT NULL THEN
         PERFORM slot_check(refs);
     END IF;
+    IF booked THEN
+        PERFORM slot_booking_check(ARRAY(SELECT booking_pk FROM new_slots WHERE booking_pk IS NOT NULL));
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE FUNCTION slot_booking_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM slot_booking_check(ARRAY[NEW.booking_pk]);
     RETURN NULL;
 END
 $fn$;
@@ -187,6 +228,10 @@ CREATE TRIGGER slot_checked_update
                        IS DISTINCT FROM (NEW.unit_id, NEW.starts_at, NEW.ends_at, NEW.time_type_id,
                                          NEW.performer_id, NEW.resource_id))
     EXECUTE FUNCTION slot_check_updated();
+
+CREATE TRIGGER slot_booking_taken AFTER UPDATE OF booking_pk ON slot
+    FOR EACH ROW WHEN (NEW.booking_pk IS NOT NULL AND NEW.booking_pk IS DISTINCT FROM OLD.booking_pk)
+    EXECUTE FUNCTION slot_booking_updated();
 
 -- The referenced side: a row a slot still names may be neither deleted nor moved to another unit
 -- (its id stays, so a performer's or time type's other columns may change freely).
@@ -246,7 +291,103 @@ CREATE TRIGGER slot_references_resource_truncated AFTER TRUNCATE ON resource
     FOR EACH STATEMENT EXECUTE FUNCTION slot_referenced_truncated();
 CREATE TRIGGER slot_deleted_with_unit BEFORE DELETE ON care_unit
     FOR EACH ROW EXECUTE FUNCTION slot_unit_deleted();
+
+-- A booking a slot holds may be neither deleted nor given another key (NO ACTION, as the foreign key).
+CREATE FUNCTION slot_booking_gone() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    held bigint;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        SELECT booking_pk INTO held FROM slot WHERE booking_pk IS NOT NULL LIMIT 1;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT s.booking_pk INTO held FROM slot s JOIN gone_bookings g ON s.booking_pk = g.pk LIMIT 1;
+    ELSE
+        SELECT s.booking_pk INTO held FROM slot s WHERE s.booking_pk = OLD.pk;
+    END IF;
+    IF held IS NOT NULL THEN
+        RAISE EXCEPTION 'booking % is still held by a slot', held
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'booking', CONSTRAINT = 'slot_booking';
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER slot_booking_deleted AFTER DELETE ON booking
+    REFERENCING OLD TABLE AS gone_bookings FOR EACH STATEMENT EXECUTE FUNCTION slot_booking_gone();
+CREATE TRIGGER slot_booking_rekeyed AFTER UPDATE OF pk ON booking
+    FOR EACH ROW WHEN (OLD.pk IS DISTINCT FROM NEW.pk) EXECUTE FUNCTION slot_booking_gone();
+CREATE TRIGGER slot_booking_truncated AFTER TRUNCATE ON booking
+    FOR EACH STATEMENT EXECUTE FUNCTION slot_booking_gone();
 """
+
+
+DOWNGRADE = r"""
+DROP VIEW slot_named;
+DROP TRIGGER slot_booking_deleted ON booking;
+DROP TRIGGER slot_booking_rekeyed ON booking;
+DROP TRIGGER slot_booking_truncated ON booking;
+DROP TRIGGER slot_deleted_with_unit ON care_unit;
+DROP TRIGGER slot_references_time_type_truncated ON time_type;
+DROP TRIGGER slot_references_performer_truncated ON performer;
+DROP TRIGGER slot_references_resource_truncated ON resource;
+DROP TRIGGER slot_references_time_type ON time_type;
+DROP TRIGGER slot_references_performer ON performer;
+DROP TRIGGER slot_references_resource ON resource;
+DROP TRIGGER slot_booking_taken ON slot;
+DROP TRIGGER slot_checked_update ON slot;
+DROP TRIGGER slot_checked_insert ON slot;
+DROP FUNCTION slot_booking_gone(), slot_unit_deleted(), slot_referenced_truncated(), slot_referenced_check(),
+    slot_booking_updated(), slot_check_updated(), slot_check_inserted(), slot_booking_check(bigint[]),
+    slot_check(slot_refs[]);
+DROP TYPE slot_refs;
+
+ALTER SEQUENCE slot_id_seq OWNED BY NONE;
+ALTER TABLE slot RENAME TO slot_integer_keys;
+ALTER TABLE slot_integer_keys
+    DROP CONSTRAINT slot_pkey, DROP CONSTRAINT slot_check, DROP CONSTRAINT slot_at_most_a_day,
+    ALTER COLUMN id DROP NOT NULL, ALTER COLUMN starts_at DROP NOT NULL, ALTER COLUMN ends_at DROP NOT NULL;
+DROP INDEX slot_by_unit_start, slot_booking, slot_by_performer, slot_by_resource;
+
+CREATE TABLE slot (
+    id               bigint PRIMARY KEY DEFAULT nextval('slot_id_seq'),
+    unit_hsa_id      text NOT NULL,
+    starts_at        timestamptz NOT NULL,
+    ends_at          timestamptz NOT NULL,
+    time_type_code   text NOT NULL,
+    care_type_code   text,
+    performer_hsa_id text,
+    resource_id      text,
+    booking_pk       bigint REFERENCES booking,
+    CONSTRAINT slot_check CHECK (ends_at > starts_at),
+    CONSTRAINT slot_at_most_a_day CHECK (ends_at - starts_at <= interval '1 day')
+);
+ALTER SEQUENCE slot_id_seq OWNED BY slot.id;
+INSERT INTO slot (id, unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id, resource_id,
+                  booking_pk)
+SELECT s.id, u.hsa_id, s.starts_at, s.ends_at, t.code, s.care_type_code, p.hsa_id, s.resource_id, s.booking_pk
+FROM slot_integer_keys s
+JOIN care_unit u ON u.id = s.unit_id
+JOIN time_type t ON t.id = s.time_type_id
+LEFT JOIN performer p ON p.id = s.performer_id
+ORDER BY u.hsa_id, s.starts_at;
+DROP TABLE slot_integer_keys;
+CREATE INDEX slot_free_by_unit_start ON slot (unit_hsa_id, starts_at)
+    INCLUDE (ends_at, id, time_type_code, care_type_code, performer_hsa_id, resource_id)
+    WHERE booking_pk IS NULL;
+CREATE INDEX slot_by_unit_start ON slot (unit_hsa_id, starts_at);
+CREATE UNIQUE INDEX slot_booking ON slot (booking_pk) WHERE booking_pk IS NOT NULL;
+CREATE INDEX slot_by_performer ON slot (unit_hsa_id, performer_hsa_id, starts_at) WHERE performer_hsa_id IS NOT NULL;
+CREATE INDEX slot_by_resource ON slot (unit_hsa_id, resource_id, starts_at) WHERE resource_id IS NOT NULL;
+"""
+
+
+def _text_key_checks() -> str:
+    """0004's functions and triggers (text keys), from its type slot_refs on: what downgrade restores."""
+    path = Path(__file__).with_name("0004_set_wise_slot_checks.py")
+    spec = importlib.util.spec_from_file_location("tidbok_migration_0004", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.UPGRADE[module.UPGRADE.index("CREATE TYPE slot_refs") :]
 
 
 def upgrade() -> None:
@@ -254,4 +395,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("prototype: no downgrade yet")
+    op.execute(DOWNGRADE)
+    op.execute(_text_key_checks())
+    op.execute("ALTER TABLE performer DROP COLUMN id")
+    op.execute("ALTER TABLE time_type DROP COLUMN id")
+    op.execute("ALTER TABLE care_unit DROP COLUMN id")
