@@ -580,19 +580,46 @@ def test_slot_table_refuses_overlaps_and_dangling_references(
     insert(A100, start, start + timedelta(minutes=10), "PROV", None, "PROVRUM1")
     with pytest.raises(psycopg.errors.ExclusionViolation):
         insert(A100, start + timedelta(minutes=5), start + timedelta(minutes=15), "PROV", P002, "PROVRUM1")
-    conn.execute(insert, (A100, start + timedelta(minutes=40), start + timedelta(minutes=60), "LAK", P001, None))
+    insert(A100, start + timedelta(minutes=40), start + timedelta(minutes=60), "LAK", P001, None)
     with pytest.raises(psycopg.errors.ExclusionViolation):
         conn.execute(
             "UPDATE slot SET ends_at = ends_at + interval '30 minutes' WHERE starts_at = %s AND resource_id IS NULL",
             (start,),
         )
     conn.execute("UPDATE slot SET booking_pk = NULL, care_type_code = 'LAB'")  # no times changed: not checked
+    # the slot table holds integer keys (migration 0008): each must name a row of the slot's own unit
+    by_keys = (
+        "INSERT INTO slot (unit_id, starts_at, ends_at, time_type_id, performer_id, resource_id)"
+        " VALUES ((SELECT id FROM care_unit WHERE hsa_id = %s), %s, %s, %s, %s, %s)"
+    )
+    later = (start + timedelta(hours=2), start + timedelta(hours=3))
+    lak = conn.execute("SELECT id FROM time_type WHERE unit_hsa_id = %s AND code = 'LAK'", (A100,)).fetchone()[0]
+    no_type, nobody = conn.execute(
+        "SELECT (SELECT max(id) + 1 FROM time_type), (SELECT max(id) + 1 FROM performer)"
+    ).fetchone()
+    elsewhere = conn.execute("SELECT id FROM time_type WHERE unit_hsa_id = %s AND code = 'PROV'", (A200,)).fetchone()[0]
+    wrong = [(no_type, None, "PROVRUM1"), (lak, nobody, None), (elsewhere, None, "PROVRUM1"), (lak, None, "NOROOM")]
+    for time_type, performer, room in wrong:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute(by_keys, (A100, *later, time_type, performer, room))
+    # the booking a slot holds exists (a set-wise check since 0008, as the foreign key was), and stays
+    first = conn.execute("SELECT id FROM slot WHERE starts_at = %s AND performer_id IS NOT NULL", (start,)).fetchone()[
+        0
+    ]
+    no_booking = conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM booking").fetchone()[0]
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
-        conn.execute(insert, (A100, start + timedelta(hours=2), start + timedelta(hours=3), "NOPE", None, "PROVRUM1"))
+        conn.execute("UPDATE slot SET booking_pk = %s WHERE id = %s", (no_booking, first))
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         conn.execute(
-            insert, (A100, start + timedelta(hours=2), start + timedelta(hours=3), "LAK", "SE2321000016-P999", None)
+            "INSERT INTO slot (unit_id, starts_at, ends_at, time_type_id, resource_id, booking_pk)"
+            " SELECT unit_id, %s, %s, time_type_id, 'PROVRUM1', %s FROM slot WHERE id = %s",
+            (*later, no_booking, first),
         )
+    held = book(conn, first)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("DELETE FROM booking WHERE booking_id = %s", (held,))
+    conn.execute("UPDATE slot SET booking_pk = NULL WHERE id = %s", (first,))
+    conn.execute("DELETE FROM booking WHERE booking_id = %s", (held,))
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         conn.execute("DELETE FROM performer WHERE hsa_id = %s", (P001,))
     with pytest.raises(psycopg.errors.ForeignKeyViolation):

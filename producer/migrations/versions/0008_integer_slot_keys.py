@@ -237,20 +237,27 @@ CREATE TRIGGER slot_booking_taken AFTER UPDATE OF booking_pk ON slot
 -- (its id stays, so a performer's or time type's other columns may change freely).
 CREATE FUNCTION slot_referenced_check() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
-    old_key text;
+    old_key text := to_jsonb(OLD) ->> TG_ARGV[0];
+    unit_key integer;
+    named boolean;
 BEGIN
-    IF TG_OP = 'UPDATE' AND NEW.unit_hsa_id = OLD.unit_hsa_id AND (TG_TABLE_NAME <> 'resource'
-            OR NEW.resource_id = OLD.resource_id) THEN
+    IF TG_OP = 'UPDATE' AND NEW.unit_hsa_id = OLD.unit_hsa_id
+            AND (TG_TABLE_NAME <> 'resource' OR to_jsonb(NEW) ->> TG_ARGV[0] = old_key) THEN
         RETURN NULL;
     END IF;
-    old_key := to_jsonb(OLD) ->> TG_ARGV[0];
-    IF (TG_TABLE_NAME = 'time_type'
-            AND EXISTS (SELECT 1 FROM slot s WHERE s.unit_id = (SELECT id FROM care_unit WHERE hsa_id = OLD.unit_hsa_id)
-                            AND s.time_type_id = OLD.id))
-       OR (TG_TABLE_NAME = 'performer' AND EXISTS (SELECT 1 FROM slot s WHERE s.performer_id = OLD.id))
-       OR (TG_TABLE_NAME = 'resource'
-            AND EXISTS (SELECT 1 FROM slot s WHERE s.unit_id = (SELECT id FROM care_unit WHERE hsa_id = OLD.unit_hsa_id)
-                            AND s.resource_id = OLD.resource_id)) THEN
+    IF TG_TABLE_NAME = 'performer' THEN
+        named := EXISTS (SELECT 1 FROM slot s WHERE s.performer_id = (to_jsonb(OLD) ->> 'id')::integer);
+    ELSE
+        SELECT id INTO unit_key FROM care_unit WHERE hsa_id = OLD.unit_hsa_id;
+        IF TG_TABLE_NAME = 'time_type' THEN
+            named := EXISTS (SELECT 1 FROM slot s WHERE s.unit_id = unit_key
+                                 AND s.time_type_id = (to_jsonb(OLD) ->> 'id')::integer);
+        ELSE
+            named := EXISTS (SELECT 1 FROM slot s WHERE s.unit_id = unit_key
+                                 AND s.resource_id = old_key);
+        END IF;
+    END IF;
+    IF named THEN
         RAISE EXCEPTION '% % at % is still named by slots', TG_TABLE_NAME, old_key, OLD.unit_hsa_id
             USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME, CONSTRAINT = 'slot_' || TG_TABLE_NAME;
     END IF;
