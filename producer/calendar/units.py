@@ -93,6 +93,8 @@ class UnitCache:
         for kind, code, name in conn.execute(_NAMES_SQL, {"unit": hsa_id}).fetchall():
             by_kind.setdefault(kind, {})[code] = name
         names = Names(by_kind, unit_rules(conn, hsa_id), consumer_deadlines(conn, hsa_id))
+        if cached is not None and cached[0] == names:
+            names = cached[0]  # unchanged: the same object, so what was derived from it stays good
         with self._lock:
             self._names[hsa_id] = (names, now + self._ttl)
         return names

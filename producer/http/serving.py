@@ -15,7 +15,7 @@ import ssl
 import tempfile
 from typing import Any
 
-from producer.platform import logs
+from producer.platform import change_tokens, logs
 from producer.platform.settings import Settings
 
 log = logging.getLogger("tidbok")
@@ -62,12 +62,17 @@ def serve(settings: Settings, url: str) -> None:
     from producer.platform import metrics  # only now: prometheus_client reads the folder when first imported
 
     metrics.register_process("server")
+    # the workers' shared change tokens (producer.platform.change_tokens), made before they start
+    tokens_dir = tempfile.mkdtemp(prefix="tidbok-tokens-")
+    os.environ[change_tokens.ENVIRONMENT] = os.path.join(tokens_dir, "change-tokens")
+    change_tokens.create_file(os.environ[change_tokens.ENVIRONMENT])
     try:
         if settings.transport == "mtls":
             _serve_mutual_tls(settings)
         else:
             _serve_plain(settings)
     finally:
+        shutil.rmtree(tokens_dir, ignore_errors=True)
         if own:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 

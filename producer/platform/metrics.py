@@ -53,6 +53,15 @@ POOL_IN_USE = Gauge("tidbok_db_pool_connections_in_use", "Connections lent out",
 POOL_WAITING = Gauge(
     "tidbok_db_pool_requests_waiting", "Requests waiting for a connection", multiprocess_mode="livesum"
 )
+AVAILABILITY_MEMORY = Counter(
+    "tidbok_availability_memory",
+    "Availability calls by where their days came from: memory (all remembered), database (some read"
+    " and remembered), unheard (the change listener was not listening: read, not remembered)",
+    ["source"],
+)
+SLOT_LISTENER_LOST = Counter(
+    "tidbok_slot_listener_lost", "Times a worker stopped hearing slot changes (its listening connection failed)"
+)
 CHILD_CRASHES = Counter(
     "tidbok_child_crashes", "Helper processes of `tidbok run` that died and were restarted", ["child"]
 )

@@ -89,6 +89,9 @@ class Settings:
     record_mask: bool = False  # TIDBOK_RECORD_MASK: personnummer masked in what is recorded
     ready_publishers: int = 0  # EI publisher connections /ready requires (0: not checked)
     ready_outbox_age_seconds: int = 600  # oldest pending outbox row /ready accepts (0: not checked)
+    # TIDBOK_AVAILABILITY_MEMORY: workers answer availability from their memory of free slots
+    # (producer.interactions.free_slots); off: every call reads the database
+    availability_memory: bool = True
 
     @property
     def transport(self) -> str:
@@ -138,6 +141,7 @@ class Settings:
             demo_date=source.date("TIDBOK_DEMO_DATE"),
             record_dir=Path(record_dir) if record_dir else None,
             record_mask=source.boolean("TIDBOK_RECORD_MASK"),
+            availability_memory=source.boolean("TIDBOK_AVAILABILITY_MEMORY", True),
             ready_publishers=source.integer("TIDBOK_READY_PUBLISHERS", 0, minimum=0, maximum=1000),
             ready_outbox_age_seconds=source.integer("TIDBOK_READY_OUTBOX_AGE", 600, minimum=0, maximum=10**7),
         )

@@ -1,0 +1,229 @@
+"""A worker's memory of free slots, per care unit and Stockholm day, for GetAvailableTimeslots and
+GetAvailableDates.
+
+Most availability calls ask again for what was asked a moment ago (the same unit, the next weeks),
+and most of their cost was reading the same rows and writing the same XML. So each worker keeps,
+per unit and day, the day's free slots (with each slot's XML written once, in both of its
+"changeable" variants) and, for GetAvailableDates, the day's kinds of free slot (performer,
+resource, time type, care type) with the first and last start of each. Whatever depends on the
+moment of the call (lead times, horizons, the change deadline, past slots) is applied to that
+memory per call, exactly as the database query applies it.
+
+Never stale: a day is trusted only while its unit's change token (producer.platform.change_tokens)
+is the one noted before the day was read. Every committed change of a slot notifies its unit
+(migration 0008), the worker's listener turns the notice into a new token, and a booking change made
+through this host's workers writes the new token itself before it answers; while the listener is
+not listening nothing is trusted. A day also goes after MAX_AGE_SECONDS, and when its unit's
+catalogue or rules change (those are reloaded after producer.calendar.units' TTL).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from producer.calendar.units import Names, Unit
+from producer.platform import metrics
+from producer.platform.change_tokens import ChangeTokens
+from producer.sweden.wall_time import day_range_bounds
+
+MAX_AGE_SECONDS = 60.0
+MAX_DAYS = 40_000  # per kind of memory and worker: about 2,000 slots of XML each 1 kB per 50 days
+
+# (id, start as sent, end as sent, start, performer, resource, time type, care type)
+SlotRow = tuple[int, str, str, datetime, str | None, str | None, str, str]
+# (performer, resource, time type, care type, first start, last start)
+KindRow = tuple[str | None, str | None, str, str, datetime, datetime]
+
+_REMEMBERED = metrics.AVAILABILITY_MEMORY.labels("memory")
+_READ = metrics.AVAILABILITY_MEMORY.labels("database")
+_UNHEARD = metrics.AVAILABILITY_MEMORY.labels("unheard")
+
+_SLOTS_SQL = """
+SELECT to_char(s.starts_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDD'),
+       s.id, to_char(s.starts_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'),
+       to_char(s.ends_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDDHH24MISS'), s.starts_at,
+       s.performer_hsa_id, s.resource_id, s.time_type_code, s.care_type_code
+FROM slot s
+WHERE s.unit_hsa_id = %(unit)s AND s.booking_pk IS NULL AND s.starts_at >= %(start)s AND s.starts_at < %(end)s
+ORDER BY s.starts_at, s.id
+"""
+# per Stockholm day (bounds converted once per day, DST-correct), as availability's FREE_DATES_SQL
+_KINDS_SQL = """
+SELECT to_char(day.d, 'YYYYMMDD'), f.* FROM
+    (SELECT d::date FROM generate_series(%(first)s::date, %(last)s::date, interval '1 day') d) day
+CROSS JOIN LATERAL (
+    SELECT s.performer_hsa_id, s.resource_id, s.time_type_code, s.care_type_code, min(s.starts_at), max(s.starts_at)
+    FROM slot s
+    WHERE s.unit_hsa_id = %(unit)s AND s.booking_pk IS NULL
+      AND s.starts_at >= day.d::timestamp AT TIME ZONE 'Europe/Stockholm'
+      AND s.starts_at < (day.d + 1)::timestamp AT TIME ZONE 'Europe/Stockholm'
+    GROUP BY 1, 2, 3, 4
+) f
+"""
+
+
+@dataclass
+class Day:
+    """One unit's free slots (or kinds of free slot) on one day, as of `token`."""
+
+    name: str  # as the wire writes a date: YYYYMMDD
+    rows: list[Any]
+    token: tuple[int, int]
+    unit: Unit
+    names: Names
+    born: float
+    start: datetime  # the day's first instant
+    end: datetime  # the next day's first instant
+    starts: list[datetime] = field(default_factory=list)  # the rows' starts, for bisect (slots only)
+    written: list[list[str] | None] | None = None  # the slots' XML: not changeable, changeable
+
+
+class FreeSlots:
+    def __init__(
+        self,
+        tokens: ChangeTokens,
+        listening: Callable[[], bool],
+        write_slot: Callable[[dict[str, Any]], str],
+    ) -> None:
+        """write_slot: a timeslotDetail's XML (producer.soap.codec.ResponseWriter.item)."""
+        self._tokens = tokens
+        self._listening = listening
+        self._write_slot = write_slot
+        self._slots: dict[tuple[str, date], Day] = {}
+        self._kinds: dict[tuple[str, date], Day] = {}
+        self._lock = threading.Lock()  # for the writers; a read of a dict needs none
+
+    def usable(self) -> bool:
+        """Whether the memory may be used: only while every change is heard."""
+        if self._listening():
+            return True
+        _UNHEARD.inc()
+        return False
+
+    def slot_days(
+        self, conn: psycopg.Connection, unit: Unit, names: Names, first: date, last: date
+    ) -> list[Day] | None:
+        """The unit's free slots of each day first..last (rows as SlotRow, by start and id); None
+        when a slot has a code its names lack (the caller reloads them and asks the database)."""
+        return self._days(self._slots, _SLOTS_SQL, None, conn, unit, names, first, last)
+
+    def kind_days(
+        self, conn: psycopg.Connection, unit: Unit, names: Names, first: date, last: date
+    ) -> list[Day] | None:
+        """The unit's kinds of free slot of each day first..last (rows as KindRow, in
+        GetAvailableDates' order); None as for slot_days."""
+        return self._days(self._kinds, _KINDS_SQL, _kind_order, conn, unit, names, first, last)
+
+    def written(self, day: Day, changeable: bool, item: Callable[[int, bool], dict[str, Any]]) -> list[str]:
+        """Every slot of the day as a timeslotDetail in one of its two variants (changeable or
+        not), written the first time that variant is asked for; item(index, changeable) says what
+        to write."""
+        variants = day.written
+        if variants is None:
+            variants = day.written = [None, None]
+        texts = variants[changeable]
+        if texts is None:
+            texts = variants[changeable] = [self._write_slot(item(i, changeable)) for i in range(len(day.rows))]
+        return texts
+
+    def _days(
+        self,
+        memory: dict[tuple[str, date], Day],
+        sql: str,
+        order: Callable[[Any], Any] | None,
+        conn: psycopg.Connection,
+        unit: Unit,
+        names: Names,
+        first: date,
+        last: date,
+    ) -> list[Day] | None:
+        token = self._tokens.token(unit.hsa_id)
+        now = time.monotonic()
+        wanted = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        found: list[Day | None] = []
+        for day in wanted:
+            known = memory.get((unit.hsa_id, day))
+            fresh = (
+                known is not None and known.token == token and known.names is names and known.unit == unit
+                and now - known.born < MAX_AGE_SECONDS
+            )  # fmt: skip
+            found.append(known if fresh else None)
+        missing = [day for day, known in zip(wanted, found, strict=True) if known is None]
+        (_READ if missing else _REMEMBERED).inc()
+        if missing:
+            read = self._read(sql, order, conn, unit, names, missing[0], missing[-1], token, now)
+            if read is None:
+                return None
+            with self._lock:
+                if len(memory) + len(read) > MAX_DAYS:
+                    _forget_oldest(memory, len(memory) + len(read) - MAX_DAYS)
+                for day, known in read.items():
+                    memory[(unit.hsa_id, day)] = known
+            found = [known if known is not None else read[day] for day, known in zip(wanted, found, strict=True)]
+        return found  # type: ignore[return-value]
+
+    def _read(
+        self,
+        sql: str,
+        order: Callable[[Any], Any] | None,
+        conn: psycopg.Connection,
+        unit: Unit,
+        names: Names,
+        first: date,
+        last: date,
+        token: tuple[int, int],
+        now: float,
+    ) -> dict[date, Day] | None:
+        """The days first..last from the database (the token was noted before: a change committed
+        meanwhile makes them stale at once); None if a row has a code the names lack."""
+        start, end = day_range_bounds(first, last)
+        rows = conn.execute(sql, {"unit": unit.hsa_id, "start": start, "end": end, "first": first, "last": last})
+        by_day: dict[str, list[Any]] = {}
+        for row in rows:
+            by_day.setdefault(row[0], []).append(row[1:])
+        codes = 4 if order is None else 0  # where performer, resource, time type and care type begin
+        for day_rows in by_day.values():
+            for row in day_rows:
+                performer, resource, tt, ct = row[codes : codes + 4]
+                if not (
+                    names.knows("performer", performer) and names.knows("resource", resource)
+                    and names.knows("time_type", tt) and names.knows("care_type", ct)
+                ):  # fmt: skip
+                    return None
+            if order is not None:
+                day_rows.sort(key=order)
+        days = {}
+        for i in range((last - first).days + 1):
+            day = first + timedelta(days=i)
+            name = f"{day:%Y%m%d}"
+            day_start, day_end = day_range_bounds(day, day)
+            rows = by_day.get(name, [])
+            starts = [row[3] for row in rows] if order is None else []
+            days[day] = Day(name, rows, token, unit, names, now, day_start, day_end, starts)
+        return days
+
+
+def _kind_order(row: KindRow) -> tuple[Any, ...]:
+    """GetAvailableDates' order within a day: performer and resource (absent first), time type."""
+    performer, resource, tt = row[0], row[1], row[2]
+    return (performer is not None, performer or "", resource is not None, resource or "", tt)
+
+
+def _forget_oldest(memory: dict[Any, Day], count: int) -> None:
+    """Drop the `count` days remembered first (dicts keep insertion order)."""
+    for key in list(_first(memory, count)):
+        memory.pop(key, None)
+
+
+def _first(memory: dict[Any, Day], count: int) -> Iterable[Any]:
+    for i, key in enumerate(memory):
+        if i >= count:
+            return
+        yield key
