@@ -183,6 +183,87 @@ def race(url: str, slot: tuple[int, str, str], unit: str, rounds_seed: int) -> i
     return sum(b"<ns0:resultCode>OK<" in r or b">OK</" in r for r in results)
 
 
+PEER_TARGET = 3.0  # tidbok's requests/s over the peer's, in both scenarios
+
+
+def peer_phase(admin: str, url: str, gat_bodies: list[list[bytes]], ours: dict[str, load.Result]) -> dict:
+    """The peer side by side: GetAvailableTimeslots and MakeBooking on spyne 2.14 (tests/bench/peer_spyne)
+    over the same database and the same interaction code, served as tidbok is (granian, RSGI, WORKERS
+    workers with TIDBOK_DB_POOL_SIZE threads), loaded as tidbok was: the same warm-up, the same
+    GetAvailableTimeslots requests, MakeBooking requests built the same way for other free slots of
+    the same window, SECONDS each. Prints the peer's figures and our ratio to it; returns them all
+    (`ours`: tidbok's results of the two scenarios, by interaction)."""
+    from support.server import subprocess_env  # here, with the rest of the phase: one block to merge
+
+    settle(admin)
+    with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
+        rows = conn.execute(
+            "SELECT id, unit_hsa_id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS')"
+            " FROM slot WHERE starts_at > now() + interval '100 days' AND booking_pk IS NULL"
+            " ORDER BY random() LIMIT 40000"
+        ).fetchall()
+    mb_bodies = [
+        [make_booking_request(u, i, s, e, personnummer(500000 + w * 100000 + k)) for k, (i, u, s, e) in enumerate(part)]
+        for w, part in enumerate(rows[w::CLIENTS] for w in range(CLIENTS))
+    ]
+    port = free_port()
+    env = {"DATABASE_URL": url, "TIDBOK_HOST": "127.0.0.1", "TIDBOK_PORT": str(port), "TIDBOK_WORKERS": WORKERS}
+    command = [sys.executable, "-m", "tests.bench.peer_spyne"]
+    peer = subprocess.Popen(
+        command, cwd=REPO, env=subprocess_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # serving once anything answers (GET / is a 404)
+            try:
+                http_get(f"{base}/", timeout=1)
+                break
+            except OSError:
+                if peer.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the spyne peer did not start: {' '.join(command[1:])}") from None
+                time.sleep(0.1)
+        gat_url = f"{base}/GetAvailableTimeslots/1/rivtabp21"
+        load.run(gat_url, gat_bodies, WARM_UP_SECONDS)  # as tidbok's fresh workers had: not counted
+        gat = load.run(gat_url, gat_bodies, SECONDS)
+        line("peer (spyne): GetAvailableTimeslots", gat)
+        mb = load.run(f"{base}/MakeBooking/1/rivtabp21", mb_bodies, SECONDS, repeat=1, keep_bodies=True)
+        ok = sum(b">OK<" in body for body in mb.bodies)
+        line("peer (spyne): MakeBooking", mb, f"OK={ok}")
+        memory = worker_memory(peer.pid)
+    finally:
+        peer.terminate()
+        try:
+            peer.wait(10)
+        except subprocess.TimeoutExpired:
+            peer.kill()
+            peer.wait(10)
+    figures: dict = {
+        "peer": "spyne 2.14.0: Soap11 in and out, soft validation; tidbok's interaction code, queries and pool",
+        "server": f"granian RSGI, body read first, {WORKERS} workers (as the production server)",
+        "peer_worker_memory_mb": memory,
+        "target_ratio": PEER_TARGET,
+    }
+    for name, theirs, extra in (("GetAvailableTimeslots", gat, {}), ("MakeBooking", mb, {"peer_ok": ok})):
+        ratio = ours[name].rate / theirs.rate if theirs.rate else float("inf")
+        figures[name] = {
+            "peer_req_s": round(theirs.rate, 1),
+            "peer_p50_ms": round(theirs.p50, 2),
+            "peer_p99_ms": round(theirs.percentile(99), 2),
+            "peer_requests": theirs.requests,
+            "peer_http": dict(sorted(theirs.statuses.items())),
+            **extra,
+            "ours_req_s": round(ours[name].rate, 1),
+            "ours_p50_ms": round(ours[name].p50, 2),
+            "ours_p99_ms": round(ours[name].percentile(99), 2),
+            "ratio": round(ratio, 2),
+            "met": ratio >= PEER_TARGET,
+        }
+        verdict = "met" if ratio >= PEER_TARGET else "NOT met"
+        print(f"{name + ' ours/peer':<40} {ratio:>9.2f}   target ≥ {PEER_TARGET:g}: {verdict}")
+    return figures
+
+
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tidbok-bench-"))
     admin = os.environ.get("DATABASE_URL")
@@ -276,6 +357,9 @@ def main() -> None:
         del status
     finally:
         server.stop()
+
+    # the peer (spyne) with the same server, load and requests; its figures for bench-results.json
+    peer_phase(admin, url, gat_bodies, {"GetAvailableTimeslots": gat, "MakeBooking": mb})
 
     # the floor: the same server answering a pre-written 50-slot GetAvailableTimeslots response
     sample_request = timeslots_request(unit_id(0), today + timedelta(days=3), "191212121212")
