@@ -9,7 +9,9 @@ MakeBooking ≥ 500/s, GetAvailableDates p99 ≤ 20 ms, ≤ 150 MB per worker.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import random
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -36,6 +39,8 @@ CLIENTS = 4
 SECONDS = float(os.environ.get("TIDBOK_BENCH_SECONDS", "10"))
 WORKERS = "2"  # the server's default
 WARM_UP_SECONDS = 3.0
+# TIDBOK_BENCH_QUICK=1: the server's scenarios and the floor only (no peer, EI, loading or soak), to try a change
+QUICK = os.environ.get("TIDBOK_BENCH_QUICK", "") not in ("", "0")
 
 ENVELOPE = (
     '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
@@ -151,6 +156,36 @@ def worker_memory(server_pid: int) -> list[float]:
         return []
 
 
+RESULTS = REPO / "bench-results.json"
+TARGETS = {
+    "GetAvailableTimeslots / floor": 0.40,
+    "GetAvailableDates p99 ms": 10.0,
+    "MakeBooking req/s": 1000.0,
+    "peer ratio": 3.0,
+    "EI drain engagements/s": 15000.0,
+    "first load slots/s": 100000.0,
+    "worker memory MB": 150.0,
+}
+
+
+def figures(result: load.Result, **extra: Any) -> dict[str, Any]:
+    """One scenario for bench-results.json."""
+    return {
+        "req_s": round(result.rate, 1),
+        "p50_ms": round(result.p50, 2),
+        "p99_ms": round(result.percentile(99), 2),
+        "requests": result.requests,
+        "http": {str(k): v for k, v in sorted(result.statuses.items())},
+        **extra,
+    }
+
+
+def write_results(results: dict[str, Any]) -> None:
+    results["targets"] = TARGETS
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n")
+    print(f"figures written to {RESULTS.name}")
+
+
 def line(name: str, result: load.Result, extra: str = "") -> None:
     print(
         f"{name:<40} {result.rate:>9.0f} req/s   p50 {result.p50:>7.2f} ms   p99 {result.percentile(99):>7.2f} ms"
@@ -264,104 +299,8 @@ def peer_phase(admin: str, url: str, gat_bodies: list[list[bytes]], ours: dict[s
     return figures
 
 
-def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="tidbok-bench-"))
-    admin = os.environ.get("DATABASE_URL")
-    if not admin:
-        from producer.platform.database import start_embedded
-
-        admin = start_embedded(tmp / "pgdata").get_uri()
-    url = fresh_database(admin, "tidbok_test_bench")
-    run_cli(["migrate"], {"DATABASE_URL": url})
-    print(f"calendar: {UNITS * DAYS * SLOTS_PER_DAY:,} slots over {UNITS} units built in {build_calendar(url):.1f} s")
-    print(f"calendar: a unit with 5 performers added for the staff week view: {web.add_unit(url):,} slots in all")
-
-    settle(admin)
-    bench_env = {"TIDBOK_WORKERS": WORKERS, "TIDBOK_LOG_LEVEL": "WARNING", "TIDBOK_STAFF_ACCOUNTS": web.ACCOUNTS}
-    server = start_server("bench", url, bench_env, tmp)
-    rng = random.Random(20261121)
-    today = date.today()
-    try:
-        memory_start = worker_memory(server.process.pid)
-        print(f"server: granian, {WORKERS} workers; load: {CLIENTS} client processes, {SECONDS:.0f} s per scenario")
-        print()
-        gat_url = server.endpoint("GetAvailableTimeslots")
-        gat_bodies = [
-            [
-                timeslots_request(
-                    unit_id(rng.randrange(UNITS)), today + timedelta(days=rng.randint(2, 60)), personnummer(w)
-                )
-                for _ in range(200)
-            ]
-            for w in range(CLIENTS)
-        ]
-        load.run(gat_url, gat_bodies, WARM_UP_SECONDS)  # the workers' first calls and cold caches: not counted
-        gat = load.run(gat_url, gat_bodies, SECONDS)
-        line("GetAvailableTimeslots (1 day, 50 slots)", gat)
-
-        sample = http_get(f"{server.base_url}/health")  # keeps the connection path warm; body unused
-        del sample
-        gad = load.run(
-            server.endpoint("GetAvailableDates"),
-            [
-                [
-                    dates_request(
-                        unit_id(rng.randrange(UNITS)), today + timedelta(days=rng.randint(1, 30)), "191212121212"
-                    )
-                    for _ in range(200)
-                ]
-                for _ in range(CLIENTS)
-            ],
-            SECONDS,
-        )
-        line("GetAvailableDates (62 days)", gad)
-
-        with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
-            rows = conn.execute(
-                "SELECT id, unit_hsa_id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS')"
-                " FROM slot WHERE starts_at > now() + interval '100 days' ORDER BY random() LIMIT 42016"
-            ).fetchall()
-        booking_rows, race_rows, lag_rows = rows[:40000], rows[40000:40016], rows[40016:]
-        per_worker = [booking_rows[w::CLIENTS] for w in range(CLIENTS)]
-        mb = load.run(
-            server.endpoint("MakeBooking"),
-            [
-                [make_booking_request(u, i, s, e, personnummer(w * 100000 + k)) for k, (i, u, s, e) in enumerate(rows_)]
-                for w, rows_ in enumerate(per_worker)
-            ],
-            SECONDS,
-            repeat=1,
-            keep_bodies=True,
-        )
-        ok = sum(b">OK<" in body for body in mb.bodies)
-        line("MakeBooking (distinct slots)", mb, f"OK={ok}")
-
-        winners = [race(server.endpoint("MakeBooking"), (i, s, e), u, n) for n, (i, u, s, e) in enumerate(race_rows)]
-        print(
-            f"{'16 concurrent MakeBooking on one slot':<40} rounds={len(winners)}  exactly one OK in "
-            f"{sum(w == 1 for w in winners)} of {len(winners)}"
-        )
-        booked = web.book_some(server.base_url, url, make_booking_request, personnummer)
-        week = web.week_view(server.base_url)
-        print(web.report(*week), f"({booked} booked)")
-        memory_end = worker_memory(server.process.pid)
-        lag_bodies = [
-            make_booking_request(u, i, s, e, personnummer(900000 + k)) for k, (i, u, s, e) in enumerate(lag_rows)
-        ]
-        lags = ei_drain.lag(server, lag_bodies, tmp)
-        print(
-            f"{'EI lag, bookings at 200/s (s)':<40} p50 {ei_drain.median(lags):.3f}"
-            f"   p99 {ei_drain.percentile(lags, 99):.3f}   n={len(lags)}"
-        )
-        status, _, gat_body = http_get(server.base_url + "/health")
-        del status
-    finally:
-        server.stop()
-
-    # the peer (spyne) with the same server, load and requests; its figures for bench-results.json
-    peer_phase(admin, url, gat_bodies, {"GetAvailableTimeslots": gat, "MakeBooking": mb})
-
-    # the floor: the same server answering a pre-written 50-slot GetAvailableTimeslots response
+def _floor(url: str, tmp: Path, today: date, gat: load.Result, results: dict[str, Any]) -> load.Result:
+    """The floor: the same server answering a pre-written 50-slot GetAvailableTimeslots response."""
     sample_request = timeslots_request(unit_id(0), today + timedelta(days=3), "191212121212")
     import http.client
 
@@ -398,25 +337,179 @@ def main() -> None:
         floor.terminate()
         floor.wait(10)
     line("floor (pre-written 50-slot response)", floor_result)
+    results["floor"] = figures(floor_result)
+    results["GetAvailableTimeslots / floor"] = round(gat.rate / floor_result.rate, 3)
+    return floor_result
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="tidbok-bench-"))
+    admin = os.environ.get("DATABASE_URL")
+    if not admin:
+        from producer.platform.database import start_embedded
+
+        admin = start_embedded(tmp / "pgdata").get_uri()
+    url = fresh_database(admin, "tidbok_test_bench")
+    run_cli(["migrate"], {"DATABASE_URL": url})
+    print(f"calendar: {UNITS * DAYS * SLOTS_PER_DAY:,} slots over {UNITS} units built in {build_calendar(url):.1f} s")
+    print(f"calendar: a unit with 5 performers added for the staff week view: {web.add_unit(url):,} slots in all")
+
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": os.getloadavg()},
+        "calendar": {"units": UNITS, "days": DAYS, "slots_per_day": SLOTS_PER_DAY},
+        "server": {"workers": int(WORKERS), "clients": CLIENTS, "seconds_per_scenario": SECONDS},
+    }
+    settle(admin)
+    bench_env = {"TIDBOK_WORKERS": WORKERS, "TIDBOK_LOG_LEVEL": "WARNING", "TIDBOK_STAFF_ACCOUNTS": web.ACCOUNTS}
+    server = start_server("bench", url, bench_env, tmp)
+    rng = random.Random(20261121)
+    today = date.today()
+    try:
+        memory_start = worker_memory(server.process.pid)
+        print(f"server: granian, {WORKERS} workers; load: {CLIENTS} client processes, {SECONDS:.0f} s per scenario")
+        print()
+        gat_url = server.endpoint("GetAvailableTimeslots")
+        gat_bodies = [
+            [
+                timeslots_request(
+                    unit_id(rng.randrange(UNITS)), today + timedelta(days=rng.randint(2, 60)), personnummer(w)
+                )
+                for _ in range(200)
+            ]
+            for w in range(CLIENTS)
+        ]
+        load.run(gat_url, gat_bodies, WARM_UP_SECONDS)  # the workers' first calls and cold caches: not counted
+        gat = load.run(gat_url, gat_bodies, SECONDS)
+        line("GetAvailableTimeslots (1 day, 50 slots)", gat)
+        results["GetAvailableTimeslots"] = figures(gat)
+
+        sample = http_get(f"{server.base_url}/health")  # keeps the connection path warm; body unused
+        del sample
+        gad = load.run(
+            server.endpoint("GetAvailableDates"),
+            [
+                [
+                    dates_request(
+                        unit_id(rng.randrange(UNITS)), today + timedelta(days=rng.randint(1, 30)), "191212121212"
+                    )
+                    for _ in range(200)
+                ]
+                for _ in range(CLIENTS)
+            ],
+            SECONDS,
+        )
+        line("GetAvailableDates (62 days)", gad)
+        results["GetAvailableDates"] = figures(gad)
+
+        with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
+            rows = conn.execute(
+                "SELECT id, unit_hsa_id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS')"
+                " FROM slot WHERE starts_at > now() + interval '100 days' ORDER BY random() LIMIT 42016"
+            ).fetchall()
+        booking_rows, race_rows, lag_rows = rows[:40000], rows[40000:40016], rows[40016:]
+        per_worker = [booking_rows[w::CLIENTS] for w in range(CLIENTS)]
+        mb = load.run(
+            server.endpoint("MakeBooking"),
+            [
+                [make_booking_request(u, i, s, e, personnummer(w * 100000 + k)) for k, (i, u, s, e) in enumerate(rows_)]
+                for w, rows_ in enumerate(per_worker)
+            ],
+            SECONDS,
+            repeat=1,
+            keep_bodies=True,
+        )
+        ok = sum(b">OK<" in body for body in mb.bodies)
+        line("MakeBooking (distinct slots)", mb, f"OK={ok}")
+        results["MakeBooking"] = figures(mb, ok=ok)
+
+        winners = [race(server.endpoint("MakeBooking"), (i, s, e), u, n) for n, (i, u, s, e) in enumerate(race_rows)]
+        print(
+            f"{'16 concurrent MakeBooking on one slot':<40} rounds={len(winners)}  exactly one OK in "
+            f"{sum(w == 1 for w in winners)} of {len(winners)}"
+        )
+        results["race_16_on_one_slot"] = {"rounds": len(winners), "exactly_one_ok": sum(w == 1 for w in winners)}
+        booked = web.book_some(server.base_url, url, make_booking_request, personnummer)
+        week = web.week_view(server.base_url)
+        print(web.report(*week), f"({booked} booked)")
+        results["staff_week_view"] = {
+            "server_p50_ms": round(web.statistics.median(week[0]), 2),
+            "server_p99_ms": round(web.percentile(week[0], 99), 2),
+            "requests": len(week[0]),
+        }
+        memory_end = worker_memory(server.process.pid)
+        lag_bodies = [
+            make_booking_request(u, i, s, e, personnummer(900000 + k)) for k, (i, u, s, e) in enumerate(lag_rows)
+        ]
+        lags = ei_drain.lag(server, lag_bodies, tmp)
+        print(
+            f"{'EI lag, bookings at 200/s (s)':<40} p50 {ei_drain.median(lags):.3f}"
+            f"   p99 {ei_drain.percentile(lags, 99):.3f}   n={len(lags)}"
+        )
+        results["ei_lag_at_200_bookings_s"] = {
+            "p50_s": round(ei_drain.median(lags), 3),
+            "p99_s": round(ei_drain.percentile(lags, 99), 3),
+            "n": len(lags),
+        }
+        status, _, gat_body = http_get(server.base_url + "/health")
+        del status
+    finally:
+        server.stop()
+
+    # ours once more with the memory of free slots off: every call runs the queries the peer runs
+    settle(admin)
+    if QUICK:
+        _floor(url, tmp, today, gat, results)
+        return write_results(results)
+
+    server = start_server("bench-nomemory", url, {**bench_env, "TIDBOK_AVAILABILITY_MEMORY": "off"}, tmp)
+    try:
+        load.run(server.endpoint("GetAvailableTimeslots"), gat_bodies, WARM_UP_SECONDS)
+        gat_db = load.run(server.endpoint("GetAvailableTimeslots"), gat_bodies, SECONDS)
+        line("GetAvailableTimeslots, memory off", gat_db)
+        results["GetAvailableTimeslots_memory_off"] = figures(gat_db)
+    finally:
+        server.stop()
+
+    # the peer (spyne) with the same server, load and requests; its figures for bench-results.json
+    peer = peer_phase(admin, url, gat_bodies, {"GetAvailableTimeslots": gat, "MakeBooking": mb})
+    peer_gat = peer["GetAvailableTimeslots"]["peer_req_s"]
+    peer["GetAvailableTimeslots_memory_off"] = {
+        "ours_req_s": round(gat_db.rate, 1),
+        "ratio": round(gat_db.rate / peer_gat, 2) if peer_gat else None,
+    }
+    print(f"{'GetAvailableTimeslots ours/peer, memory off':<40} {gat_db.rate / peer_gat if peer_gat else 0:>9.2f}")
+    results["peer"] = peer
+
+    floor_result = _floor(url, tmp, today, gat, results)
     settle(admin)
     seconds = ei_drain.drain(admin, fresh_database, tmp)
     print(
         f"{'EI drain of a 100,000-row backlog':<40} {ei_drain.BACKLOG / seconds:>9.0f} engagements/s"
         f"   ({seconds:.1f} s, one publisher process)"
     )
+    results["ei_drain"] = {"engagements_s": round(ei_drain.BACKLOG / seconds), "seconds": round(seconds, 2)}
     settle(admin)
-    for text in loading.bench(admin, fresh_database, tmp):
+    loaded = loading.bench(admin, fresh_database, tmp)
+    for text in loaded:
         print(text)
+    results["loading"] = loaded
     settle(admin)
     from tests.bench import soak  # here, not at the top: soak imports this module
 
     print()
     soaked = soak.soak(admin, tmp)  # the 10-minute mixed soak through mutual TLS (TIDBOK_SOAK_SECONDS)
     print()
-    print(f"{'GetAvailableTimeslots / floor':<40} {gat.rate / floor_result.rate:>9.2f}")
+    print(f"{'GetAvailableTimeslots / floor':<40} {gat.rate / floor_result.rate:>9.2f}   (target ≥ 0.40)")
     print(f"{'server worker memory, start (MB)':<40} {memory_start}")
     print(f"{'server worker memory, end (MB)':<40} {memory_end}")
     print(soaked.summary())
+    results["server_worker_memory_mb"] = {"start": memory_start, "end": memory_end}
+    results["soak"] = {
+        "summary": soaked.summary(),
+        "worker_memory_mb": {"start": soaked.memory_start, "end": soaked.memory_end, "grew": soaked.memory_grew},
+    }
+    write_results(results)
 
 
 if __name__ == "__main__":
