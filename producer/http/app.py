@@ -29,6 +29,7 @@ from producer.interactions.call import Call
 from producer.platform import metrics, tracing
 from producer.platform.breaker import Breaker
 from producer.platform.database import DatabaseSilent, make_pool
+from producer.platform.replica import Reads
 from producer.platform.settings import Settings
 from producer.soap.codec import Decoded, ResponseWriter
 from producer.soap.contract import Contract, load_contract
@@ -95,6 +96,7 @@ class Producer:
         )
         self.pipeline = Pipeline(self.contract.interactions, self.contract.actor_validator)
         self._pool: ConnectionPool | None = None
+        self.reads = Reads(settings, lambda: self.pool)
         self.units = UnitCache()
         self.database = Breaker(BREAKER_PAUSE_SECONDS)
         # integration testers' recording (TIDBOK_RECORD_DIR); None: one `if` per call is all it costs
@@ -109,6 +111,7 @@ class Producer:
         return self._pool
 
     def close(self) -> None:
+        self.reads.close()
         if self._pool is not None:
             self._pool.close()
 
@@ -289,22 +292,25 @@ class Producer:
         if not self.database.allows():
             metrics.DATABASE_UNAVAILABLE.inc()
             raise server_fault(UNAVAILABLE)
+
+        def answer(conn: psycopg.Connection) -> tuple[Call, Decoded]:
+            unit = self._unit(conn, parsed.logical_address)
+            call = Call(
+                interaction=name,
+                unit=unit,
+                actor_id=parsed.actor_id,
+                actor_type=parsed.actor_type,
+                caller=caller,
+                consumer_hsa_id=environ.get("HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID"),
+                correlation_id=environ.get("HTTP_X_SKLTP_CORRELATION_ID"),
+                now=datetime.now(UTC),
+                settings=self.settings,
+                units=self.units,
+            )
+            return call, self.handlers[name](call, request, conn)
+
         try:
-            with self.pool.connection() as conn:
-                unit = self._unit(conn, parsed.logical_address)
-                call = Call(
-                    interaction=name,
-                    unit=unit,
-                    actor_id=parsed.actor_id,
-                    actor_type=parsed.actor_type,
-                    caller=caller,
-                    consumer_hsa_id=environ.get("HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID"),
-                    correlation_id=environ.get("HTTP_X_SKLTP_CORRELATION_ID"),
-                    now=datetime.now(UTC),
-                    settings=self.settings,
-                    units=self.units,
-                )
-                result = self.handlers[name](call, request, conn)
+            call, result = self.reads.run(name, request, answer)  # the primary, or for availability the replica
         except SoapFault:
             self.database.succeeded()  # the database answered; the request itself was wrong
             raise
