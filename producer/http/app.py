@@ -32,6 +32,7 @@ from producer.platform.breaker import Breaker
 from producer.platform.change_tokens import ChangeTokens
 from producer.platform.database import DatabaseSilent, make_pool
 from producer.platform.on_demand import OnDemand, WouldWait
+from producer.platform.replica import Reads
 from producer.platform.settings import Settings
 from producer.platform.slot_listener import SlotListener
 from producer.soap.codec import Decoded, ResponseWriter
@@ -103,6 +104,7 @@ class Producer:
         )
         self.pipeline = Pipeline(self.contract.interactions, self.contract.actor_validator)
         self._pool: ConnectionPool | None = None
+        self.reads = Reads(settings, lambda: self.pool)
         self.units = UnitCache()
         # free slots in memory, trusted while the listener hears every change (producer.interactions.free_slots)
         self.tokens = ChangeTokens()
@@ -132,6 +134,7 @@ class Producer:
 
     def close(self) -> None:
         self.listener.stop()
+        self.reads.close()
         if self._pool is not None:
             self._pool.close()
 
@@ -352,23 +355,30 @@ class Producer:
         if not self.database.allows():
             metrics.DATABASE_UNAVAILABLE.inc()
             raise server_fault(UNAVAILABLE)
+
+        def answer(conn: psycopg.Connection, free_slots: FreeSlots | None = None) -> tuple[Call, Decoded]:
+            unit = self._unit(conn, parsed.logical_address)
+            call = Call(
+                interaction=name,
+                unit=unit,
+                actor_id=parsed.actor_id,
+                actor_type=parsed.actor_type,
+                caller=caller,
+                consumer_hsa_id=environ.get("HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID"),
+                correlation_id=environ.get("HTTP_X_SKLTP_CORRELATION_ID"),
+                now=datetime.now(UTC),
+                settings=self.settings,
+                units=self.units,
+                free_slots=free_slots,
+            )
+            return call, self.handlers[name](call, request, conn)
+
         try:
-            with OnDemand(lambda: self.pool, never_wait=quick) as conn:
-                unit = self._unit(conn, parsed.logical_address)
-                call = Call(
-                    interaction=name,
-                    unit=unit,
-                    actor_id=parsed.actor_id,
-                    actor_type=parsed.actor_type,
-                    caller=caller,
-                    consumer_hsa_id=environ.get("HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID"),
-                    correlation_id=environ.get("HTTP_X_SKLTP_CORRELATION_ID"),
-                    now=datetime.now(UTC),
-                    settings=self.settings,
-                    units=self.units,
-                    free_slots=self.free_slots,
-                )
-                result = self.handlers[name](call, request, conn)
+            if quick or self._from_memory(name, request):  # the primary, taken only if the memory needs it
+                with OnDemand(lambda: self.pool, never_wait=quick) as conn:
+                    call, result = answer(conn, self.free_slots)
+            else:  # the primary, or for availability and the catalogue a fresh replica
+                call, result = self.reads.run(name, request, answer)
         except WouldWait:
             environ[_READ] = (parsed, request)
             raise
@@ -393,6 +403,15 @@ class Producer:
         audit.record_call(call, request, result)
         outcome = str(result.get("resultCode") or "ok").lower() if isinstance(result, dict) else "ok"
         return envelope(self.writers[name].write(result)), outcome
+
+    def _from_memory(self, name: str, request: Decoded) -> bool:
+        """Whether the worker's memory of free slots answers this call. Its days are read from the
+        primary only: a day read from a replica that had not yet replayed a booking would be
+        remembered as current under the change token the booking already renewed."""
+        return (
+            name in QUICK_INTERACTIONS and self.free_slots is not None and self.listener.listening
+            and not request.get("bookingId")
+        )  # fmt: skip
 
     def _changed(self, call: Call, request: Decoded) -> None:
         """A booking change is committed: new change tokens for the units whose free slots it may

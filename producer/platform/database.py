@@ -119,7 +119,7 @@ class Liveness:
 
     def _probe(self) -> None:
         try:
-            with _ProbeConnection.connect(
+            with DeadlineConnection.connect(
                 self.url, connect_timeout=max(2, round(self.timeout)), autocommit=True
             ) as conn:
                 conn.deadline = self.timeout
@@ -175,8 +175,9 @@ class WatchedConnection(psycopg.Connection[Any]):
             raise
 
 
-class _ProbeConnection(psycopg.Connection[Any]):
-    """The probe's own connection: every round trip gives up after ``deadline`` seconds."""
+class DeadlineConnection(psycopg.Connection[Any]):
+    """A connection for probes and checks (Liveness, the replica's check): every round trip gives
+    up after ``deadline`` seconds, whatever the server does."""
 
     deadline: float = 5.0
 
@@ -263,19 +264,20 @@ def watched(url: str, timeout: int) -> type[WatchedConnection]:
     return Connection
 
 
-def make_pool(url: str, settings: Settings) -> Pool:
+def make_pool(url: str, settings: Settings, name: str = "tidbok", min_size: int = 1) -> Pool:
     """A pool per process; calls give up after the configured timeout instead of hanging.
 
     No free connection in time: PoolTimeout; a lost server: guards(); a round trip unanswered while
     the server is silent: DatabaseSilent (Liveness). Reconnection attempts stop backing off after
     the timeout, so a database that returns is reconnected to by the next call (psycopg_pool would
-    otherwise retry ever less often, up to minutes apart).
+    otherwise retry ever less often, up to minutes apart). ``min_size`` 0 (the replica's pool):
+    nothing connects before a call asks, so a server that is down is not retried in the background.
     """
     timeout = settings.db_timeout_seconds
     return Pool(
         url,
         connection_class=watched(url, timeout),
-        min_size=1,
+        min_size=min_size,
         max_size=settings.db_pool_size,
         timeout=timeout,
         reconnect_timeout=timeout,
@@ -283,5 +285,5 @@ def make_pool(url: str, settings: Settings) -> Pool:
         # autocommit: queries need no BEGIN/COMMIT round trips; changes open a transaction explicitly
         kwargs={"autocommit": True, "options": "-c TimeZone=UTC", **guards(timeout)},
         open=True,
-        name="tidbok",
+        name=name,
     )

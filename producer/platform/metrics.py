@@ -1,5 +1,5 @@
 """Prometheus metrics (GET /metrics): calls, latency, faults and refusals, the /admin API, the
-database pool, the EI outbox, and each process's CPU, memory and open files.
+database pool and the replica, the EI outbox, and each process's CPU, memory and open files.
 
 The server runs several worker processes, so counters live in prometheus_client's multiprocess
 files (PROMETHEUS_MULTIPROC_DIR, set by `tidbok serve` before the workers start; `tidbok run` shares
@@ -61,6 +61,34 @@ AVAILABILITY_MEMORY = Counter(
 )
 SLOT_LISTENER_LOST = Counter(
     "tidbok_slot_listener_lost", "Times a worker stopped hearing slot changes (its listening connection failed)"
+)
+REPLICA_READS = Counter(
+    "tidbok_db_replica_reads",
+    "Calls that may read the replica (availability, catalogue), by the server that answered them",
+    ["served_by"],
+)
+REPLICA_FALLBACKS = Counter(
+    "tidbok_db_replica_fallbacks", "Calls the replica failed mid-read, answered again by the primary"
+)
+REPLICA_STATES = Counter(
+    "tidbok_db_replica_state_changes",
+    "Changes of a worker's view of the replica, by the state entered (usable, lagging, down, refused)",
+    ["state"],
+)
+REPLICA_USABLE = Gauge(
+    "tidbok_db_replica_usable",
+    "Worker processes whose last check found the replica usable",
+    multiprocess_mode="livesum",
+)
+REPLICA_LAG = Gauge(
+    "tidbok_db_replica_lag_seconds",
+    "How stale the replica may be, at its last check (largest over the workers)",
+    multiprocess_mode="livemax",
+)
+REPLICA_LAG_BYTES = Gauge(
+    "tidbok_db_replica_lag_bytes",
+    "WAL the replica had yet to replay at its last check (largest over the workers)",
+    multiprocess_mode="livemax",
 )
 CHILD_CRASHES = Counter(
     "tidbok_child_crashes", "Helper processes of `tidbok run` that died and were restarted", ["child"]

@@ -70,6 +70,10 @@ class Settings:
     shutdown_timeout_seconds: int = 30
     body_timeout_seconds: int = 10
     pgdata: Path = field(default=REPO_ROOT / ".pgdata")
+    # A streaming replica for availability reads (producer.platform.replica); None: all on the primary
+    replica_url: str | None = None
+    replica_max_lag_seconds: float = 2.0  # a replica possibly staler than this is skipped
+    replica_max_lag_bytes: int = 0  # ... or further behind than this in WAL (0: not checked)
     admin_tokens: str = ""  # TIDBOK_ADMIN_TOKENS: see producer.admin_api.auth
     staff_accounts: str = ""  # TIDBOK_STAFF_ACCOUNTS: see producer.staff.accounts
     staff_session_minutes: int = 30  # TIDBOK_STAFF_SESSION_MINUTES: a page session ends this long after its last use
@@ -114,7 +118,7 @@ class Settings:
             )
         record_dir = (source.get("TIDBOK_RECORD_DIR") or "").strip()
         settings = cls(
-            database_url=_database_url(source),
+            database_url=_database_url(source, "DATABASE_URL"),
             host=(source.get("TIDBOK_HOST") or "").strip() or "127.0.0.1",
             port=source.integer("TIDBOK_PORT", 8080, minimum=1, maximum=65535),
             workers=source.integer("TIDBOK_WORKERS", 2, minimum=1, maximum=256),
@@ -126,6 +130,9 @@ class Settings:
             shutdown_timeout_seconds=source.integer("TIDBOK_SHUTDOWN_TIMEOUT", 30, minimum=1, maximum=3600),
             body_timeout_seconds=source.integer("TIDBOK_BODY_TIMEOUT", 10, minimum=1, maximum=3600),
             pgdata=Path(source.get("TIDBOK_PGDATA") or str(REPO_ROOT / ".pgdata")),
+            replica_url=_database_url(source, "TIDBOK_DATABASE_REPLICA_URL"),
+            replica_max_lag_seconds=source.number("TIDBOK_DATABASE_REPLICA_MAX_LAG", 2.0, minimum=0.5, maximum=3600),
+            replica_max_lag_bytes=source.integer("TIDBOK_DATABASE_REPLICA_MAX_LAG_BYTES", 0, minimum=0),
             admin_tokens=source.get("TIDBOK_ADMIN_TOKENS") or "",
             staff_accounts=source.get("TIDBOK_STAFF_ACCOUNTS") or "",
             staff_session_minutes=source.integer("TIDBOK_STAFF_SESSION_MINUTES", 30, minimum=1),
@@ -151,17 +158,17 @@ class Settings:
         return settings
 
 
-def _database_url(source: Source) -> str | None:
+def _database_url(source: Source, name: str) -> str | None:
     """A postgresql:// URL that libpq can parse (its host may be in the query: ?host=/socket/dir)."""
-    raw = (source.get("DATABASE_URL") or "").strip()
+    raw = (source.get(name) or "").strip()
     if not raw:
         return None
     if not raw.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"{source.label('DATABASE_URL')} must be a postgresql://… URL")
+        raise ConfigError(f"{source.label(name)} must be a postgresql://… URL")
     try:
         conninfo_to_dict(raw)
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"{source.label('DATABASE_URL')} is not a usable PostgreSQL URL: {exc}") from None
+        raise ConfigError(f"{source.label(name)} is not a usable PostgreSQL URL: {exc}") from None
     return raw
 
 

@@ -28,6 +28,9 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "pool_size": "TIDBOK_DB_POOL_SIZE",
         "timeout": "TIDBOK_DB_TIMEOUT",
         "pgdata": "TIDBOK_PGDATA",
+        "replica_url": "TIDBOK_DATABASE_REPLICA_URL",
+        "replica_max_lag": "TIDBOK_DATABASE_REPLICA_MAX_LAG",
+        "replica_max_lag_bytes": "TIDBOK_DATABASE_REPLICA_MAX_LAG_BYTES",
     },
     "server": {
         "host": "TIDBOK_HOST",
@@ -118,6 +121,19 @@ class Source:
             raise ConfigError(f"{self.label(name)} must be at least {minimum}, got {value}")
         if maximum is not None and value > maximum:
             raise ConfigError(f"{self.label(name)} must be at most {maximum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, minimum: float, maximum: float) -> float:
+        """A decimal setting (`0.5`, `2`; unset or empty: the default), within its range."""
+        raw = self.get(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{self.label(name)} must be a number, got {raw!r}") from None
+        if not minimum <= value <= maximum:  # also refuses nan
+            raise ConfigError(f"{self.label(name)} must be from {minimum:g} to {maximum:g}, got {raw.strip()}")
         return value
 
     def boolean(self, name: str, default: bool = False) -> bool:

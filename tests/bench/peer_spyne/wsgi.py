@@ -33,6 +33,7 @@ class Rules:
     body_limit: int
     body_timeout: float
     waits_for_database: bool
+    quick: bool = False  # the peer has no memory of free slots: never tried on the event loop
 
 
 def create_app() -> Wsgi:
