@@ -114,6 +114,7 @@ class Producer:
                 self.tokens,
                 lambda: self.listener.listening,
                 self.writers["GetAvailableTimeslots"].item("timeslotDetail"),
+                settings.availability_memory_mb * 2**20,
             )
             if settings.availability_memory and "GetAvailableTimeslots" in self.writers
             else None

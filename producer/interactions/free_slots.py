@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from producer.platform.change_tokens import ChangeTokens
 from producer.sweden.wall_time import day_range_bounds
 
 MAX_AGE_SECONDS = 60.0
-MAX_DAYS = 40_000  # per kind of memory and worker: about 2,000 slots of XML each 1 kB per 50 days
+ROW_BYTES = 300  # what a remembered row costs, roughly, beside the XML written for it
 
 # (id, start as sent, end as sent, start, performer, resource, time type, care type)
 SlotRow = tuple[int, str, str, datetime, str | None, str | None, str, str]
@@ -83,6 +83,8 @@ class Day:
     end: datetime  # the next day's first instant
     starts: list[datetime] = field(default_factory=list)  # the rows' starts, for bisect (slots only)
     written: list[list[str] | None] | None = None  # the slots' XML: not changeable, changeable
+    size: int = 0  # bytes, roughly: what forgetting it frees
+    forgotten: bool = False  # no longer in the memory (a call may still be using it)
 
 
 class FreeSlots:
@@ -91,14 +93,19 @@ class FreeSlots:
         tokens: ChangeTokens,
         listening: Callable[[], bool],
         write_slot: Callable[[dict[str, Any]], str],
+        budget_bytes: int = 32 * 2**20,
     ) -> None:
-        """write_slot: a timeslotDetail's XML (producer.soap.codec.ResponseWriter.item)."""
+        """write_slot: a timeslotDetail's XML (producer.soap.codec.ResponseWriter.item); budget_bytes:
+        how much the worker may remember (TIDBOK_AVAILABILITY_MEMORY_MB); beyond it the days read
+        longest ago are forgotten first."""
         self._tokens = tokens
         self._listening = listening
         self._write_slot = write_slot
         self._slots: dict[tuple[str, date], Day] = {}
         self._kinds: dict[tuple[str, date], Day] = {}
         self._lock = threading.Lock()  # for the writers; a read of a dict needs none
+        self._budget = budget_bytes
+        self._size = 0
 
     def usable(self) -> bool:
         """Whether the memory may be used: only while every change is heard."""
@@ -131,7 +138,24 @@ class FreeSlots:
         texts = variants[changeable]
         if texts is None:
             texts = variants[changeable] = [self._write_slot(item(i, changeable)) for i in range(len(day.rows))]
+            grown = sum(map(len, texts))
+            day.size += grown
+            if not day.forgotten:
+                self._size += grown
+                if self._size > self._budget:
+                    with self._lock:
+                        self._forget(self._budget * 3 // 4)
         return texts
+
+    def _forget(self, target: int) -> None:
+        """Forget the days read longest ago, of either kind, until the memory holds `target` bytes."""
+        while self._size > target and (self._slots or self._kinds):
+            oldest = [m for m in (self._slots, self._kinds) if m]
+            memory = min(oldest, key=lambda m: next(iter(m.values())).born)
+            key = next(iter(memory))
+            day = memory.pop(key)
+            day.forgotten = True
+            self._size -= day.size
 
     def _days(
         self,
@@ -162,10 +186,15 @@ class FreeSlots:
             if read is None:
                 return None
             with self._lock:
-                if len(memory) + len(read) > MAX_DAYS:
-                    _forget_oldest(memory, len(memory) + len(read) - MAX_DAYS)
                 for day, known in read.items():
+                    old = memory.pop((unit.hsa_id, day), None)  # the new one goes last in the order of use
+                    if old is not None:
+                        old.forgotten = True
+                        self._size -= old.size
+                    self._size += known.size
                     memory[(unit.hsa_id, day)] = known
+                if self._size > self._budget:
+                    self._forget(self._budget * 3 // 4)
             found = [known if known is not None else read[day] for day, known in zip(wanted, found, strict=True)]
         return found  # type: ignore[return-value]
 
@@ -206,7 +235,9 @@ class FreeSlots:
             day_start, day_end = day_range_bounds(day, day)
             rows = by_day.get(name, [])
             starts = [row[3] for row in rows] if order is None else []
-            days[day] = Day(name, rows, token, unit, names, now, day_start, day_end, starts)
+            days[day] = Day(
+                name, rows, token, unit, names, now, day_start, day_end, starts, size=ROW_BYTES * (len(rows) + 1)
+            )
         return days
 
 
@@ -214,16 +245,3 @@ def _kind_order(row: KindRow) -> tuple[Any, ...]:
     """GetAvailableDates' order within a day: performer and resource (absent first), time type."""
     performer, resource, tt = row[0], row[1], row[2]
     return (performer is not None, performer or "", resource is not None, resource or "", tt)
-
-
-def _forget_oldest(memory: dict[Any, Day], count: int) -> None:
-    """Drop the `count` days remembered first (dicts keep insertion order)."""
-    for key in list(_first(memory, count)):
-        memory.pop(key, None)
-
-
-def _first(memory: dict[Any, Day], count: int) -> Iterable[Any]:
-    for i, key in enumerate(memory):
-        if i >= count:
-            return
-        yield key

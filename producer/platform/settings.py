@@ -96,6 +96,7 @@ class Settings:
     # TIDBOK_AVAILABILITY_MEMORY: workers answer availability from their memory of free slots
     # (producer.interactions.free_slots); off: every call reads the database
     availability_memory: bool = True
+    availability_memory_mb: int = 32  # TIDBOK_AVAILABILITY_MEMORY_MB: how much of it each worker may hold
 
     @property
     def transport(self) -> str:
@@ -149,6 +150,7 @@ class Settings:
             record_dir=Path(record_dir) if record_dir else None,
             record_mask=source.boolean("TIDBOK_RECORD_MASK"),
             availability_memory=source.boolean("TIDBOK_AVAILABILITY_MEMORY", True),
+            availability_memory_mb=source.integer("TIDBOK_AVAILABILITY_MEMORY_MB", 32, minimum=1, maximum=65536),
             ready_publishers=source.integer("TIDBOK_READY_PUBLISHERS", 0, minimum=0, maximum=1000),
             ready_outbox_age_seconds=source.integer("TIDBOK_READY_OUTBOX_AGE", 600, minimum=0, maximum=10**7),
         )

@@ -40,6 +40,8 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "shutdown_timeout": "TIDBOK_SHUTDOWN_TIMEOUT",
         "body_timeout": "TIDBOK_BODY_TIMEOUT",
         "admin_tokens": "TIDBOK_ADMIN_TOKENS",
+        "availability_memory": "TIDBOK_AVAILABILITY_MEMORY",
+        "availability_memory_mb": "TIDBOK_AVAILABILITY_MEMORY_MB",
     },
     "staff": {"accounts": "TIDBOK_STAFF_ACCOUNTS", "session_minutes": "TIDBOK_STAFF_SESSION_MINUTES"},
     "bookings": {

@@ -222,3 +222,59 @@ def _until_every_worker(clients: list[Client], day: date, seen: Callable[[set[st
     while not all(seen(offered) for offered in _on_all(clients, day)):
         assert time.monotonic() < deadline, "a worker still answers what it remembered before the change"
         time.sleep(0.05)
+
+
+def test_the_memory_keeps_to_its_budget_and_reads_again_what_it_forgot(
+    server: ProducerServer, conn: psycopg.Connection, day: date
+) -> None:
+    """In one process, on the producer's database: 40 days of 40 slots each, a budget for about ten
+    of them. The memory never holds more than its budget, and a day it forgot is read again (its
+    counter of reads grows) with the same slots."""
+    from producer.calendar.units import UnitCache
+    from producer.interactions.free_slots import FreeSlots
+    from producer.platform.change_tokens import ChangeTokens
+    from producer.soap.contract import load_contract
+    from producer.soap.codec import ResponseWriter
+
+    first = day + timedelta(days=1)
+    with conn.transaction():
+        for d in range(40):
+            for n in range(40):
+                _insert_slot(conn, _at(first + timedelta(days=d), 8 * 60 + 10 * n))
+    interaction = load_contract().interactions["GetAvailableTimeslots"]
+    write = ResponseWriter(interaction.response_qname, interaction.response_plan).item("timeslotDetail")
+    units = UnitCache()
+    unit, names = units.unit(conn, UNIT), units.names(conn, UNIT)
+    assert unit is not None
+    memory = FreeSlots(ChangeTokens(), lambda: True, write, budget_bytes=400_000)
+
+    def day_of_slots(d: date) -> list[str]:
+        days = memory.slot_days(conn, unit, names, d, d)
+        assert days is not None
+        texts = memory.written(days[0], True, lambda i, changeable: {"bookingId": "x", **_detail(days[0].rows[i])})
+        return [row[0] for row in days[0].rows] if texts else []
+
+    seen = {first + timedelta(days=d): day_of_slots(first + timedelta(days=d)) for d in range(40)}
+    assert all(len(ids) == 40 for ids in seen.values())
+    assert memory._size <= 400_000
+    assert len(memory._slots) < 40  # the first days were forgotten
+    forgotten = first
+    assert (UNIT, forgotten) not in memory._slots
+    assert day_of_slots(forgotten) == seen[forgotten]  # read again, the same
+    assert (UNIT, forgotten) in memory._slots
+
+
+def _detail(row: tuple) -> dict[str, object]:
+    slot_id, start, end, _, performer, _, tt, ct = row
+    return {
+        "startTimeInclusive": start,
+        "endTimeExclusive": end,
+        "healthcare_facility": UNIT,
+        "performer": performer,
+        "bookingId": f"T{slot_id}",
+        "timeTypeID": tt,
+        "careTypeID": ct,
+        "cancel_booking_allowed": True,
+        "rebooking_allowed": True,
+        "message_allowed": True,
+    }

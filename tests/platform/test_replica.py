@@ -6,6 +6,11 @@ producer's /metrics (which server answered each availability call), the replica'
 pg_stat_activity, the producer's log, and above all the answers, which differ when the replica is
 behind: a slot booked a moment ago still shows as free on a paused replica, never in the booking
 resident's own schedule.
+
+The producer runs with its memory of free slots off (TIDBOK_AVAILABILITY_MEMORY=off): with it on,
+availability is answered from that memory, which reads the primary only (producer.http.app,
+Producer._from_memory), and the replica serves the catalogue calls and any availability call the
+memory does not answer.
 """
 
 from __future__ import annotations
@@ -206,6 +211,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, official: Official) -> Itera
             {
                 "TIDBOK_DATABASE_REPLICA_URL": replica.url(DATABASE),
                 "TIDBOK_DATABASE_REPLICA_MAX_LAG": str(MAX_LAG),
+                "TIDBOK_AVAILABILITY_MEMORY": "off",
             },
             folder / "logs",
         )
