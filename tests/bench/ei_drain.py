@@ -160,7 +160,8 @@ class Drain:
         cpu = ", ".join(f"{k} {v * 1e6 / BACKLOG:.0f}" for k, v in self.cpu.items())
         plural = "es" if self.publishers > 1 else ""
         return (
-            f"{label:<40} {self.rate:>9.0f} engagements/s   ({self.seconds:.1f} s, {self.publishers}"
+            f"{label:<40} {self.rate:>9.0f} engagements/s   ({self.seconds:.1f} s of which start-up"
+            f" {self.first_seconds:.1f} s, {self.publishers}"
             f" publisher process{plural}; CPU ms per 1,000: {cpu})"
         )
 
