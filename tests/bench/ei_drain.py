@@ -123,6 +123,12 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores, not idle, not waiting for I/O)."""
+    t = psutil.cpu_times()
+    return sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
 def postmaster_pid(url: str) -> int | None:
     """The PostgreSQL server's own process, when it runs on this machine and its folder is readable."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -140,7 +146,9 @@ class Drain:
     publishers: int
     seconds: float  # from starting the publisher processes to the last row marked published
     first_seconds: float  # from starting them to the first row marked published (start-up)
-    cpu: dict[str, float]  # CPU seconds: publisher (all processes), ei (stub or null), postgres
+    # CPU seconds: publisher (all processes), ei (stub or null), postgres, and others: the rest of
+    # the machine's busy time meanwhile (other work on a shared machine, and this script's polling)
+    cpu: dict[str, float]
 
     @property
     def rate(self) -> float:
@@ -173,10 +181,11 @@ def drain(
     publishers: int = 1,
     target: str = "stub",
     profile: Path | None = None,
+    publisher_env: dict[str, str] | None = None,
 ) -> Drain:
     """`publishers` publisher processes (with their default threads) empty a BACKLOG-row outbox
     into a fresh stub (`target` "stub") or the null endpoint ("null"). `profile`: a folder where
-    py-spy records each process (raw, collapsed stacks)."""
+    py-spy records each process (raw, collapsed stacks); `publisher_env`: TIDBOK_EI_* settings."""
     url = fresh_database(admin_url, f"tidbok_test_eidrain{target}{publishers}")
     run_cli(["migrate"], {"DATABASE_URL": url})
     _backlog(url, BACKLOG)
@@ -192,10 +201,11 @@ def drain(
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             cpu_before = {"ei": tree_cpu(ei.process.pid), "postgres": tree_cpu(postgres) if postgres else 0.0}
+            machine_before = machine_busy()
             db_started = conn.execute("SELECT clock_timestamp()").fetchone()[0]
             started = time.perf_counter()
             processes = [
-                start_publisher(url, ei.endpoint("Update"), tmp / f"publisher-{name}-{i}.log")
+                start_publisher(url, ei.endpoint("Update"), tmp / f"publisher-{name}-{i}.log", publisher_env)
                 for i in range(publishers)
             ]
             if profile is not None:
@@ -211,6 +221,7 @@ def drain(
             }
             if postgres:
                 cpu["postgres"] = tree_cpu(postgres) - cpu_before["postgres"]
+            cpu["others"] = max(0.0, machine_busy() - machine_before - sum(cpu.values()))
             assert not _any_pending(conn), "the backlog was not drained within 300 s"
             first, last, published = conn.execute(
                 "SELECT min(published_at) - %s, max(published_at) - %s, count(published_at) FROM ei_outbox",
@@ -318,6 +329,7 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, action="append", help="processes (default: 1)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds over the combinations, alternating")
     parser.add_argument("--profile", type=Path, help="py-spy records of every process here, and their top")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the publishers (TIDBOK_EI_*)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tidbok-bench-ei-"))
     admin = os.environ.get("DATABASE_URL")
@@ -329,7 +341,8 @@ def main() -> None:
         for target in args.target or ["stub", "null"]:
             for publishers in args.publishers or [1]:
                 folder = None if args.profile is None else args.profile / f"{target}{publishers}"
-                result = drain(admin, fresh_database, tmp, publishers, target, folder)
+                env = dict(item.split("=", 1) for item in args.env)
+                result = drain(admin, fresh_database, tmp, publishers, target, folder, env)
                 print(result.line(), flush=True)
                 if folder is not None:
                     for record in sorted(folder.glob("*.txt")):
