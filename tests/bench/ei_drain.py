@@ -164,7 +164,7 @@ class Drain:
         }
 
     def line(self) -> str:
-        label = f"EI drain, 100,000 rows, {'to the stub' if self.target == 'stub' else 'to a null EI'}"
+        label = f"EI drain, {BACKLOG:,} rows, {'to the stub' if self.target == 'stub' else 'to a null EI'}"
         cpu = ", ".join(f"{k} {v * 1e6 / BACKLOG:.0f}" for k, v in self.cpu.items())
         plural = "es" if self.publishers > 1 else ""
         return (
