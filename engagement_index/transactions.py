@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from engagement_index.config import EiSettings
@@ -23,6 +24,7 @@ from producer.sweden.identifiers import is_reserve_number
 
 SERVICE_DOMAIN = "riv:crm:scheduling"
 Key = tuple[str, ...]
+_KEY = itemgetter(*MANDATORY_FIELDS)  # the key's values, in order, as one tuple
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Transaction:
     key: Key = field(init=False, repr=False, compare=False)  # asked for several times per transaction
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", tuple(self.engagement[name] for name in MANDATORY_FIELDS))
+        object.__setattr__(self, "key", _KEY(self.engagement))
 
     def as_zeep(self) -> dict[str, Any]:
         return {"deleteFlag": self.delete, "engagement": self.engagement}

@@ -1,8 +1,9 @@
 """The Update request envelope, written as text: the engagements in the order engagement() gives them
 (the schema's), each value escaped, nothing validated.
 
-zeep built the same document from the WSDL in about 0.6 ms per engagement, two thirds of the
-publisher's CPU; this takes about 2 µs. tests/engagement_index/test_ei_update_request.py holds it
+zeep built the same document from the WSDL in about 70 ms of CPU per 1,000 engagements, two thirds
+of all the publisher did; this takes under 2 ms, and the document is a fifth smaller (the namespaces
+declared once, not on every engagement). tests/engagement_index/test_ei_update_request.py holds it
 to zeep's rendering from our WSDL, element for element.
 """
 

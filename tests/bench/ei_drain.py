@@ -182,10 +182,12 @@ def drain(
     target: str = "stub",
     profile: Path | None = None,
     publisher_env: dict[str, str] | None = None,
+    gil: bool = False,
 ) -> Drain:
     """`publishers` publisher processes (with their default threads) empty a BACKLOG-row outbox
     into a fresh stub (`target` "stub") or the null endpoint ("null"). `profile`: a folder where
-    py-spy records each process (raw, collapsed stacks); `publisher_env`: TIDBOK_EI_* settings."""
+    py-spy records each process (raw, collapsed stacks; `gil`: only the GIL's holder);
+    `publisher_env`: TIDBOK_EI_* settings."""
     url = fresh_database(admin_url, f"tidbok_test_eidrain{target}{publishers}")
     run_cli(["migrate"], {"DATABASE_URL": url})
     _backlog(url, BACKLOG)
@@ -211,7 +213,7 @@ def drain(
             if profile is not None:
                 targets = [(f"{name}-ei", ei.process.pid)]
                 targets += [(f"{name}-publisher{i}", p.process.pid) for i, p in enumerate(processes)]
-                spies = spy.record(profile, targets)
+                spies = spy.record(profile, targets, gil=gil)
             while _any_pending(conn) and time.perf_counter() - started < 300:
                 time.sleep(0.1)
             spy.stop(spies)  # before the checks below: reading the stub's state is no part of the drain
@@ -329,6 +331,7 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, action="append", help="processes (default: 1)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds over the combinations, alternating")
     parser.add_argument("--profile", type=Path, help="py-spy records of every process here, and their top")
+    parser.add_argument("--gil", action="store_true", help="profile only the threads holding the GIL")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the publishers (TIDBOK_EI_*)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tidbok-bench-ei-"))
@@ -343,7 +346,7 @@ def main() -> None:
             for publishers in args.publishers or [1]:
                 folder = None if args.profile is None else args.profile / f"{target}{publishers}"
                 env = dict(item.split("=", 1) for item in args.env)
-                result = drain(admin, fresh_database, tmp, publishers, target, folder, env)
+                result = drain(admin, fresh_database, tmp, publishers, target, folder, env, args.gil)
                 print(result.line(), flush=True)
                 if folder is not None:
                     for record in sorted(folder.glob("*.txt")):

@@ -17,12 +17,16 @@ _LINE = re.compile(r"^(.*) (\d+)$")
 _FRAME = re.compile(r"^(.*) \((.*?)(?::\d+)?\)$")
 
 
-def record(folder: Path, targets: Iterable[tuple[str, int]], rate: int = 200) -> list[subprocess.Popen[bytes]]:
-    """One `py-spy record` per (label, pid), children included, writing folder/label.txt on SIGINT."""
+def record(
+    folder: Path, targets: Iterable[tuple[str, int]], rate: int = 200, gil: bool = False
+) -> list[subprocess.Popen[bytes]]:
+    """One `py-spy record` per (label, pid), children included, writing folder/label.txt on SIGINT.
+    `gil`: only the thread holding the GIL (where a Python process's CPU goes, not its waits)."""
     folder.mkdir(parents=True, exist_ok=True)
     spies = []
     for label, pid in targets:
         command = ["py-spy", "record", "--nonblocking", "--subprocesses", "-r", str(rate), "-f", "raw"]
+        command += ["--gil"] if gil else []
         with open(folder / f"{label}.err", "wb") as err:
             spies.append(
                 subprocess.Popen(
