@@ -68,6 +68,14 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "client_key": "TIDBOK_EI_CLIENT_KEY",
         "ca_bundle": "TIDBOK_EI_CA_BUNDLE",
     },
+    "ep": {
+        "url": "TIDBOK_EP_URL",
+        "cert": "TIDBOK_EP_CERT",
+        "key": "TIDBOK_EP_KEY",
+        "ca": "TIDBOK_EP_CA",
+        "timeout": "TIDBOK_EP_TIMEOUT",
+        "namespace": "TIDBOK_EP_NAMESPACE",
+    },
 }
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 CONSUMER_KEYS = frozenset({"hsa_id", "contracts", "units"})
