@@ -98,6 +98,11 @@ class Settings:
     ep_ca: Path | None = None
     ep_timeout_seconds: int = 10
     ep_namespace: str | None = None  # None: our rendition's (egen_provhantering.contract.DEFAULT_NAMESPACE)
+    # who gives a campaign's EP offers when staff name nobody (HCProfessionalID and the names shown to
+    # the resident): a function such as Screeningverksamheten; None: the staff member (producer.staff.offers)
+    ep_giver_id: str | None = None
+    ep_giver_first_name: str | None = None
+    ep_giver_last_name: str | None = None
 
     @property
     def transport(self) -> str:
@@ -283,4 +288,26 @@ def _ep(source: Source) -> dict[str, Any]:
         "ep_ca": ca,
         "ep_timeout_seconds": source.integer("TIDBOK_EP_TIMEOUT", 10, minimum=1, maximum=3600),
         "ep_namespace": namespace,
+        **_ep_giver(source),
     }
+
+
+def _ep_giver(source: Source) -> dict[str, Any]:
+    """The function that gives a campaign's EP offers by default: an HSA-id with a name to show."""
+    giver = (source.get("TIDBOK_EP_GIVER_ID") or "").strip().upper() or None
+    first = (source.get("TIDBOK_EP_GIVER_FIRST_NAME") or "").strip() or None
+    last = (source.get("TIDBOK_EP_GIVER_LAST_NAME") or "").strip() or None
+    if giver is not None and not is_valid_hsa_id(giver):
+        raise ConfigError(f"{source.label('TIDBOK_EP_GIVER_ID')}: {giver[:40]!r} is not an HSA-id")
+    if giver is None and (first or last):
+        named = "TIDBOK_EP_GIVER_FIRST_NAME" if first else "TIDBOK_EP_GIVER_LAST_NAME"
+        raise ConfigError(f"{source.label(named)} is set but {source.label('TIDBOK_EP_GIVER_ID')} is not")
+    if giver is not None and not (first or last):
+        raise ConfigError(
+            f"{source.label('TIDBOK_EP_GIVER_ID')} needs {source.label('TIDBOK_EP_GIVER_FIRST_NAME')} or"
+            f" {source.label('TIDBOK_EP_GIVER_LAST_NAME')}: EP shows the resident who gives the offer"
+        )
+    for name, value in (("TIDBOK_EP_GIVER_FIRST_NAME", first), ("TIDBOK_EP_GIVER_LAST_NAME", last)):
+        if value is not None and len(value) > 100:
+            raise ConfigError(f"{source.label(name)} is longer than 100 characters")
+    return {"ep_giver_id": giver, "ep_giver_first_name": first, "ep_giver_last_name": last}

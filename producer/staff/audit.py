@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from producer.staff.actor import Staff
 from producer.staff.errors import StaffError
-from producer.staff.results import BatchReport, Change
+from producer.staff.results import BatchReport, Change, Retried, Withdrawn
 
 log = logging.getLogger("tidbok.audit")
 P = ParamSpec("P")
@@ -47,7 +47,13 @@ def _outcome(result: Any, named: str | None, unit: Any) -> tuple[str, str | None
         return ("OK" if result.changed else "UNCHANGED"), result.booking.booking_id, result.booking.unit
     if isinstance(result, BatchReport):
         counts = f"OK invited {len(result.invited)} already {len(result.already_invited)} invalid {len(result.invalid)}"
+        if result.offers is not None:
+            counts += f" offers queued {len(result.offers.queued)} already {len(result.offers.already_offered)}"
         return counts, None, result.unit
+    if isinstance(result, Retried):
+        return f"OK campaign {result.campaign} queued {result.queued}", None, result.unit
+    if isinstance(result, Withdrawn):
+        return f"OK campaign {result.campaign} {result.done}", None, result.unit
     if isinstance(result, list):
         return f"OK {len(result)} booking(s)", None, unit
     return "OK", named, unit
