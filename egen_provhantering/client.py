@@ -188,8 +188,7 @@ def _why(exc: requests.RequestException, where: str, timeout: float) -> tuple[st
     causes = list(_chain(exc))
     tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
     if tls is not None or isinstance(exc, requests.exceptions.SSLError):
-        what = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or type(tls or exc).__name__
-        return "tls_handshake", f"TLS with {where} failed: {what}"
+        return "tls_handshake", f"TLS with {where} failed: {_tls_problem(tls)}"
     if isinstance(exc, requests.exceptions.Timeout) or any(isinstance(c, socket.timeout) for c in causes):
         return "timeout", f"no answer from {where} within {timeout:g} s"
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
@@ -198,6 +197,17 @@ def _why(exc: requests.RequestException, where: str, timeout: float) -> tuple[st
         return "unparsable", f"unusable answer from {where}: {exc}"
     last = causes[-1] if causes else exc
     return "connection_error", f"connection to {where} failed: {type(last).__name__}: {last}"
+
+
+def _tls_problem(error: ssl.SSLError | None) -> str:
+    """What failed, with the seed's two handshake causes as hints: EP's certificate not trusted (the
+    SITHS root not installed), or our client certificate not sent or not accepted."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"EP's server certificate is not trusted ({error.verify_message}; TIDBOK_EP_CA)"
+    name = getattr(error, "reason", None) or type(error).__name__ if error is not None else "SSLError"
+    if isinstance(error, ssl.SSLEOFError) or "ALERT" in str(name).upper():
+        return f"EP ended the handshake ({name}): is the client certificate sent and accepted? (TIDBOK_EP_CERT)"
+    return str(name)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
