@@ -256,3 +256,47 @@ def run(
             stop.wait(backoff.failed())
     if conn is not None:
         conn.close()
+
+
+@dataclass(frozen=True)
+class Status:
+    """The EP outbox as operators look at it (`tidbok ep status`)."""
+
+    pending: int  # to be sent (including those waiting for their backoff)
+    retrying: int  # of those, failed at least once
+    refused: int  # parked: EP refused them (staff fix and retry)
+    failed: int  # parked: gave up after retry_max_attempts
+    oldest_pending_seconds: float | None
+    sent_last_hour: int
+    publishers: int  # EP publisher connections up
+
+    def lines(self) -> list[str]:
+        oldest = "-" if self.oldest_pending_seconds is None else f"{self.oldest_pending_seconds:.1f} s"
+        return [
+            f"pending             {self.pending} ({self.retrying} after a technical failure)",
+            f"parked              {self.refused} refused by EP, {self.failed} given up (tidbok staff offers-retry)",
+            f"oldest pending age  {oldest}",
+            f"sent last hour      {self.sent_last_hour}",
+            f"publishers          {self.publishers} connection(s)",
+        ]
+
+
+def status(conn: psycopg.Connection) -> Status:
+    row = conn.execute(
+        """
+        SELECT count(*) FILTER (WHERE state = 'pending'),
+               count(*) FILTER (WHERE state = 'pending' AND attempts > 0),
+               count(*) FILTER (WHERE state = 'parked' AND outcome = 'refused'),
+               count(*) FILTER (WHERE state = 'parked' AND outcome IS DISTINCT FROM 'refused'),
+               extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending')),
+               count(*) FILTER (WHERE state = 'sent' AND sent_at > now() - interval '1 hour'),
+               (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s
+                  AND objsubid = 2 AND granted
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+        FROM ep_offer
+        """,
+        PRESENCE,
+    ).fetchone()
+    assert row is not None
+    oldest = float(row[4]) if row[4] is not None else None
+    return Status(row[0], row[1], row[2], row[3], oldest, row[5], row[6])
