@@ -27,6 +27,7 @@ SERVICE_CONTRACT = "IOfferInteraction"  # a WCF service's default port type name
 SERVICE_PATH = "/OfferExternalService/OfferInteraction.svc"  # as in the seed's production and QA URLs
 
 # An absolute URI without white space or characters that would need escaping in XML or an HTTP header.
+_OFFENDING = re.compile(r"^Element '(?:\{[^}]*\})?([A-Za-z_][\w.-]*)'")
 _NAMESPACE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\"'<>&\\]+")
 
 # The request's seven elements in wire order (the seed's examples), with GivenOffer's field names.
@@ -97,7 +98,15 @@ class Schema:
             return None
         with self._errors:
             self._schema.validate(element)
-            return describe_schema_errors(self._schema.error_log, subject)
+            described = describe_schema_errors(self._schema.error_log, subject)
+            first = self._schema.error_log[0] if len(self._schema.error_log) else None
+        # libxml2 writes elements in a default namespace as "*" in its path: name the element instead
+        # (a name the schema defines, or the answer's own element name; never a value)
+        path = "/".join(step.split(":")[-1] for step in ((first.path if first else "") or "").split("/") if step)
+        named = _OFFENDING.match(first.message) if first is not None and "*" in path else None
+        if named is not None:
+            described = described.replace(f" at {path}:", f" at element {named.group(1)}:", 1)
+        return described
 
 
 _PARSER = hardened_parser(remove_comments=True)
