@@ -32,12 +32,12 @@ import psycopg
 from prometheus_client import Counter
 
 from egen_provhantering.client import Answer, GivenOffer
-from producer.platform import settings_source, tracing
+from producer.platform import outbox_watch, settings_source, tracing
 from producer.platform.settings_source import ConfigError, Source
 
 log = logging.getLogger("tidbok.ep.publisher")
 
-PRESENCE = (7203, 1)  # the shared advisory lock each EP publisher connection holds (producer.platform.metrics)
+PRESENCE = outbox_watch.EP_PUBLISHER_PRESENCE  # held by each publisher connection: /metrics counts them
 
 SENT = Counter("tidbok_ep_offers_sent", "Offer rows EP answered (marked sent), by outcome", ["outcome"])
 RETRIED = Counter("tidbok_ep_offers_retried", "Offer rows whose call failed technically (tried again later)")
