@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from support.ep import EpPki, EpStub, running_ep_stub, start_ep_stub
 from support.server import free_port
 
-from egen_provhantering.client import Answer, GivenOffer, OfferClient, TechnicalError, ValidationError
+from egen_provhantering.client import Answer, ClientConfig, GivenOffer, OfferClient, TechnicalError, ValidationError
 from egen_provhantering.contract import ADD, DEFAULT_NAMESPACE, SERVICE_PATH, soap_action
 from egen_provhantering.stub.rules import NOT_FOLKBOKFORD
 from egen_provhantering.stub.service import INJECTED
@@ -296,7 +296,7 @@ def test_answers_that_are_not_eps_are_technical_and_counted(
     canned.canned = (status, "text/xml; charset=utf-8", body)  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{canned.server_address[1]}{SERVICE_PATH}"
     before = failures(reason or "unparsable")
-    with OfferClient(dataclasses.replace(config_for(url))) as client:
+    with OfferClient(config_for(url)) as client:
         answer = client.add(OFFER)
     if reason is None:
         assert answer == Answer("given")
@@ -308,9 +308,7 @@ def test_answers_that_are_not_eps_are_technical_and_counted(
     assert_no_personnummer(ep_log)
 
 
-def config_for(url: str):  # noqa: ANN201 (a ClientConfig)
-    from egen_provhantering.config import ClientConfig
-
+def config_for(url: str) -> ClientConfig:
     return ClientConfig(url=url, timeout=5)
 
 
