@@ -12,8 +12,9 @@ from producer.platform.settings import Settings
 @dataclass(frozen=True)
 class ClientConfig:
     """Where EP is and how to reach it. cert_file/key_file: the SITHS function certificate (both or
-    neither); ca_file: the CAs EP's server certificate must chain to (None: the system's). An http://
-    url is for tests and development only: EP itself is https with mutual TLS."""
+    neither); ca_file: the CAs EP's server certificate must chain to (None: requests' certifi bundle,
+    which holds no SITHS CA). An http:// url is for tests and development only: EP itself is https
+    with mutual TLS. timeout: seconds to connect, and to wait for each part of the answer."""
 
     url: str
     cert_file: str | None = None

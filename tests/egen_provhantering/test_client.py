@@ -213,10 +213,14 @@ def test_an_ep_certificate_we_do_not_trust_is_a_tls_failure(ep_tls: EpStub, ep_p
 
 
 class Canned(BaseHTTPRequestHandler):
-    """Answers every POST with the server's canned status, content type and body."""
+    """Answers every POST with the server's canned status, content type and body, keeping the
+    connection open (HTTP/1.1) and noting the caller's port."""
+
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.peers.append(self.client_address[1])  # type: ignore[attr-defined]
         status, content_type, body = self.server.canned  # type: ignore[attr-defined]
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -231,6 +235,7 @@ class Canned(BaseHTTPRequestHandler):
 @pytest.fixture
 def canned() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Canned)
+    server.peers = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -310,6 +315,13 @@ def test_answers_that_are_not_eps_are_technical_and_counted(
 
 def config_for(url: str) -> ClientConfig:
     return ClientConfig(url=url, timeout=5)
+
+
+def test_calls_share_one_kept_connection(canned: ThreadingHTTPServer) -> None:
+    canned.canned = (200, "text/xml; charset=utf-8", envelope(GOOD))  # type: ignore[attr-defined]
+    with OfferClient(config_for(f"http://127.0.0.1:{canned.server_address[1]}{SERVICE_PATH}")) as client:
+        assert [client.add(OFFER).outcome for _ in range(5)] == ["given"] * 5
+    assert len(canned.peers) == 5 and len(set(canned.peers)) == 1  # type: ignore[attr-defined]
 
 
 def test_a_closed_port_is_a_refused_connection() -> None:
