@@ -189,10 +189,13 @@ def _why(exc: requests.RequestException, where: str, timeout: float) -> tuple[st
     tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
     if tls is not None or isinstance(exc, requests.exceptions.SSLError):
         return "tls_handshake", f"TLS with {where} failed: {_tls_problem(tls)}"
-    if isinstance(exc, requests.exceptions.Timeout) or any(isinstance(c, socket.timeout) for c in causes):
-        return "timeout", f"no answer from {where} within {timeout:g} s"
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
         return "connection_refused", f"connection to {where} refused"
+    # a read timing out mid-answer comes wrapped; urllib3's NewConnectionError is a ConnectTimeoutError too,
+    # hence refused first and only ReadTimeoutError of urllib3's timeouts here
+    timeouts = (socket.timeout, urllib3.exceptions.ReadTimeoutError)
+    if isinstance(exc, requests.exceptions.Timeout) or any(isinstance(c, timeouts) for c in causes):
+        return "timeout", f"no answer from {where} within {timeout:g} s"
     if isinstance(exc, requests.exceptions.ContentDecodingError):
         return "unparsable", f"unusable answer from {where}: {exc}"
     last = causes[-1] if causes else exc

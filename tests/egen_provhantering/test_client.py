@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -226,6 +227,12 @@ class Canned(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        stall = getattr(self.server, "stall", 0)
+        if stall:  # half the answer, then silence
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            time.sleep(stall)
+            return
         self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
@@ -315,6 +322,16 @@ def test_answers_that_are_not_eps_are_technical_and_counted(
 
 def config_for(url: str) -> ClientConfig:
     return ClientConfig(url=url, timeout=5)
+
+
+def test_an_answer_stalling_halfway_is_a_timeout(canned: ThreadingHTTPServer) -> None:
+    canned.canned = (200, "text/xml; charset=utf-8", envelope(GOOD))  # type: ignore[attr-defined]
+    canned.stall = 2  # type: ignore[attr-defined]
+    before = failures("timeout")
+    with OfferClient(ClientConfig(url=f"http://127.0.0.1:{canned.server_address[1]}/", timeout=0.5)) as client:
+        answer = client.add(OFFER)
+    assert answer.outcome == "technical" and "within 0.5 s" in answer.detail, answer.detail
+    assert failures("timeout") == before + 1
 
 
 def test_calls_share_one_kept_connection(canned: ThreadingHTTPServer) -> None:

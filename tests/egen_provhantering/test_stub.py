@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,13 @@ def test_undo_takes_back_the_latest_identical_offer_first(ep: EpStub) -> None:
     assert send(ep, UNDO).flag is False  # "anropa tills resultatet blir false"
     assert [g["unit_offer_id"] for g in ep.given(RESIDENT)] == ["7"]
     assert [u["unit_offer_id"] for u in ep.state()["undone"]] == ["6", "6"]
+
+
+def test_identical_offers_sent_at_once_are_given_once(ep: EpStub) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        flags = list(pool.map(lambda _: send(ep, ADD).flag, range(8)))
+    assert sorted(flags) == [False] + [True] * 7
+    assert len(ep.given(RESIDENT)) == 1
 
 
 def test_an_offer_taken_back_no_longer_blocks_a_new_one(ep: EpStub) -> None:
