@@ -2,16 +2,17 @@
 producer.calendar.offers) to Egen provhantering, one resident a call, as EP takes them.
 
 At least once, in order per resident: a publisher claims the oldest due rows whose resident has no
-earlier row still to be sent (nor, in the same campaign, parked), locking them (FOR UPDATE SKIP
-LOCKED), so several publishers (threads, processes, hosts) never send the same row at once nor a
-resident's undo before its add. It sends each, records EP's answer, and commits; a publisher killed
-mid-round leaves its rows pending, to be sent again. A repeated add is harmless: EP answers
-OfferAlreadyGivenWithinTimeLimitTryLater, recorded as already given (not a failure).
+earlier row still to be sent, locking them (FOR UPDATE SKIP LOCKED), so several publishers (threads,
+processes, hosts) never send the same row at once nor a resident's undo before its add. It sends
+each, records EP's answer, and commits; a publisher killed mid-round leaves its rows pending, to be
+sent again. A repeated add is harmless: EP answers OfferAlreadyGivenWithinTimeLimitTryLater,
+recorded as already given (not a failure).
 
 - given, already_given, undone, nothing_to_undo: the row is sent.
 - refused (EP's ValidationErrorList): parked with EP's texts for staff, never sent again blindly
-  (staff retry it after fixing what EP named); an undo queued behind a refused add is dropped
-  (nothing was given).
+  (staff retry it after fixing what EP named). An undo whose add EP refused is dropped unsent:
+  nothing was given. An undo is not held back by a parked add (it supersedes it; a retry by staff
+  does not send an add that was withdrawn since).
 - technical (TechnicalErrorList, a timeout, a refused connection, an HTTP error, an unusable answer):
   the row is tried again after its own backoff (retry_initial_ms doubling up to retry_max_ms), parked
   after retry_max_attempts; the round stops there and the publisher backs off as a whole, so an
@@ -43,18 +44,22 @@ SENT = Counter("tidbok_ep_offers_sent", "Offer rows EP answered (marked sent), b
 RETRIED = Counter("tidbok_ep_offers_retried", "Offer rows whose call failed technically (tried again later)")
 PARKED = Counter("tidbok_ep_offers_parked", "Offer rows parked for staff, by why (refused, attempts)", ["reason"])
 
-# The oldest due rows whose resident has nothing earlier to send (and nothing parked in the same
-# campaign), not locked by another publisher; read through the pending and unfinished indexes.
+# The oldest due rows whose resident has nothing earlier to send, not locked by another publisher;
+# read through the pending and unsent indexes.
 _CLAIM = """
 SELECT o.id, o.action, o.unit_hsa_id, o.campaign, o.resident, o.access_unit_id, o.hc_professional_id,
        o.hc_first_name, o.hc_last_name, o.notify_resident, o.unit_offer_id, o.attempts
 FROM ep_offer o
 WHERE o.state = 'pending' AND o.next_attempt_at <= clock_timestamp()
-  AND NOT EXISTS (SELECT 1 FROM ep_offer p WHERE p.resident = o.resident AND p.id < o.id
-                  AND p.state IN ('pending', 'parked')
-                  AND (p.state = 'pending' OR (p.unit_hsa_id = o.unit_hsa_id AND p.campaign = o.campaign)))
+  AND NOT EXISTS (SELECT 1 FROM ep_offer p WHERE p.resident = o.resident AND p.id < o.id AND p.state = 'pending')
 ORDER BY o.id LIMIT %s FOR UPDATE OF o SKIP LOCKED
 """
+# An undo whose add EP refused, or that was dropped: nothing was given, nothing to undo.
+_NOTHING_GIVEN = (
+    "SELECT 1 FROM ep_offer WHERE unit_hsa_id = %s AND campaign = %s AND resident = %s AND action = 'add'"
+    " AND (state = 'dropped' OR (state = 'parked' AND outcome = 'refused'))"
+)
+_DROP = "UPDATE ep_offer SET state = 'dropped' WHERE id = %s AND state = 'pending'"
 _SENT = (
     "UPDATE ep_offer SET state = 'sent', outcome = %s, attempts = attempts + 1, sent_at = clock_timestamp(),"
     " last_error = NULL WHERE id = %s AND state = 'pending'"
@@ -62,11 +67,6 @@ _SENT = (
 _REFUSED = (
     "UPDATE ep_offer SET state = 'parked', outcome = 'refused', attempts = attempts + 1, parked_at = clock_timestamp(),"
     " last_error = %s, validation_errors = %s::jsonb WHERE id = %s AND state = 'pending'"
-)
-# nothing was given, so nothing is to be undone: the resident's undo behind a refused add goes
-_DROP_UNDO = (
-    "UPDATE ep_offer SET state = 'dropped' WHERE unit_hsa_id = %s AND campaign = %s AND resident = %s"
-    " AND action = 'undo' AND state = 'pending' AND id > %s"
 )
 _FAILED = """
 UPDATE ep_offer SET attempts = attempts + 1, last_error = %(error)s,
@@ -90,7 +90,7 @@ class Client(Protocol):
 class PublishingSettings:
     """How the EP publisher works: TIDBOK_EP_* (or the [ep] section), checked when read."""
 
-    batch_size: int = 50  # rows claimed per round (one transaction)
+    batch_size: int = 10  # rows claimed per round (one transaction; small, so the loops share a short queue)
     threads: int = 4  # publishing loops per `tidbok ep publish` (calls wait on EP, not on the CPU)
     poll_seconds: float = 0.5
     retry_initial_ms: int = 5000
@@ -108,7 +108,7 @@ class PublishingSettings:
                 f" {source.label('TIDBOK_EP_RETRY_INITIAL_MS')}"
             )
         return cls(
-            batch_size=source.integer("TIDBOK_EP_BATCH_SIZE", 50, 1, 1000),
+            batch_size=source.integer("TIDBOK_EP_BATCH_SIZE", 10, 1, 1000),
             threads=source.integer("TIDBOK_EP_PUBLISHER_THREADS", 4, 1, 64),
             poll_seconds=source.integer("TIDBOK_EP_POLL_MS", 500, 10) / 1000,
             retry_initial_ms=initial,
@@ -121,6 +121,7 @@ class PublishingSettings:
 class Outcome:
     sent: dict[str, int] = field(default_factory=dict)  # by EP's outcome
     parked: dict[str, int] = field(default_factory=dict)  # by why: refused, attempts
+    dropped: int = 0  # undos of offers never given: not sent
     failed: int = 0  # technical: the round stopped there
     detail: str = ""
 
@@ -134,7 +135,7 @@ class Outcome:
 
     @property
     def worked(self) -> bool:
-        return bool(self.sent or self.parked)
+        return bool(self.sent or self.parked or self.dropped)
 
     def summary(self) -> str:
         return f"{sum(self.sent.values())} sent, {sum(self.parked.values())} parked"
@@ -164,6 +165,10 @@ class Publisher:
     def _send(self, row: tuple[Any, ...], outcome: Outcome) -> bool:
         row_id, action, unit, campaign, resident, *fields, attempts = row
         access_unit, professional, first, last, notify, unit_offer = fields
+        if action == "undo" and self.conn.execute(_NOTHING_GIVEN, (unit, campaign, resident)).fetchone():
+            self.conn.execute(_DROP, (row_id,))
+            outcome.dropped += 1
+            return True
         offer = GivenOffer(access_unit, professional, first, last, notify, resident, unit_offer)
         call = self.client.add if action == "add" else self.client.undo
         answer = call(offer, request_id=str(uuid.uuid4()))
@@ -189,8 +194,6 @@ class Publisher:
                 {"container": e.container, "element": e.element, "text": e.text} for e in answer.validation_errors
             ]
             self.conn.execute(_REFUSED, (answer.detail, json.dumps(errors, ensure_ascii=False), row_id))
-            if action == "add":
-                self.conn.execute(_DROP_UNDO, (unit, campaign, resident, row_id))
             outcome.parked["refused"] = outcome.parked.get("refused", 0) + 1
             return True
         self.conn.execute(_SENT, (answer.outcome, row_id))

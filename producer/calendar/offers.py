@@ -171,7 +171,7 @@ def withdraw(
     if add is not None and (add[1] == "pending" or (add[1] == "parked" and _refused(conn, add[0]))):
         # not sent yet (and no publisher has it), or EP refused it: nothing was given
         conn.execute(
-            "UPDATE ep_offer SET state = 'dropped', next_attempt_at = '-infinity' WHERE id = %s AND action = 'add'",
+            "UPDATE ep_offer SET state = 'dropped', next_attempt_at = 'epoch' WHERE id = %s AND action = 'add'",
             (add[0],),
         )
         return "dropped"
@@ -218,8 +218,15 @@ def retry(
             " AND (%s::text[] IS NULL OR resident = ANY(%s))",
             (*terms.values(), unit_hsa_id, campaign, residents, residents),
         )
+    # an add withdrawn since it was parked is not sent (its undo went, or goes, without it)
+    conn.execute(
+        "UPDATE ep_offer a SET state = 'dropped' WHERE a.unit_hsa_id = %s AND a.campaign = %s AND a.state = 'parked'"
+        " AND a.action = 'add' AND (%s::text[] IS NULL OR a.resident = ANY(%s)) AND EXISTS (SELECT 1 FROM ep_offer u"
+        " WHERE u.unit_hsa_id = a.unit_hsa_id AND u.campaign = a.campaign AND u.resident = a.resident AND u.id > a.id)",
+        (unit_hsa_id, campaign, residents, residents),
+    )
     rows = conn.execute(
-        "UPDATE ep_offer SET state = 'pending', outcome = NULL, attempts = 0, next_attempt_at = '-infinity',"
+        "UPDATE ep_offer SET state = 'pending', outcome = NULL, attempts = 0, next_attempt_at = 'epoch',"
         " parked_at = NULL WHERE unit_hsa_id = %s AND campaign = %s AND state = 'parked'"
         " AND (%s::text[] IS NULL OR resident = ANY(%s)) RETURNING id",
         (unit_hsa_id, campaign, residents, residents),

@@ -62,7 +62,7 @@ CREATE TABLE ep_offer (
     outcome            text CHECK (outcome IN ('given', 'already_given', 'undone', 'nothing_to_undo', 'refused',
                                                'technical')),
     attempts           integer NOT NULL DEFAULT 0,
-    next_attempt_at    timestamptz NOT NULL DEFAULT '-infinity',
+    next_attempt_at    timestamptz NOT NULL DEFAULT 'epoch',
     last_error         text,
     validation_errors  jsonb,
     sent_at            timestamptz,
@@ -73,8 +73,8 @@ CREATE TABLE ep_offer (
 CREATE UNIQUE INDEX ep_offer_once ON ep_offer (unit_hsa_id, campaign, resident) WHERE action = 'add';
 -- the queue, read only through this index (as ei_outbox's: sent rows stay as history)
 CREATE INDEX ep_offer_pending ON ep_offer (id) INCLUDE (resident, next_attempt_at) WHERE state = 'pending';
--- a resident's unfinished rows: a later row waits for them (order per resident)
-CREATE INDEX ep_offer_unfinished ON ep_offer (resident, id) WHERE state IN ('pending', 'parked');
+-- a resident's rows still to be sent: a later row waits for them (order per resident)
+CREATE INDEX ep_offer_unsent ON ep_offer (resident, id) WHERE state = 'pending';
 CREATE INDEX ep_offer_by_campaign ON ep_offer (unit_hsa_id, campaign, resident, id);
 CREATE INDEX ep_offer_by_booking ON ep_offer (booking_pk) WHERE booking_pk IS NOT NULL;
 """
