@@ -112,7 +112,8 @@ def cmd_ep(settings: Settings, url: str, action: str) -> int:
 
     from egen_provhantering.client import OfferClient
     from egen_provhantering.config import ClientConfig
-    from egen_provhantering.publisher import PublishingSettings, run, status
+    from egen_provhantering.publisher import run, status
+    from egen_provhantering.publisher_config import PublishingSettings
 
     if action == "status":
         with psycopg.connect(url, autocommit=True) as conn:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from egen_provhantering.publisher import PublishingSettings
+from egen_provhantering.publisher_config import PublishingSettings
 from engagement_index.config import EiSettings
 from engagement_index.stub.config import StubConfigError, StubSettings
 from producer.admin_api.auth import Tokens
