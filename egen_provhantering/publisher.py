@@ -27,6 +27,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
@@ -60,9 +61,11 @@ _NOTHING_GIVEN = (
     " AND (state = 'dropped' OR (state = 'parked' AND outcome = 'refused'))"
 )
 _DROP = "UPDATE ep_offer SET state = 'dropped' WHERE id = %s AND state = 'pending'"
+# the round's answered rows, in one statement (each with its own answer and time)
 _SENT = (
-    "UPDATE ep_offer SET state = 'sent', outcome = %s, attempts = attempts + 1, sent_at = clock_timestamp(),"
-    " last_error = NULL WHERE id = %s AND state = 'pending'"
+    "UPDATE ep_offer o SET state = 'sent', outcome = a.outcome, attempts = o.attempts + 1, sent_at = a.at,"
+    " last_error = NULL FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS a(id, outcome, at)"
+    " WHERE o.id = a.id AND o.state = 'pending'"
 )
 _REFUSED = (
     "UPDATE ep_offer SET state = 'parked', outcome = 'refused', attempts = attempts + 1, parked_at = clock_timestamp(),"
@@ -123,15 +126,24 @@ class Publisher:
         try:
             outcome = Outcome()
             with self.conn.transaction():
+                # Walk the queue in id order and stop at the batch: on a campaign's backlog, before
+                # autovacuum has analyzed it, the planner takes pending rows as rare and sorted all of
+                # them for every round (25 ms a round of 10 at 10,000 pending: 100 offers/s in all).
+                self.conn.execute("SET LOCAL enable_sort = off")
+                answered: list[tuple[int, str, datetime]] = []
                 for row in self.conn.execute(_CLAIM, (self.settings.batch_size,)).fetchall():
-                    if not self._send(row, outcome):
+                    if not self._send(row, outcome, answered):
                         break  # EP is unwell: the rest of the claim waits for the next round
+                if answered:
+                    self.conn.execute(_SENT, [list(column) for column in zip(*answered, strict=True)])
             outcome.count()
             return outcome
         finally:
             tracing.context_id.reset(token)
 
-    def _send(self, row: tuple[Any, ...], outcome: Outcome) -> bool:
+    def _send(self, row: tuple[Any, ...], outcome: Outcome, answered: list[tuple[int, str, datetime]]) -> bool:
+        """Send one row and record EP's answer (a success in `answered`, marked with the round);
+        False when the call failed technically."""
         row_id, action, unit, campaign, resident, *fields, attempts = row
         access_unit, professional, first, last, notify, unit_offer = fields
         if action == "undo" and self.conn.execute(_NOTHING_GIVEN, (unit, campaign, resident)).fetchone():
@@ -165,7 +177,7 @@ class Publisher:
             self.conn.execute(_REFUSED, (answer.detail, json.dumps(errors, ensure_ascii=False), row_id))
             outcome.parked["refused"] = outcome.parked.get("refused", 0) + 1
             return True
-        self.conn.execute(_SENT, (answer.outcome, row_id))
+        answered.append((row_id, answer.outcome, datetime.now(UTC)))
         outcome.sent[answer.outcome] = outcome.sent.get(answer.outcome, 0) + 1
         return True
 
