@@ -124,6 +124,7 @@ _BUSY = """
 SELECT (SELECT count(*) FROM booking WHERE unit_hsa_id = %(unit)s AND status = 'active'),
        (SELECT count(*) FROM ei_outbox o JOIN booking b ON b.pk = o.booking_pk
         WHERE b.unit_hsa_id = %(unit)s AND o.published_at IS NULL)
+       + (SELECT count(*) FROM ep_offer WHERE unit_hsa_id = %(unit)s AND state = 'pending')
 """
 
 _RENAME = """
@@ -132,13 +133,13 @@ INSERT INTO care_unit (hsa_id, name, message_allowed, change_deadline, created_a
     SELECT %(new)s, name, message_allowed, change_deadline, created_at, medical_unit_hsa_id, medical_unit_name,
            publish_to_ei
     FROM care_unit WHERE hsa_id = %(old)s;
-INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, change_deadline)
-    SELECT %(new)s, consumer_hsa_id, change_deadline FROM consumer_rule WHERE unit_hsa_id = %(old)s;
+INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, change_deadline, name)
+    SELECT %(new)s, consumer_hsa_id, change_deadline, name FROM consumer_rule WHERE unit_hsa_id = %(old)s;
 INSERT INTO care_type (unit_hsa_id, code, name) SELECT %(new)s, code, name FROM care_type WHERE unit_hsa_id = %(old)s;
 INSERT INTO time_type (unit_hsa_id, code, name, duration_minutes, care_type_code, self_booking, min_lead, horizon,
-                       max_active_per_resident, change_deadline, message_allowed, purpose)
+                       max_active_per_resident, change_deadline, message_allowed, purpose, ep_unit_offer_id)
     SELECT %(new)s, code, name, duration_minutes, care_type_code, self_booking, min_lead, horizon,
-           max_active_per_resident, change_deadline, message_allowed, purpose
+           max_active_per_resident, change_deadline, message_allowed, purpose, ep_unit_offer_id
     FROM time_type WHERE unit_hsa_id = %(old)s;
 INSERT INTO performer (unit_hsa_id, hsa_id, title, first_name, last_name)
     SELECT %(new)s, hsa_id, title, first_name, last_name FROM performer WHERE unit_hsa_id = %(old)s;
@@ -149,6 +150,12 @@ INSERT INTO unit_alternative (unit_hsa_id, time_type_code, alternative_hsa_id)
 UPDATE unit_alternative SET alternative_hsa_id = %(new)s WHERE alternative_hsa_id = %(old)s;
 UPDATE slot SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
 UPDATE booking SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
+INSERT INTO ep_campaign (unit_hsa_id, campaign, access_unit_id, unit_offer_id, hc_professional_id, hc_first_name,
+                         hc_last_name, notify_resident, created_at, created_by)
+    SELECT %(new)s, campaign, access_unit_id, unit_offer_id, hc_professional_id, hc_first_name, hc_last_name,
+           notify_resident, created_at, created_by
+    FROM ep_campaign WHERE unit_hsa_id = %(old)s;
+UPDATE ep_offer SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
 DELETE FROM unit_alternative WHERE unit_hsa_id = %(old)s;
 DELETE FROM care_unit WHERE hsa_id = %(old)s;
 """

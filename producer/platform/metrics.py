@@ -142,6 +142,17 @@ def observe_pool(pool: ConnectionPool | None) -> None:
     POOL_WAITING.set(now[2])
 
 
+# Egen provhantering's outbox (ep_offer, egen_provhantering.publisher), read through its partial indexes.
+_EP_OUTBOX = """
+SELECT count(*) FILTER (WHERE state = 'pending'),
+       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending')), 0),
+       count(*) FILTER (WHERE state = 'parked'),
+       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s AND objsubid = 2
+          AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+FROM ep_offer WHERE state IN ('pending', 'parked')
+"""
+
+
 class OutboxCollector(Collector):
     """Outbox depth, oldest pending age and parked rows, read when scraped (pending rows only,
     through the partial index, so a long history costs nothing)."""
@@ -159,6 +170,7 @@ class OutboxCollector(Collector):
                     " coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE parked_at IS NULL)), 0)"
                     " FROM ei_outbox WHERE published_at IS NULL"
                 ).fetchone()
+                ep = conn.execute(_EP_OUTBOX, outbox_watch.EP_PUBLISHER_PRESENCE).fetchone()
         except (psycopg.Error, TimeoutError, OSError) as exc:  # PoolTimeout is a psycopg.Error
             log.warning("metrics: the database could not be read (%s)", type(exc).__name__)
             up.add_metric([], 0)
@@ -175,6 +187,21 @@ class OutboxCollector(Collector):
             "tidbok_ei_publisher_connections",
             "EI publisher connections up (each publishing thread holds one; 0: no publisher is running)",
             value=publishing.publishers,
+        )
+        ep_pending, ep_oldest, ep_parked, ep_publishers = ep
+        yield GaugeMetricFamily(
+            "tidbok_ep_outbox_pending", "Egen provhantering offer rows waiting to be sent", value=ep_pending
+        )
+        yield GaugeMetricFamily(
+            "tidbok_ep_outbox_oldest_pending_seconds", "Age of the oldest offer row waiting", value=float(ep_oldest)
+        )
+        yield GaugeMetricFamily(
+            "tidbok_ep_outbox_parked", "Offer rows parked for staff (refused by EP, or given up)", value=ep_parked
+        )
+        yield GaugeMetricFamily(
+            "tidbok_ep_publisher_connections",
+            "EP publisher connections up (each publishing thread holds one)",
+            value=ep_publishers,
         )
 
 

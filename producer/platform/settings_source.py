@@ -73,6 +73,23 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "client_key": "TIDBOK_EI_CLIENT_KEY",
         "ca_bundle": "TIDBOK_EI_CA_BUNDLE",
     },
+    "ep": {
+        "url": "TIDBOK_EP_URL",
+        "cert": "TIDBOK_EP_CERT",
+        "key": "TIDBOK_EP_KEY",
+        "ca": "TIDBOK_EP_CA",
+        "timeout": "TIDBOK_EP_TIMEOUT",
+        "namespace": "TIDBOK_EP_NAMESPACE",
+        "giver_id": "TIDBOK_EP_GIVER_ID",
+        "giver_first_name": "TIDBOK_EP_GIVER_FIRST_NAME",
+        "giver_last_name": "TIDBOK_EP_GIVER_LAST_NAME",
+        "batch_size": "TIDBOK_EP_BATCH_SIZE",
+        "publisher_threads": "TIDBOK_EP_PUBLISHER_THREADS",
+        "poll_ms": "TIDBOK_EP_POLL_MS",
+        "retry_initial_ms": "TIDBOK_EP_RETRY_INITIAL_MS",
+        "retry_max_ms": "TIDBOK_EP_RETRY_MAX_MS",
+        "retry_max_attempts": "TIDBOK_EP_RETRY_MAX_ATTEMPTS",
+    },
 }
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 CONSUMER_KEYS = frozenset({"hsa_id", "contracts", "units"})

@@ -125,6 +125,7 @@ def test_the_examples_values_are_valid(tmp_path: Path) -> None:
     """...and valid, all at once, except what needs files that exist ([tls], EI's certificates) or
     excludes something else ([tls] and [proxy] exclude each other)."""
     files = {("tls", "cert"), ("tls", "key"), ("tls", "ca"), ("ei", "client_cert"), ("ei", "client_key")}
+    files |= {("ep", "cert"), ("ep", "key"), ("ep", "ca")}
     loaded = source(write(tmp_path, uncommented_example(frozenset(files | {("ei", "ca_bundle")}))))
     example = Settings.from_env(loaded)
     assert example.transport == "proxy" and len(example.consumers) == 2
@@ -132,6 +133,7 @@ def test_the_examples_values_are_valid(tmp_path: Path) -> None:
     assert example.consumers.refusal("SE2321000016-ABCD", "MakeBooking") is not None
     assert Tokens.parse(example.admin_tokens).grant("change-me-fedcba9876543210") is not None
     assert EiSettings.from_env(loaded).update_url
+    assert example.ep_url and example.ep_namespace and example.ep_timeout_seconds == 10
 
 
 # -- file and environment ------------------------------------------------------------------------

@@ -9,13 +9,13 @@ removal by cascade) is covered without being told. PostgreSQL folds identical no
 transaction into one.
 
 Revision ID: 0008_slot_change_signal
-Revises: 0006_staff_sessions
+Revises: 0007_ep_offers
 """
 
 from alembic import op
 
 revision = "0008_slot_change_signal"
-down_revision = "0006_staff_sessions"
+down_revision = "0007_ep_offers"
 
 CHANNEL = "tidbok_slots"
 
