@@ -115,6 +115,7 @@ class Producer:
                 lambda: self.listener.listening,
                 self.writers["GetAvailableTimeslots"].item("timeslotDetail"),
                 settings.availability_memory_mb * 2**20,
+                self.reads.holding,
             )
             if settings.availability_memory and "GetAvailableTimeslots" in self.writers
             else None
@@ -406,9 +407,10 @@ class Producer:
         return envelope(self.writers[name].write(result)), outcome
 
     def _from_memory(self, name: str, request: Decoded) -> bool:
-        """Whether the worker's memory of free slots answers this call. Its days are read from the
-        primary only: a day read from a replica that had not yet replayed a booking would be
-        remembered as current under the change token the booking already renewed."""
+        """Whether the worker's memory of free slots answers this call. It reads its days from the
+        primary, or from a replica known to hold every change of the unit (Reads.holding): a day
+        read from a replica that had not yet replayed a booking would be remembered as current
+        under the change token the booking already renewed."""
         return (
             name in QUICK_INTERACTIONS and self.free_slots is not None and self.listener.listening
             and not request.get("bookingId")

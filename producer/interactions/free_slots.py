@@ -31,6 +31,7 @@ import psycopg
 from producer.calendar.units import Names, Unit
 from producer.platform import metrics
 from producer.platform.change_tokens import ChangeTokens
+from producer.platform.on_demand import WouldWait
 from producer.sweden.wall_time import day_range_bounds
 
 MAX_AGE_SECONDS = 60.0
@@ -44,6 +45,8 @@ KindRow = tuple[str | None, str | None, str, str, datetime, datetime]
 _REMEMBERED = metrics.AVAILABILITY_MEMORY.labels("memory")
 _READ = metrics.AVAILABILITY_MEMORY.labels("database")
 _UNHEARD = metrics.AVAILABILITY_MEMORY.labels("unheard")
+_FROM_REPLICA = metrics.AVAILABILITY_MEMORY.labels("replica")  # of the "database" reads, those a replica answered
+Replica = Callable[[float, Callable[[psycopg.Connection], Any]], "tuple[Any] | None"]
 
 _SLOTS_SQL = """
 SELECT to_char(s.starts_at AT TIME ZONE 'Europe/Stockholm', 'YYYYMMDD'),
@@ -94,10 +97,12 @@ class FreeSlots:
         listening: Callable[[], bool],
         write_slot: Callable[[dict[str, Any]], str],
         budget_bytes: int = 32 * 2**20,
+        replica: Replica | None = None,
     ) -> None:
         """write_slot: a timeslotDetail's XML (producer.soap.codec.ResponseWriter.item); budget_bytes:
         how much the worker may remember (TIDBOK_AVAILABILITY_MEMORY_MB); beyond it the days read
-        longest ago are forgotten first."""
+        longest ago are forgotten first; replica(since, work): work(conn) on a replica known to hold
+        every commit made before `since`, or None (producer.platform.replica.Reads.holding)."""
         self._tokens = tokens
         self._listening = listening
         self._write_slot = write_slot
@@ -105,6 +110,7 @@ class FreeSlots:
         self._kinds: dict[tuple[str, date], Day] = {}
         self._lock = threading.Lock()  # for the writers; a read of a dict needs none
         self._budget = budget_bytes
+        self._replica = replica
         self._size = 0
 
     def usable(self) -> bool:
@@ -182,7 +188,9 @@ class FreeSlots:
         missing = [day for day, known in zip(wanted, found, strict=True) if known is None]
         (_READ if missing else _REMEMBERED).inc()
         if missing:
-            read = self._read(sql, order, conn, unit, names, missing[0], missing[-1], token, now)
+            if getattr(conn, "never_wait", False):
+                raise WouldWait  # on the event loop: the database (either) is a thread's to wait for
+            read = self._read_days(sql, order, conn, unit, names, missing[0], missing[-1], token, now)
             if read is None:
                 return None
             with self._lock:
@@ -197,6 +205,30 @@ class FreeSlots:
                     self._forget(self._budget * 3 // 4)
             found = [known if known is not None else read[day] for day, known in zip(wanted, found, strict=True)]
         return found  # type: ignore[return-value]
+
+    def _read_days(
+        self,
+        sql: str,
+        order: Callable[[Any], Any] | None,
+        conn: psycopg.Connection,
+        unit: Unit,
+        names: Names,
+        first: date,
+        last: date,
+        token: tuple[int, int],
+        now: float,
+    ) -> dict[date, Day] | None:
+        """The days from a replica that holds every change of the unit's token (it changed when
+        its notice or a booking here renewed it: after the commit), else from the primary."""
+        if self._replica is not None:
+            held = self._replica(
+                self._tokens.changed_at(unit.hsa_id),
+                lambda replica: self._read(sql, order, replica, unit, names, first, last, token, now),
+            )
+            if held is not None:
+                _FROM_REPLICA.inc()
+                return held[0]
+        return self._read(sql, order, conn, unit, names, first, last, token, now)
 
     def _read(
         self,

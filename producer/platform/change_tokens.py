@@ -8,7 +8,10 @@ answer given afterwards by any worker on this host can come from the copy made b
 is a fresh random 63-bit value, never an increment, so two writers at
 once cannot both write a value somebody already saw (no lock is needed; aligned 8-byte reads and
 writes are whole on the machines we run on). Tokens of several keys may share a bucket: that costs
-an unneeded reload, never a stale answer.
+an unneeded reload, never a stale answer. Beside each token is the moment it was written (the
+host's monotonic clock, which every process shares), written first: whoever reads the token then
+the moment sees a moment no older than the token's. A reader that may read a replica needs it: the
+replica must hold everything committed before that moment (producer.platform.replica).
 
 The server creates the file before it starts its workers and names it in TIDBOK_CHANGE_TOKENS;
 without it (one process, as in tests and tools) the table is private to the process.
@@ -20,13 +23,16 @@ import mmap
 import os
 import random
 import struct
+import time
 import zlib
 
 ENVIRONMENT = "TIDBOK_CHANGE_TOKENS"
 BUCKETS = 4096
 _EVERYTHING = BUCKETS  # the last slot: a token for all keys at once
-_SIZE = (BUCKETS + 1) * 8
-_SLOT = struct.Struct("<q")
+_SLOT = struct.Struct("<qq")  # the token, then the moment it was written (monotonic nanoseconds)
+_TOKEN = struct.Struct("<q")
+_MOMENT = struct.Struct("<q")
+_SIZE = (BUCKETS + 1) * _SLOT.size
 
 
 def create_file(path: str) -> None:
@@ -51,13 +57,23 @@ class ChangeTokens:
     def token(self, key: str) -> tuple[int, int]:
         """The key's token, as a value to compare later: (everything's, the key bucket's)."""
         return (
-            _SLOT.unpack_from(self._map, _EVERYTHING * 8)[0],
-            _SLOT.unpack_from(self._map, self.bucket(key) * 8)[0],
+            _TOKEN.unpack_from(self._map, _EVERYTHING * _SLOT.size)[0],
+            _TOKEN.unpack_from(self._map, self.bucket(key) * _SLOT.size)[0],
         )
+
+    def changed_at(self, key: str) -> float:
+        """When the key's token (or everything's) was last written, in time.monotonic() seconds; 0 if never."""
+        everything = _MOMENT.unpack_from(self._map, _EVERYTHING * _SLOT.size + 8)[0]
+        own = _MOMENT.unpack_from(self._map, self.bucket(key) * _SLOT.size + 8)[0]
+        return max(everything, own) / 1e9
 
     def changed(self, key: str) -> None:
         """The key's data changed (and the change is committed)."""
-        _SLOT.pack_into(self._map, self.bucket(key) * 8, random.getrandbits(63))
+        self._write(self.bucket(key))
 
     def everything_changed(self) -> None:
-        _SLOT.pack_into(self._map, _EVERYTHING * 8, random.getrandbits(63))
+        self._write(_EVERYTHING)
+
+    def _write(self, slot: int) -> None:
+        _MOMENT.pack_into(self._map, slot * _SLOT.size + 8, time.monotonic_ns())
+        _TOKEN.pack_into(self._map, slot * _SLOT.size, random.getrandbits(63))

@@ -56,7 +56,8 @@ POOL_WAITING = Gauge(
 AVAILABILITY_MEMORY = Counter(
     "tidbok_availability_memory",
     "Availability calls by where their days came from: memory (all remembered), database (some read"
-    " and remembered), unheard (the change listener was not listening: read, not remembered)",
+    " and remembered), unheard (the change listener was not listening: read, not remembered); replica:"
+    " of the database reads, those a replica answered",
     ["source"],
 )
 SLOT_LISTENER_LOST = Counter(

@@ -32,6 +32,11 @@ class OnDemand:
     def used(self) -> bool:
         return self._conn is not None
 
+    @property
+    def never_wait(self) -> bool:
+        """True where the call must not wait for any database (the primary, a replica)."""
+        return self._never_wait
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection(), name)
 

@@ -156,6 +156,30 @@ class Reads:
         metrics.REPLICA_READS.labels("replica").inc()
         return result
 
+    def holding(self, since: float, work: Answer[T]) -> tuple[T] | None:
+        """``(work(conn),)`` on the replica when it is fresh and known to hold every commit made
+        before ``since`` (time.monotonic() seconds); None when it is not, or the read fails there
+        (the caller then reads the primary). For the workers' memory of free slots, which must not
+        remember a day the replica has not caught up with (producer.interactions.free_slots)."""
+        if self.url is None:
+            return None
+        now = monotonic()
+        self._awake(now)
+        if now >= self._fresh_until or self._freshness.held_at < since:
+            return None
+        try:
+            with self._replica_pool().connection(timeout=REPLICA_WAIT_SECONDS) as conn:
+                result = work(conn)
+        except psycopg.OperationalError as exc:
+            self._fresh_until = float("-inf")
+            self._enter("down", f"a read failed ({_first_line(exc)})")
+            metrics.REPLICA_FALLBACKS.inc()
+            return None
+        except psycopg.Error:
+            metrics.REPLICA_FALLBACKS.inc()
+            return None
+        return (result,)
+
     def _on_primary(self, answer: Answer[T]) -> T:
         with self.primary().connection() as conn:
             return answer(conn)

@@ -7,10 +7,10 @@ pg_stat_activity, the producer's log, and above all the answers, which differ wh
 behind: a slot booked a moment ago still shows as free on a paused replica, never in the booking
 resident's own schedule.
 
-The producer runs with its memory of free slots off (TIDBOK_AVAILABILITY_MEMORY=off): with it on,
-availability is answered from that memory, which reads the primary only (producer.http.app,
-Producer._from_memory), and the replica serves the catalogue calls and any availability call the
-memory does not answer.
+The producer runs with its memory of free slots off (TIDBOK_AVAILABILITY_MEMORY=off), so every
+availability call is a read the replica may answer. A second producer on the same database, with
+its memory on, shows how that memory uses the replica: only when the replica is known to hold the
+unit's last change (producer.platform.replica, Reads.holding).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from support.calendar import CalendarDb, Slot
 from support.official import Caller, as_data
 from support.replica import Primary, Replica, make_replica, start_primary
 from support.residents import Residents, as_resident, booking_details, schedule
-from support.server import http_get, prepare_and_start
+from support.server import http_get, prepare_and_start, start_server
 
 from producer.platform.replica import Freshness, lsn, may_read_replica
 from producer.sweden.wall_time import STOCKHOLM, format_dt
@@ -226,6 +226,28 @@ def setup(tmp_path_factory: pytest.TempPathFactory, official: Official) -> Itera
         primary.stop()
 
 
+@pytest.fixture(scope="module")
+def remembering(setup: Setup, tmp_path_factory: pytest.TempPathFactory, official: Official) -> Iterator[Setup]:
+    """A producer on the same primary and replica with its memory of free slots on (the default)."""
+    server = start_server(
+        "replica_memory",
+        setup.server.database_url,
+        {
+            "TIDBOK_DATABASE_REPLICA_URL": setup.replica.url(DATABASE),
+            "TIDBOK_DATABASE_REPLICA_MAX_LAG": str(MAX_LAG),
+        },
+        tmp_path_factory.mktemp("replica-memory-logs"),
+    )
+    try:
+        yield Setup(setup.primary, setup.replica, server, official)
+    finally:
+        server.stop()
+
+
+def remembered_from_replica(remembering: Setup) -> float:
+    return remembering.metrics().get(("tidbok_availability_memory_total", frozenset({("source", "replica")})), 0.0)
+
+
 def a_day(setup: Setup) -> tuple[date, Slot]:
     """A free LAK slot of its own, and its day (Stockholm)."""
     slot = setup.calendar.free_slot(A100, "LAK")
@@ -323,6 +345,37 @@ def test_a_replica_that_stops_is_skipped_without_failing_a_call_and_used_again_w
     setup.using_the_replica(day)
     assert len(DOWN.findall(setup.log())) == 1, "one change of state, one line"
     assert setup.metrics()[("tidbok_db_replica_usable", frozenset())] == 1
+
+
+def test_the_memory_of_free_slots_reads_the_replica_only_when_it_holds_the_units_last_change(
+    setup: Setup, remembering: Setup
+) -> None:
+    """Days the memory reads come from the replica while it is fresh. With replay paused, a
+    resident books through the remembering producer: from its answer on, that producer never offers
+    the slot (it reads the day again from the primary, since the replica cannot be shown to hold the
+    booking), while the producer without memory, reading the paused replica, still does."""
+    day, slot = a_day(setup)
+    later = iter(range(1, 60))
+
+    def a_day_read_from_the_replica() -> bool:
+        before = remembered_from_replica(remembering)
+        remembering.offered(day + timedelta(days=next(later)))  # a day not remembered yet
+        return remembered_from_replica(remembering) > before
+
+    wait_for(a_day_read_from_the_replica, "a day of the memory read from the replica", remembering)
+    assert slot.ref in remembering.offered(day)
+    setup.using_the_replica(day)
+    setup.replica.pause()
+    try:
+        resident = new_resident()
+        remembering.book(resident, slot)
+        booked = time.monotonic()
+        for _ in range(5):
+            assert slot.ref not in remembering.offered(day), "the memory answered from a replica behind its booking"
+        assert slot.ref in setup.offered(day), "the paused replica, read without memory, still offers it"
+        assert time.monotonic() - booked < MAX_LAG - 0.5, "within the bound: the replica was still in use"
+    finally:
+        setup.replica.resume()
 
 
 def test_a_promoted_replica_is_not_read(setup: Setup) -> None:
