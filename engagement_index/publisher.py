@@ -48,13 +48,15 @@ SELECT DISTINCT booking_pk FROM (
 # backlog that appeared at once (an outage, an invitation campaign), the planner takes IS NULL as
 # rare and walked that index filtering on booking_pk, O(backlog) per batch (3,000/s instead of
 # 5,000); through ei_outbox_by_booking it is O(batch) whatever the statistics say.
-_PENDING = """
-SELECT id, booking_pk, before, after FROM ei_outbox o
+_PENDING_OF = """
+FROM ei_outbox o
 WHERE booking_pk = ANY(%s) AND coalesce(published_at, parked_at) IS NULL
   AND NOT EXISTS (SELECT 1 FROM ei_outbox p WHERE p.booking_pk = o.booking_pk
                   AND p.parked_at IS NOT NULL AND p.published_at IS NULL)
-ORDER BY id
 """
+_PENDING = "SELECT id, booking_pk, before, after" + _PENDING_OF + "ORDER BY id"
+# Before the locks only the ids the rows name are needed, not the posts (JSON read in Python).
+_NAMED = "SELECT booking_pk, before->>'booking_id', after->>'booking_id'" + _PENDING_OF
 _LOCK_FAILURES = "SELECT DISTINCT x FROM unnest(%s::text[]) x WHERE NOT pg_try_advisory_xact_lock(%s, hashtext(x))"
 
 
@@ -143,18 +145,24 @@ class Publisher:
         candidates = [r[0] for r in self.conn.execute(_CANDIDATES, (self.settings.batch_size,)).fetchall()]
         if not candidates:
             return []
-        claims = _claims(self.conn.execute(_PENDING, (candidates,)).fetchall())
+        named: dict[int, set[str]] = {}
+        for booking_pk, *ids in self.conn.execute(_NAMED, (candidates,)).fetchall():
+            named.setdefault(booking_pk, set()).update(i for i in ids if i is not None)
+        claims: list[Claim] = []
         locked: set[str] = set()
-        # Lock the ids the rows name, then re-read under the locks (another publisher may have
-        # published some rows meanwhile, and new rows may name new ids: lock those too, once more).
-        for _ in range(2):
-            wanted = sorted({i for c in claims for i in c.booking_ids()} - locked)
+        # Lock the ids the rows name, then read the rows under the locks (another publisher may have
+        # published some meanwhile, and new rows may name new ids: lock those too, once more).
+        for attempt in range(2):
+            wanted = sorted(set().union(*named.values()) - locked)
+            if attempt and not wanted:
+                break  # the rows just read under the locks name no id beyond them: they stand
             busy = {r[0] for r in self.conn.execute(_LOCK_FAILURES, (wanted, LOCK_CLASS)).fetchall()}
             locked |= set(wanted) - busy
-            mine = [c.booking_pk for c in claims if c.booking_ids() <= locked]
+            mine = [booking_pk for booking_pk, ids in named.items() if ids <= locked]
             if not mine:
                 return []
             claims = _claims(self.conn.execute(_PENDING, (mine,)).fetchall())
+            named = {c.booking_pk: c.booking_ids() for c in claims}
         return [c for c in claims if c.booking_ids() <= locked]
 
     def _owned_elsewhere(self, claims: list[Claim], nets: list[list[Transaction]]) -> set[tuple[Key, int]]:
@@ -187,7 +195,7 @@ class Publisher:
         current: Call = []
         size, used = 0, set[Key]()
         for claim, net in zip(claims, nets, strict=True):
-            transactions = [t for t in net if (t.key, claim.booking_pk) not in skip]
+            transactions = [t for t in net if (t.key, claim.booking_pk) not in skip] if skip else net
             if not transactions:  # e.g. a reserve-number resident: nothing to publish, ever
                 self._mark_published(claim.ids)
                 outcome.published += len(claim.ids)

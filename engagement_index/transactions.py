@@ -13,7 +13,8 @@ Residents with a reserve number (letters) are never published.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from engagement_index.config import EiSettings
@@ -23,16 +24,17 @@ from producer.sweden.identifiers import is_reserve_number
 
 SERVICE_DOMAIN = "riv:crm:scheduling"
 Key = tuple[str, ...]
+_KEY = itemgetter(*MANDATORY_FIELDS)  # the key's values, in order, as one tuple
 
 
 @dataclass(frozen=True)
 class Transaction:
     delete: bool
     engagement: dict[str, Any]
+    key: Key = field(init=False, repr=False, compare=False)  # asked for several times per transaction
 
-    @property
-    def key(self) -> Key:
-        return tuple(self.engagement[name] for name in MANDATORY_FIELDS)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _KEY(self.engagement))
 
     def as_zeep(self) -> dict[str, Any]:
         return {"deleteFlag": self.delete, "engagement": self.engagement}
@@ -69,18 +71,18 @@ def storable(engagement: dict[str, Any]) -> bool:
 def net_transactions(changes: Sequence[tuple[Post | None, Post | None]], settings: EiSettings) -> list[Transaction]:
     """One booking's pending (before, after) changes, oldest first, as the transactions to send."""
     final = changes[-1][1]
-    final_key = Transaction(False, engagement(final, settings, True)).key if final else None
+    saved = Transaction(False, engagement(final, settings, True)) if final is not None else None
     deletes: dict[Key, Transaction] = {}
     for before, after in changes:
         for post in (before, after):
-            if post is None or is_reserve_number(post["subject_of_care"]):
-                continue
+            if post is None or post is final or is_reserve_number(post["subject_of_care"]):
+                continue  # the final post is saved, not deleted (its own key is never deleted)
             tx = Transaction(True, engagement(post, settings, with_content=False))
-            if tx.key != final_key and storable(tx.engagement):
+            if (saved is None or tx.key != saved.key) and storable(tx.engagement):
                 deletes.setdefault(tx.key, tx)
     result = list(deletes.values())
-    if final is not None and not is_reserve_number(final["subject_of_care"]):
-        result.append(Transaction(False, engagement(final, settings, with_content=True)))
+    if saved is not None and not is_reserve_number(saved.engagement["registeredResidentIdentification"]):
+        result.append(saved)
     return result
 
 

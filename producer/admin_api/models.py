@@ -4,10 +4,12 @@ refused) and are the OpenAPI description's schemas, every status code with its b
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from producer.staff import BatchReport, BookingInfo, Change, DaySlot, History
+from producer.staff.results import CampaignOffers, Retried, Withdrawn
 
 
 class Strict(BaseModel):
@@ -55,6 +57,17 @@ class InvitationIn(Strict):
     contact: ContactIn | None = None
 
 
+class OfferChoiceIn(Strict):
+    """A campaign's offer in Egen provhantering (EP); what is left out comes from the campaign (when it
+    has given offers already), the time type (UnitOfferID), [ep] giver_* or the token's staff member."""
+
+    unit_offer_id: str | None = Field(None, description="the offer's UnitOfferID in EP (default: the time type's)")
+    notify_resident: bool | None = Field(None, description="EP notifies the resident in 1177 (default true)")
+    giver_id: str | None = Field(None, description="HCProfessionalID: who gives the offer, a person or a function")
+    giver_first_name: str | None = Field(None, description="shown to the resident")
+    giver_last_name: str | None = Field(None, description="shown to the resident")
+
+
 class BatchIn(Strict):
     staff: str | None = STAFF_FIELD
     csv: str = Field(description="the personnummer, one per line (or a column headed personnummer)")
@@ -63,6 +76,36 @@ class BatchIn(Strict):
     purpose: str
     valid_until: str
     invitation_date: str | None = None
+    ep_offer: OfferChoiceIn | None = Field(None, description="each resident also gets this offer in EP")
+
+
+class OfferBatchIn(Strict):
+    staff: str | None = STAFF_FIELD
+    csv: str = Field(description="the personnummer, one per line (or a column headed personnummer)")
+    campaign: str = Field(description="each resident gets the offer once per campaign")
+    time_type: str | None = Field(None, description="whose UnitOfferID to give when ep_offer names none")
+    ep_offer: OfferChoiceIn = Field(default_factory=OfferChoiceIn)
+
+
+OfferStatus = Literal["pending", "given", "already_given", "refused", "failed", "withdrawing", "withdrawn"]
+
+
+class OffersQuery(BaseModel):
+    campaign: str = Field(description="the campaign (GET …/ep-campaigns lists them)")
+    status: OfferStatus | None = Field(None, description="only residents in this status")
+
+
+class OfferRetryIn(Strict):
+    staff: str | None = STAFF_FIELD
+    campaign: str
+    residents: list[str] | None = Field(None, description="only these residents' parked offers (default: all)")
+    ep_offer: OfferChoiceIn | None = Field(None, description="the campaign's terms corrected first")
+
+
+class OfferWithdrawIn(Strict):
+    staff: str | None = STAFF_FIELD
+    campaign: str
+    resident: str
 
 
 class BookIn(Strict):
@@ -126,7 +169,23 @@ class HistoryOut(RootModel[History]):
 
 
 class BatchOut(RootModel[BatchReport]):
-    """A screening batch's report, by line."""
+    """A screening batch's report, by line (with what it did with EP offers, when it gives them)."""
+
+
+class CampaignOffersOut(RootModel[CampaignOffers]):
+    """A campaign's EP offers: its terms, the count per status and each resident's offer."""
+
+
+class CampaignListOut(RootModel[list[CampaignOffers]]):
+    """The unit's campaigns that give EP offers, newest first, with their counts."""
+
+
+class RetriedOut(RootModel[Retried]):
+    """How many parked offer rows were queued again, and the campaign's terms."""
+
+
+class WithdrawnOut(RootModel[Withdrawn]):
+    """What a withdrawal did: dropped (never sent), undo (queued for EP), already (withdrawn before)."""
 
 
 class LoadCounts(BaseModel):

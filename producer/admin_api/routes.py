@@ -22,6 +22,8 @@ from producer.admin_api.models import (
     BookIn,
     BookingOut,
     BookingPath,
+    CampaignListOut,
+    CampaignOffersOut,
     CancelIn,
     CancelQuery,
     ChangeOut,
@@ -33,13 +35,20 @@ from producer.admin_api.models import (
     InvitationIn,
     LoadQuery,
     LoadReportOut,
+    OfferBatchIn,
+    OfferChoiceIn,
+    OfferRetryIn,
+    OffersQuery,
+    OfferWithdrawIn,
     RebookIn,
+    RetriedOut,
     SlotIn,
     SlotTimes,
     UnitPath,
+    WithdrawnOut,
 )
 from producer.loading import Options, Source, load
-from producer.staff import Contact, Staff, StaffError, actions, invitations, listing, screening
+from producer.staff import Contact, Staff, StaffError, actions, invitations, listing, offers, screening
 from producer.staff import checks as parse
 from producer.staff.results import jsonable
 from producer.staff.slots import SlotChoice, Timeslot
@@ -93,7 +102,13 @@ def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return function(*args, **kwargs)
     except StaffError as error:
+        if error.field == "ep" or error.field.startswith("ep."):  # the body's ep_offer object
+            raise ApiError(error.status, error.message, "ep_offer" + error.field[2:]) from None
         raise ApiError.of(error) from None
+
+
+def _choice(value: OfferChoiceIn | None) -> offers.OfferChoice | None:
+    return None if value is None else offers.OfferChoice(**value.model_dump())
 
 
 def _staff(named: str | None) -> Staff:
@@ -162,20 +177,71 @@ def blueprint() -> APIBlueprint:
               "screening call), once per campaign", responses={200: BatchOut, 404: ErrorOut})  # fmt: skip
     def invitation_batch(path: UnitPath, body: BatchIn) -> Response:
         staff = _staff(body.staff)
+        terms: dict[str, Any] = {
+            "unit": path.unit,
+            "time_type": body.time_type,
+            "campaign": body.campaign,
+            "purpose": body.purpose,
+            "valid_until": _call(parse.moment_or_date, "valid_until", body.valid_until),
+            "invitation_date": _call(parse.calendar_date, "invitation_date", body.invitation_date),
+        }
+        with connection() as conn:
+            if body.ep_offer is not None:
+                choice = _choice(body.ep_offer)
+                report = _call(offers.invite_batch_with_offers, conn, staff, body.csv, ep=choice, **terms)
+            else:
+                report = _call(screening.invite_batch, conn, staff, body.csv, **terms)
+        return json_response(200, jsonable(report))
+
+    @api.post(f"{unit_path}/ep-offers", summary="Give every resident of a CSV of personnummer an offer in Egen "
+              "provhantering (no invitation), once per campaign", responses={200: BatchOut, **CHANGES})  # fmt: skip
+    def offer_batch(path: UnitPath, body: OfferBatchIn) -> Response:
+        staff = _staff(body.staff)
         with connection() as conn:
             report = _call(
-                screening.invite_batch,
-                conn,
-                staff,
-                body.csv,
-                unit=path.unit,
-                time_type=body.time_type,
-                campaign=body.campaign,
-                purpose=body.purpose,
-                valid_until=_call(parse.moment_or_date, "valid_until", body.valid_until),
-                invitation_date=_call(parse.calendar_date, "invitation_date", body.invitation_date),
-            )
+                offers.offer_batch, conn, staff, body.csv, unit=path.unit, campaign=body.campaign,
+                ep=_choice(body.ep_offer), time_type=body.time_type,
+            )  # fmt: skip
         return json_response(200, jsonable(report))
+
+    @api.get(f"{unit_path}/ep-campaigns", summary="The unit's campaigns that give offers in Egen provhantering, "
+             "newest first, with how many residents are in each status",
+             responses={200: CampaignListOut, 404: ErrorOut})  # fmt: skip
+    def offer_campaigns(path: UnitPath) -> Response:
+        with connection() as conn:
+            return json_response(200, jsonable(_call(offers.offer_campaigns, conn, path.unit)))
+
+    @api.get(f"{unit_path}/ep-offers", summary="A campaign's EP offers per resident: pending, given, already_given, "
+             "refused (with EP's text), failed, withdrawing, withdrawn",
+             responses={200: CampaignOffersOut, 404: ErrorOut})  # fmt: skip
+    def offer_status(path: UnitPath, query: OffersQuery) -> Response:
+        with connection() as conn:
+            found = _call(offers.campaign_offers, conn, path.unit, query.campaign)
+        if query.status is not None:
+            found.residents[:] = [r for r in found.residents if r.status == query.status]
+        return json_response(200, jsonable(found))
+
+    @api.post(f"{unit_path}/ep-offers/retry", summary="Send a campaign's parked EP offers again (all, or these "
+              "residents'), after correcting the campaign's terms if given",
+              responses={200: RetriedOut, **CHANGES})  # fmt: skip
+    def offer_retry(path: UnitPath, body: OfferRetryIn) -> Response:
+        staff = _staff(body.staff)
+        with connection() as conn:
+            retried = _call(
+                offers.retry_offers, conn, staff, unit=path.unit, campaign=body.campaign, residents=body.residents,
+                ep=_choice(body.ep_offer),
+            )  # fmt: skip
+        return json_response(200, jsonable(retried))
+
+    @api.post(f"{unit_path}/ep-offers/withdrawals", summary="Withdraw a resident's EP offer of a campaign (undone "
+              "in EP; dropped if it was never sent)", responses={200: WithdrawnOut, **CHANGES})  # fmt: skip
+    def offer_withdraw(path: UnitPath, body: OfferWithdrawIn) -> Response:
+        staff = _staff(body.staff)
+        with connection() as conn:
+            done = _call(
+                offers.withdraw_offer, conn, staff, unit=path.unit, campaign=body.campaign, resident=body.resident
+            )
+        return json_response(200, jsonable(done))
 
     @api.post(f"{unit_path}/bookings", summary="Book a free slot on a resident's behalf",
               responses={201: ChangeOut, **CHANGES})  # fmt: skip

@@ -77,10 +77,10 @@ WITH n AS (SELECT nextval(pg_get_serial_sequence('booking', 'pk')) AS pk),
 b AS (
     INSERT INTO booking (pk, booking_id, unit_hsa_id, kind, subject_of_care, first_name, middle_name, last_name,
                          phone, email, address, coaddress, reason, notification, time_type_code, care_type_code,
-                         healthcare_facility_med)
+                         healthcare_facility_med, consumer)
     SELECT n.pk, coalesce(%(booking_id)s, %(prefix)s || n.pk), %(unit)s, 'booking', %(resident)s, %(first_name)s,
            %(middle_name)s, %(last_name)s, %(phone)s, %(email)s, %(address)s, %(coaddress)s, %(reason)s,
-           %(notification)s, %(time_type)s, %(care_type)s, %(med)s
+           %(notification)s, %(time_type)s, %(care_type)s, %(med)s, %(consumer)s
     FROM n
     RETURNING pk, booking_id
 ), taken AS (
@@ -93,7 +93,8 @@ _BOOK_INVITATION = (
     " care_type_code = %(care_type)s, first_name = %(first_name)s, middle_name = %(middle_name)s,"
     " last_name = %(last_name)s, phone = %(phone)s, email = %(email)s, address = %(address)s,"
     " coaddress = %(coaddress)s, reason = %(reason)s, notification = %(notification)s,"
-    " healthcare_facility_med = coalesce(%(med)s, healthcare_facility_med), updated_at = now() WHERE pk = %(pk)s"
+    " healthcare_facility_med = coalesce(%(med)s, healthcare_facility_med), consumer = %(consumer)s,"
+    " updated_at = now() WHERE pk = %(pk)s"
 )
 # A move: new id, unit, kind and care type; the names and contact details a resident sends along
 # replace those kept, what they leave out stays.
@@ -183,6 +184,7 @@ def book(
         {
             **values,
             "med": med,
+            "consumer": actor.consumer,
             "booking_id": booking_id_for(actor.booking_id_policy, 0, slot.id, None) if per_slot else None,
             "prefix": BOOKING_PREFIX,
             "unit": slot.unit_hsa_id,
@@ -223,7 +225,7 @@ def book_invitation(
     pk = invitation.pk
     booking_id = booking_id_for(actor.booking_id_policy, pk, slot.id, invitation.booking_id)
     values = {"booking_id": booking_id, "unit": slot.unit_hsa_id, "care_type": slot.care_type_code, "pk": pk}
-    conn.execute(_BOOK_INVITATION, {**given, **values, "med": med})
+    conn.execute(_BOOK_INVITATION, {**given, **values, "med": med, "consumer": actor.consumer})
     if not slots.take(conn, slot.id, pk):
         raise refusals.slot_taken(slot.id)
     details = actor.details({"slot": slot.id, "unit": slot.unit_hsa_id, "booking_id": booking_id}, extra)

@@ -33,7 +33,7 @@ class SlotRow:
     booking_pk: int | None
 
 
-# slot_named: the slot with its unit's HSA-id, time type's code and performer's HSA-id (migration 0008)
+# slot_named: the slot with its unit's HSA-id, time type's code and performer's HSA-id (migration 0009)
 _SLOT_COLUMNS = (
     "id, unit_hsa_id, starts_at, ends_at, time_type_code, care_type_code, performer_hsa_id, resource_id, booking_pk"
 )

@@ -45,7 +45,7 @@ class Unit:
     message_allowed: bool
     change_deadline_seconds: float
     medical_unit_hsa_id: str | None  # the care unit (vårdenhet) with medical responsibility, if named
-    id: int  # the slot table's key for the unit (migration 0008)
+    id: int  # the slot table's key for the unit (migration 0009)
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Names:
     by_kind: dict[str, dict[str, str]]
     rules: dict[str, TypeRules] = field(default_factory=dict)
     consumer_deadlines: dict[str, timedelta] = field(default_factory=dict)  # by consumer HSA-id
-    # the slot table's integer keys (migration 0008): time_type and performer, id -> code and back
+    # the slot table's integer keys (migration 0009): time_type and performer, id -> code and back
     codes_by_id: dict[str, dict[int, str]] = field(default_factory=dict)
     ids_by_code: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -109,6 +109,8 @@ class UnitCache:
                 codes_by_id.setdefault(kind, {})[key] = code
                 ids_by_code.setdefault(kind, {})[code] = key
         names = Names(by_kind, unit_rules(conn, hsa_id), consumer_deadlines(conn, hsa_id), codes_by_id, ids_by_code)
+        if cached is not None and cached[0] == names:
+            names = cached[0]  # unchanged: the same object, so what was derived from it stays good
         with self._lock:
             self._names[hsa_id] = (names, now + self._ttl)
         return names
@@ -139,6 +141,7 @@ _BUSY = """
 SELECT (SELECT count(*) FROM booking WHERE unit_hsa_id = %(unit)s AND status = 'active'),
        (SELECT count(*) FROM ei_outbox o JOIN booking b ON b.pk = o.booking_pk
         WHERE b.unit_hsa_id = %(unit)s AND o.published_at IS NULL)
+       + (SELECT count(*) FROM ep_offer WHERE unit_hsa_id = %(unit)s AND state = 'pending')
 """
 
 _RENAME = """
@@ -147,13 +150,13 @@ INSERT INTO care_unit (hsa_id, name, message_allowed, change_deadline, created_a
     SELECT %(new)s, name, message_allowed, change_deadline, created_at, medical_unit_hsa_id, medical_unit_name,
            publish_to_ei
     FROM care_unit WHERE hsa_id = %(old)s;
-INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, change_deadline)
-    SELECT %(new)s, consumer_hsa_id, change_deadline FROM consumer_rule WHERE unit_hsa_id = %(old)s;
+INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, change_deadline, name)
+    SELECT %(new)s, consumer_hsa_id, change_deadline, name FROM consumer_rule WHERE unit_hsa_id = %(old)s;
 INSERT INTO care_type (unit_hsa_id, code, name) SELECT %(new)s, code, name FROM care_type WHERE unit_hsa_id = %(old)s;
 INSERT INTO time_type (unit_hsa_id, code, name, duration_minutes, care_type_code, self_booking, min_lead, horizon,
-                       max_active_per_resident, change_deadline, message_allowed, purpose)
+                       max_active_per_resident, change_deadline, message_allowed, purpose, ep_unit_offer_id)
     SELECT %(new)s, code, name, duration_minutes, care_type_code, self_booking, min_lead, horizon,
-           max_active_per_resident, change_deadline, message_allowed, purpose
+           max_active_per_resident, change_deadline, message_allowed, purpose, ep_unit_offer_id
     FROM time_type WHERE unit_hsa_id = %(old)s;
 INSERT INTO performer (unit_hsa_id, hsa_id, title, first_name, last_name)
     SELECT %(new)s, hsa_id, title, first_name, last_name FROM performer WHERE unit_hsa_id = %(old)s;
@@ -169,6 +172,12 @@ UPDATE slot s SET unit_id = nu.id, time_type_id = nt.id,
     WHERE ou.hsa_id = %(old)s AND nu.hsa_id = %(new)s AND s.unit_id = ou.id
       AND ot.id = s.time_type_id AND nt.unit_hsa_id = nu.hsa_id AND nt.code = ot.code;
 UPDATE booking SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
+INSERT INTO ep_campaign (unit_hsa_id, campaign, access_unit_id, unit_offer_id, hc_professional_id, hc_first_name,
+                         hc_last_name, notify_resident, created_at, created_by)
+    SELECT %(new)s, campaign, access_unit_id, unit_offer_id, hc_professional_id, hc_first_name, hc_last_name,
+           notify_resident, created_at, created_by
+    FROM ep_campaign WHERE unit_hsa_id = %(old)s;
+UPDATE ep_offer SET unit_hsa_id = %(new)s WHERE unit_hsa_id = %(old)s;
 DELETE FROM unit_alternative WHERE unit_hsa_id = %(old)s;
 DELETE FROM care_unit WHERE hsa_id = %(old)s;
 """

@@ -24,7 +24,8 @@ SELECT b.pk, b.booking_id, b.unit_hsa_id, u.name AS unit_name,
        ct.name AS care_type_name, b.invitation_date, b.valid_until,
        s.id AS slot_id, s.starts_at, s.ends_at, p.hsa_id AS performer_hsa_id, s.resource_id,
        p.first_name AS performer_first_name, p.last_name AS performer_last_name, p.title AS performer_title,
-       r.name AS resource_name, b.ei_post, b.cancel_message, b.healthcare_facility_med
+       r.name AS resource_name, b.ei_post, b.cancel_message, b.healthcare_facility_med,
+       b.consumer, cr.name AS consumer_name
 FROM booking b
 JOIN care_unit u ON u.hsa_id = b.unit_hsa_id
 JOIN time_type tt ON tt.unit_hsa_id = b.unit_hsa_id AND tt.code = b.time_type_code
@@ -33,6 +34,7 @@ LEFT JOIN care_type ct ON ct.unit_hsa_id = b.unit_hsa_id AND ct.code = coalesce(
 LEFT JOIN performer p ON p.id = s.performer_id
 LEFT JOIN care_unit su ON su.id = s.unit_id
 LEFT JOIN resource r ON r.unit_hsa_id = su.hsa_id AND r.resource_id = s.resource_id
+LEFT JOIN consumer_rule cr ON cr.unit_hsa_id = b.unit_hsa_id AND cr.consumer_hsa_id = b.consumer
 """
 
 
@@ -76,6 +78,8 @@ class BookingView:
     ei_post: Post | None  # what the EI outbox was last told: the "before" of the next change
     cancel_message: str | None  # the resident's message to the clinic when cancelling
     healthcare_facility_med: str | None  # the care unit with medical responsibility the booking was made for
+    consumer: str | None  # the service consumer it was booked through (None: by staff, or nobody identified)
+    consumer_name: str | None  # that consumer's name in the unit's consumer rules (e.g. "Egen provhantering")
 
     @property
     def is_invitation(self) -> bool:

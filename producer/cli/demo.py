@@ -2,7 +2,8 @@
 Monday of the demo week, and resident Tolvan Tolvansson with a booking, a timed and an open
 invitation; the booking rules of a clinic (at most one doctor's visit per resident, booked at least
 two hours ahead; a preparation text for sampling; a diabetes visit booked only by staff or through
-an invitation) and the care unit that holds the medical responsibility for both units.
+an invitation) and the care unit that holds the medical responsibility for both units; Egen provhantering (EP) as a
+consumer that may cancel until the start, and the sampling time types' offers in EP (UnitOfferID).
 
 Everything is placed relative to that Monday (the demo week: this week's, or TIDBOK_DEMO_DATE's),
 so the same week gives the same times. `reset_demo` empties the calendar first and restarts its
@@ -57,10 +58,14 @@ TIME_TYPES = (
 # unit, time type, its booking rules (columns of time_type, producer.calendar.rules)
 RULES = (
     (A100, "LAK", {"max_active_per_resident": 1, "min_lead": timedelta(hours=2)}),
-    (A100, "PROV", {"purpose": PREPARATION}),
-    (A200, "PROV", {"purpose": PREPARATION}),
+    (A100, "PROV", {"purpose": PREPARATION, "ep_unit_offer_id": "6"}),
+    (A200, "PROV", {"purpose": PREPARATION, "ep_unit_offer_id": "7"}),
     (A100, "DIAB", {"self_booking": False}),
 )
+# Egen provhantering books sampling times as part of an order and cancels them when the order is
+# undone: until the start at both units (a consumer rule), and staff see its bookings by its name.
+EP_CONSUMER = ("SE2321000016-EP01", "Egen provhantering")
+CONSUMER_RULES = ((A100, *EP_CONSUMER, "0"), (A200, *EP_CONSUMER, "0"))
 PERFORMERS = (
     (A100, P001, "Läkare", "Anna", "Andersson"),
     (A100, P002, "Sjuksköterska", "Bertil", "Berg"),
@@ -221,6 +226,10 @@ def _catalogue(conn: psycopg.Connection) -> None:
             ALTERNATIVES,
         )
         cur.execute("UPDATE care_unit SET medical_unit_hsa_id = %s, medical_unit_name = %s", MEDICAL_UNIT)
+        cur.executemany(
+            "INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, name, change_deadline) VALUES (%s, %s, %s, %s)",
+            CONSUMER_RULES,
+        )
         for unit, code, rules in RULES:
             assignments = ", ".join(f"{column} = %s" for column in rules)  # column names are this file's own
             values = (*rules.values(), unit, code)
@@ -244,7 +253,7 @@ def _slots(conn: psycopg.Connection, monday: date) -> None:
                     end = start + timedelta(minutes=minutes)
                     rows.append((unit, start, end, code, care_type[(unit, code)], performer, resource))
                     start = end
-    # the slot table names its unit, time type and performer by their integer keys (migration 0008)
+    # the slot table names its unit, time type and performer by their integer keys (migration 0009)
     units = dict(conn.execute("SELECT hsa_id, id FROM care_unit").fetchall())
     types = {(u, c): i for u, c, i in conn.execute("SELECT unit_hsa_id, code, id FROM time_type").fetchall()}
     people = {(u, h): i for u, h, i in conn.execute("SELECT unit_hsa_id, hsa_id, id FROM performer").fetchall()}

@@ -100,6 +100,58 @@ def cmd_publish(settings: Settings, url: str, sweeping: bool = True) -> None:
     log.info("publisher stopped")
 
 
+def cmd_ep(settings: Settings, url: str, action: str) -> int:
+    """Egen provhantering's outbox: publish it until SIGTERM/SIGINT (finishing the rounds in hand),
+    or print its status.
+
+    TIDBOK_EP_PUBLISHER_THREADS loops run side by side (default 4): EP takes one resident a call, so
+    several calls wait on EP at once. They coordinate through the database like separate processes."""
+    import signal
+
+    import psycopg
+
+    from egen_provhantering.client import OfferClient
+    from egen_provhantering.config import ClientConfig
+    from egen_provhantering.publisher import run, status
+    from egen_provhantering.publisher_config import PublishingSettings
+
+    if action == "status":
+        with psycopg.connect(url, autocommit=True) as conn:
+            print("\n".join(status(conn).lines()))
+        return 0
+    client_config = ClientConfig.from_settings(settings)
+    if client_config is None:
+        raise ConfigError("TIDBOK_EP_URL is not set: where is Egen provhantering's OfferInteraction service?")
+    publishing = PublishingSettings.from_env()
+    from producer.platform import metrics
+    from producer.platform.database import guards, watched
+
+    metrics.register_process("ep publisher")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("publishing EP offers to %s with %d thread(s)", client_config.url, publishing.threads)
+    connection_class = watched(url, settings.db_timeout_seconds)
+
+    def connect() -> psycopg.Connection:
+        return connection_class.connect(
+            url, autocommit=True, options="-c TimeZone=UTC", **guards(settings.db_timeout_seconds)
+        )
+
+    with OfferClient(client_config) as client:
+        threads = [
+            threading.Thread(target=run, args=(connect, publishing, client, stop), name=f"ep-publisher-{n}")
+            for n in range(publishing.threads)
+        ]
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(0.5)
+    log.info("EP publisher stopped")
+    return 0
+
+
 def cmd_sweep(settings: Settings, url: str, ei: object, loop: bool) -> None:
     """Sweep once, or every TIDBOK_EI_SWEEP_SECONDS until SIGTERM/SIGINT (`loop`)."""
     import signal
@@ -204,6 +256,8 @@ def cmd_run(settings: Settings, url: str, checked: preflight.Checked) -> None:
                 log.info("no TIDBOK_EI_UPDATE_URL: publishing to the EI stub at %s", env["TIDBOK_EI_UPDATE_URL"])
             children.start("publisher", [sys.executable, "-m", "producer", "publish", "--no-sweep"], env)
             children.start("sweeper", [sys.executable, "-m", "producer", "sweep", "--loop"], env)
+            if settings.ep_url is not None:  # Egen provhantering configured: its outbox is published too
+                children.start("EP publisher", [sys.executable, "-m", "producer", "ep", "publish"], env)
             children.supervise()
             threading.Thread(target=_announce, args=(settings, url, checked), daemon=True).start()
             cmd_serve(settings, url)
@@ -269,6 +323,7 @@ COMMANDS = {
     "publish": "publish the EI outbox (TIDBOK_EI_UPDATE_URL) until stopped",
     "sweep": "queue EI removals of passed bookings and expired invitations",
     "outbox": "outbox status | parked | retry [ROW_ID ...] | resync UNIT_HSA_ID",
+    "ep": "Egen provhantering's offers: ep publish (TIDBOK_EP_URL) | ep status",
     "load": "load units, schedules and slots from files (tidbok load --help)",
     "staff": "invitations and bookings on a resident's behalf (tidbok staff --help)",
     "fixtures": "replay DIR --url URL: send recorded SOAP requests, compare the answers (tidbok fixtures --help)",
@@ -282,6 +337,10 @@ DELEGATED = {
 }
 # ...and those that need no database: f(argv) -> int.
 WITHOUT_DATABASE = {"fixtures": "producer.cli.kit:fixtures_main", "collection": "producer.cli.kit:collection_main"}
+EP_ACTIONS = {
+    "publish": "send the offers and withdrawals campaigns queued to EP (TIDBOK_EP_URL) until stopped",
+    "status": "pending, retrying, parked (refused by EP, given up), oldest pending age, sent last hour",
+}
 OUTBOX_ACTIONS = {
     "status": "pending, parked, oldest pending age, published last hour",
     "parked": "the parked rows and why",
@@ -332,6 +391,10 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--loop", action="store_true", help="sweep every TIDBOK_EI_SWEEP_SECONDS until stopped (not once)"
             )
+        elif name == "ep":
+            actions = sub.add_subparsers(dest="action", metavar="action", required=True)
+            for action, action_text in EP_ACTIONS.items():
+                actions.add_parser(action, help=action_text, description=action_text)
         elif name == "outbox":
             actions = sub.add_subparsers(dest="action", metavar="action", required=True)
             for action, action_text in OUTBOX_ACTIONS.items():
@@ -361,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_demo(settings, url)
         if args.command == "outbox":
             return cmd_outbox(url, args.action, getattr(args, "arguments", []))
+        if args.command == "ep":
+            return cmd_ep(settings, url, args.action)
         if args.command == "sweep":
             cmd_sweep(settings, url, checked.ei, args.loop)
         if args.command == "publish":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from egen_provhantering.publisher_config import PublishingSettings
 from engagement_index.config import EiSettings
 from engagement_index.stub.config import StubConfigError, StubSettings
 from producer.admin_api.auth import Tokens
@@ -43,6 +44,8 @@ def check(command: str) -> Checked:
         Tokens.parse(settings.admin_tokens, accounts, label=source.label("TIDBOK_ADMIN_TOKENS"))
     if command in PUBLISHING:
         ei = EiSettings.from_env(source)
+    if command in ("run", "ep"):
+        PublishingSettings.from_env(source)  # the EP publisher's (run starts one when TIDBOK_EP_URL is set)
     if command == "publish" and ei is not None and not ei.update_url:
         raise ConfigError(f"{source.label('TIDBOK_EI_UPDATE_URL')} is not set: where is EI's Update endpoint?")
     if command == "run" and ei is not None and not ei.update_url:

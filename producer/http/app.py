@@ -26,10 +26,15 @@ from producer.http import readiness
 from producer.http.consumer_identity import NotIdentified, identify
 from producer.interactions import audit
 from producer.interactions.call import Call
+from producer.interactions.free_slots import FreeSlots
 from producer.platform import metrics, tracing
 from producer.platform.breaker import Breaker
+from producer.platform.change_tokens import ChangeTokens
 from producer.platform.database import DatabaseSilent, make_pool
+from producer.platform.on_demand import OnDemand, WouldWait
+from producer.platform.replica import Reads
 from producer.platform.settings import Settings
+from producer.platform.slot_listener import SlotListener
 from producer.soap.codec import Decoded, ResponseWriter
 from producer.soap.contract import Contract, load_contract
 from producer.soap.envelope import (
@@ -55,6 +60,9 @@ access = logging.getLogger("tidbok.access")  # one line per request, with its id
 UNAVAILABLE = "The service is temporarily unavailable (database); try again later"
 BREAKER_PAUSE_SECONDS = 1.0  # how long calls fail fast after the database failed one
 ROUTE_KEY = "tidbok.route"  # the environ key under which a server adapter passes the Route on
+_QUICK = "tidbok.quick"  # set while a call is tried on a server's event loop (Producer.quick)
+_READ = "tidbok.read"  # the request as that try read it, so the thread that finishes it need not again
+QUICK_INTERACTIONS = frozenset({"GetAvailableTimeslots", "GetAvailableDates"})  # may answer from memory
 
 Handler = Callable[[Call, Decoded, psycopg.Connection], Decoded]
 StartResponse = Callable[..., Any]
@@ -69,6 +77,7 @@ class Route:
     body_limit: int  # bytes
     body_timeout: float  # seconds for the body to arrive (granian: producer.http.body_first)
     waits_for_database: bool  # may wait for the database: never run on a server's event loop
+    quick: bool = False  # may be answered from memory: tried on the event loop first (Producer.quick)
 
 
 class Producer:
@@ -95,7 +104,22 @@ class Producer:
         )
         self.pipeline = Pipeline(self.contract.interactions, self.contract.actor_validator)
         self._pool: ConnectionPool | None = None
+        self.reads = Reads(settings, lambda: self.pool)
         self.units = UnitCache()
+        # free slots in memory, trusted while the listener hears every change (producer.interactions.free_slots)
+        self.tokens = ChangeTokens()
+        self.listener = SlotListener(database_url, self.tokens)
+        self.free_slots = (
+            FreeSlots(
+                self.tokens,
+                lambda: self.listener.listening,
+                self.writers["GetAvailableTimeslots"].item("timeslotDetail"),
+                settings.availability_memory_mb * 2**20,
+                self.reads.holding,
+            )
+            if settings.availability_memory and "GetAvailableTimeslots" in self.writers
+            else None
+        )
         self.database = Breaker(BREAKER_PAUSE_SECONDS)
         # integration testers' recording (TIDBOK_RECORD_DIR); None: one `if` per call is all it costs
         self.recorder = (
@@ -106,9 +130,13 @@ class Producer:
     def pool(self) -> ConnectionPool:
         if self._pool is None:
             self._pool = make_pool(self.database_url, self.settings)
+            if self.free_slots is not None:
+                self.listener.start()  # with the pool: in the worker, after the fork
         return self._pool
 
     def close(self) -> None:
+        self.listener.stop()
+        self.reads.close()
         if self._pool is not None:
             self._pool.close()
 
@@ -123,11 +151,32 @@ class Producer:
         else:
             limit, timeout = self.settings.max_request_bytes, self.settings.body_timeout_seconds
         waits = admin or method == "POST" or path in ("/ready", "/metrics")
-        return Route(admin, None if admin else endpoint_name(path), limit, timeout, waits)
+        endpoint = None if admin else endpoint_name(path)
+        quick = self.free_slots is not None and method == "POST" and endpoint in QUICK_INTERACTIONS
+        return Route(admin, endpoint, limit, timeout, waits, quick)
 
     def refusal(self, message: str) -> tuple[str, bytes]:
         """A soap:Client fault (content type, body), for a server adapter that refuses a request itself."""
         return CONTENT_TYPE, fault_envelope(client_fault(message))
+
+    def quick(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """Answer on the server's event loop, if the answer needs no database (it comes from the
+        worker's memory); None when it would: nothing was logged, counted or answered, and the
+        caller runs the request in a thread as usual (the request as read travels in the environ)."""
+        answer: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            answer["status"], answer["headers"] = int(status.split(" ", 1)[0]), headers
+
+        environ[_QUICK] = True
+        try:
+            payload = b"".join(self(environ, start_response))
+        except WouldWait:
+            environ["wsgi.input"].seek(0)
+            return None
+        finally:
+            del environ[_QUICK]
+        return answer["status"], [(name.lower(), value) for name, value in answer["headers"]], payload
 
     # -- WSGI -------------------------------------------------------------------------------------
 
@@ -144,9 +193,20 @@ class Producer:
             status.append(line)
             return start_response(line, headers, *args)
 
+        unfinished = False
         try:
             return self._answer(environ, started_response)
+        except WouldWait:
+            unfinished = True  # to be run again in a thread: that run logs it
+            raise
         finally:
+            if not unfinished:
+                self._access_line(environ, status, started)
+            tracing.request_id.reset(traced[0])
+            tracing.context_id.reset(traced[1])
+
+    def _access_line(self, environ: dict[str, Any], status: list[str], started: float) -> None:
+        if access.isEnabledFor(logging.INFO):
             access.info(
                 '%s "%s %s %s" %s %.1fms',
                 environ.get("REMOTE_ADDR", "-"),
@@ -156,8 +216,6 @@ class Producer:
                 status[0].split(" ", 1)[0] if status else "-",
                 (perf_counter() - started) * 1000,
             )
-            tracing.request_id.reset(traced[0])
-            tracing.context_id.reset(traced[1])
 
     def _answer(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -165,7 +223,10 @@ class Producer:
         route = environ.get(ROUTE_KEY) or self.route(method, path)
         if route.admin and self.admin is not None:
             environ[CLIENT_HSA_ID] = self._client(environ)
-            return self.admin(environ, start_response)
+            answer = self.admin(environ, start_response)
+            if method not in ("GET", "HEAD"):
+                self.tokens.everything_changed()  # staff may have changed slots: before the answer goes
+            return answer
         served = self.files.get(environ, route.endpoint)
         if served is not None:
             return _respond(start_response, "200 OK", "text/xml; charset=utf-8", served)
@@ -198,11 +259,15 @@ class Producer:
         outcome, fault_code = "ok", None
         body = b""
         status = "200 OK"
+        unfinished = False
         try:
             caller = self._caller(name, environ)
             tracing.consumer.set(caller or "-")
             body = self._read_body(environ, route.body_limit)
             response, outcome = self.handle(name, body, environ, caller)
+        except WouldWait:
+            unfinished = True  # tried on the event loop; a thread runs it again and counts it
+            raise
         except SoapFault as fault:
             outcome, fault_code = fault.outcome, fault.code
             if fault.refused:
@@ -212,8 +277,9 @@ class Producer:
                 log.info("fault %s %s: %s", name, fault.code, fault.message)
             status, response = "500 Internal Server Error", fault_envelope(fault)
         finally:
-            metrics.observe(name, outcome, perf_counter() - started, fault_code)
-            metrics.observe_pool(self._pool)
+            if not unfinished:
+                metrics.observe(name, outcome, perf_counter() - started, fault_code)
+                metrics.observe_pool(self._pool)
             tracing.consumer.set("-")
             tracing.correlation_id.reset(traced)
             tracing.request_id.reset(id_token)
@@ -285,26 +351,39 @@ class Producer:
                 if refusal is not None:
                     raise refusal_fault(refusal, "unauthorized")
 
-        parsed, request = self.pipeline.read(self.contract.interactions[name], body, addressed)
+        quick = _QUICK in environ
+        read = environ.pop(_READ, None)
+        parsed, request = read or self.pipeline.read(self.contract.interactions[name], body, addressed)
         if not self.database.allows():
             metrics.DATABASE_UNAVAILABLE.inc()
             raise server_fault(UNAVAILABLE)
+
+        def answer(conn: psycopg.Connection, free_slots: FreeSlots | None = None) -> tuple[Call, Decoded]:
+            unit = self._unit(conn, parsed.logical_address)
+            call = Call(
+                interaction=name,
+                unit=unit,
+                actor_id=parsed.actor_id,
+                actor_type=parsed.actor_type,
+                caller=caller,
+                consumer_hsa_id=environ.get("HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID"),
+                correlation_id=environ.get("HTTP_X_SKLTP_CORRELATION_ID"),
+                now=datetime.now(UTC),
+                settings=self.settings,
+                units=self.units,
+                free_slots=free_slots,
+            )
+            return call, self.handlers[name](call, request, conn)
+
         try:
-            with self.pool.connection() as conn:
-                unit = self._unit(conn, parsed.logical_address)
-                call = Call(
-                    interaction=name,
-                    unit=unit,
-                    actor_id=parsed.actor_id,
-                    actor_type=parsed.actor_type,
-                    caller=caller,
-                    consumer_hsa_id=environ.get("HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID"),
-                    correlation_id=environ.get("HTTP_X_SKLTP_CORRELATION_ID"),
-                    now=datetime.now(UTC),
-                    settings=self.settings,
-                    units=self.units,
-                )
-                result = self.handlers[name](call, request, conn)
+            if quick or self._from_memory(name, request):  # the primary, taken only if the memory needs it
+                with OnDemand(lambda: self.pool, never_wait=quick) as conn:
+                    call, result = answer(conn, self.free_slots)
+            else:  # the primary, or for availability and the catalogue a fresh replica
+                call, result = self.reads.run(name, request, answer)
+        except WouldWait:
+            environ[_READ] = (parsed, request)
+            raise
         except SoapFault:
             self.database.succeeded()  # the database answered; the request itself was wrong
             raise
@@ -321,9 +400,29 @@ class Producer:
             log.exception("internal error in %s", name)
             raise server_fault(f"Internal error while handling {name}") from None
         self.database.succeeded()
+        if name in audit.CHANGES:
+            self._changed(call, request)
         audit.record_call(call, request, result)
         outcome = str(result.get("resultCode") or "ok").lower() if isinstance(result, dict) else "ok"
         return envelope(self.writers[name].write(result)), outcome
+
+    def _from_memory(self, name: str, request: Decoded) -> bool:
+        """Whether the worker's memory of free slots answers this call. It reads its days from the
+        primary, or from a replica known to hold every change of the unit (Reads.holding): a day
+        read from a replica that had not yet replayed a booking would be remembered as current
+        under the change token the booking already renewed."""
+        return (
+            name in QUICK_INTERACTIONS and self.free_slots is not None and self.listener.listening
+            and not request.get("bookingId")
+        )  # fmt: skip
+
+    def _changed(self, call: Call, request: Decoded) -> None:
+        """A booking change is committed: new change tokens for the units whose free slots it may
+        have taken, before the answer goes (the notice of the commit reaches other hosts' workers)."""
+        self.tokens.changed(call.unit.hsa_id)
+        facility = (request.get("requestedTimeslot") or {}).get("healthcare_facility")
+        if facility:
+            self.tokens.changed(facility.strip().upper())
 
     def _unit(self, conn: psycopg.Connection, logical_address: str) -> Unit:
         key = logical_address.upper()

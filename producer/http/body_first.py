@@ -7,11 +7,13 @@ clients that stall or dribble their bodies (slowloris) stop the worker. Here a b
 coroutine while it arrives, must arrive within TIDBOK_BODY_TIMEOUT, and is read only up to the
 limit the application enforces; then the unchanged WSGI application runs with the body in a BytesIO.
 
-Where it runs: what never waits for the database (/health, the WSDLs and XSDs) runs on the event
-loop itself; every call (all POSTs) and /ready, /metrics and /admin run in a pool of
-TIDBOK_DB_POOL_SIZE threads, so a call waiting on a row lock or a silent database never holds the
-loop, and /health answers while the database is down. Running the queries on the loop instead was
-measured: no faster within the noise of a 2-core machine, and one stalled call held the worker.
+Where it runs: what never waits for the database (/health, the WSDLs and XSDs, and an availability
+call the worker answers from its memory of free slots) runs on the event loop itself; every other
+call (all POSTs) and /ready, /metrics and /admin run in a pool of TIDBOK_DB_POOL_SIZE threads, so a
+call waiting on a row lock or a silent database never holds the loop, and /health answers while the
+database is down. Running the queries on the loop instead was measured: no faster within the noise
+of a 2-core machine, and one stalled call held the worker.
+
 The price of reading bodies first, against granian's WSGI threads, is roughly 10-20 % more CPU
 per call (README, Benchmark).
 
@@ -39,9 +41,11 @@ class BodyRules(Protocol):
     body_limit: int
     body_timeout: float
     waits_for_database: bool
+    quick: bool  # try `quick` on the loop first: it answers, or says the request needs a thread
 
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
 class BodyFirst:
@@ -52,11 +56,15 @@ class BodyFirst:
         route: Callable[[str, str], BodyRules],
         refusal: Callable[[str], tuple[str, bytes]],
         route_key: str,
+        quick: Callable[[dict[str, Any]], Answer | None] | None = None,
     ) -> None:
         """app: the WSGI application; threads: how many calls may run at once (the pool's size);
         route(method, path): the router's rules for a request, handed on in environ[route_key];
-        refusal(message): (content type, body) of the answer to a body that did not arrive."""
+        refusal(message): (content type, body) of the answer to a body that did not arrive;
+        quick(environ): the answer if the application can give it without waiting (from memory),
+        else None, and the request runs in a thread."""
         self.app = app
+        self.quick = quick
         self.route = route
         self.refusal = refusal
         self.route_key = route_key
@@ -79,7 +87,10 @@ class BodyFirst:
                 return self._refuse(protocol, "The request body ended before the length its Content-Length announced")
         environ = _environ(scope, path, body)
         environ[self.route_key] = rules
-        if not rules.waits_for_database:  # only what never waits for the database runs on the loop
+        answer = self.quick(environ) if rules.quick and self.quick is not None else None
+        if answer is not None:
+            status, headers, payload = answer
+        elif not rules.waits_for_database:  # only what never waits for the database runs on the loop
             status, headers, payload = self._call(environ)
         else:
             status, headers, payload = await asyncio.get_running_loop().run_in_executor(

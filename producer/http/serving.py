@@ -15,7 +15,7 @@ import ssl
 import tempfile
 from typing import Any
 
-from producer.platform import logs
+from producer.platform import change_tokens, logs
 from producer.platform.settings import Settings
 
 log = logging.getLogger("tidbok")
@@ -62,12 +62,22 @@ def serve(settings: Settings, url: str) -> None:
     from producer.platform import metrics  # only now: prometheus_client reads the folder when first imported
 
     metrics.register_process("server")
+    # the workers' shared change tokens (producer.platform.change_tokens), made before they start: in
+    # the file TIDBOK_CHANGE_TOKENS names when set (shared with another writer on this host that knows
+    # when it changed slots), else in a temporary folder of our own
+    tokens_dir = None if os.environ.get(change_tokens.ENVIRONMENT) else tempfile.mkdtemp(prefix="tidbok-tokens-")
+    if tokens_dir is not None:
+        os.environ[change_tokens.ENVIRONMENT] = os.path.join(tokens_dir, "change-tokens")
+    if not os.path.exists(os.environ[change_tokens.ENVIRONMENT]):
+        change_tokens.create_file(os.environ[change_tokens.ENVIRONMENT])
     try:
         if settings.transport == "mtls":
             _serve_mutual_tls(settings)
         else:
             _serve_plain(settings)
     finally:
+        if tokens_dir is not None:
+            shutil.rmtree(tokens_dir, ignore_errors=True)
         if own:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 

@@ -31,4 +31,4 @@ def create_app() -> Producer:
 def create_rsgi_app() -> BodyFirst:
     """granian's factory target: the Producer, each request's body read on the event loop first."""
     app = create_app()
-    return BodyFirst(app, app.settings.db_pool_size, app.route, app.refusal, ROUTE_KEY)
+    return BodyFirst(app, app.settings.db_pool_size, app.route, app.refusal, ROUTE_KEY, app.quick)

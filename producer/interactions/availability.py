@@ -9,10 +9,14 @@ The time types' booking rules (producer.calendar.rules) decide what a resident i
 booked only through an invitation or by staff only with that invitation's bookingId, and each type
 only from its lead time and up to its horizon. Types that share those bounds are searched together,
 so a unit without such rules is one query, as before.
+
+Without a bookingId, both answer from the worker's memory of free slots (free_slots) while it may
+be trusted, applying the same rules to it here; the queries below fill it, and answer otherwise.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -24,7 +28,8 @@ from producer.calendar.units import Names, units_for_time_type
 from producer.calendar.views import active_by_booking_id
 from producer.interactions.call import Call
 from producer.interactions.common import require_addressed_unit, require_valid_resident
-from producer.soap.codec import Decoded
+from producer.interactions.free_slots import Day, FreeSlots
+from producer.soap.codec import Decoded, Written
 from producer.soap.envelope import client_fault
 from producer.sweden.wall_time import WireFormatError, day_range_bounds, parse_dt
 
@@ -32,7 +37,7 @@ _NAME_FILTERS = (("time_type", "timeType"), ("care_type", "careType"))
 
 # Times are formatted as Stockholm wall time by PostgreSQL itself: 100 slots are 200 conversions.
 # Codes and names come from the worker's UnitCache (the slot table holds the unit's, time types'
-# and performers' integer keys, migration 0008), so the query is an index-only scan with no joins.
+# and performers' integer keys, migration 0009), so the query is an index-only scan with no joins.
 _FILTERS = """
 WHERE s.unit_id = %(unit_id)s AND s.booking_pk IS NULL
   AND s.starts_at >= {start} AND s.starts_at < {end}
@@ -53,7 +58,7 @@ _ONE_DAY = _FILTERS.format(
     start="greatest(%(start)s, day.d::timestamp AT TIME ZONE 'Europe/Stockholm')",
     end="least(%(end)s, (day.d + 1)::timestamp AT TIME ZONE 'Europe/Stockholm')",
 )
-# Ordered by day only: the codes are known once the keys are mapped (_date_order sorts the rest).
+# Ordered by day only: the codes are known once the keys are mapped (_search sorts by _date_order).
 FREE_DATES_SQL = f"""
 SELECT to_char(day.d, 'YYYYMMDD'), f.performer_id, f.resource_id, f.time_type_id, f.care_type_code
 FROM (SELECT d::date FROM generate_series(%(first_day)s::date, %(last_day)s::date, interval '1 day') d) day
@@ -154,30 +159,39 @@ def query_params(names: Names, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _known(names: Names, rows: list[tuple[Any, ...]]) -> bool:
-    """Does the catalogue know every row's performer key, resource, time type key and care type (its
-    last four columns)?"""
+def with_codes(names: Names, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
+    """Rows whose last four columns are (performer key, resource, time type key, care type) with the
+    performer's and time type's codes instead; None if the catalogue lacks a key or a code."""
     performers, time_types = names.codes_by_id.get("performer", {}), names.codes_by_id.get("time_type", {})
     resources, care_types = names.by_kind.get("resource", {}), names.by_kind.get("care_type", {})
-    return all(
-        (p is None or p in performers) and (r is None or r in resources) and t in time_types
-        and (c is None or c in care_types)
-        for *_, p, r, t, c in rows
-    )  # fmt: skip
+    coded = []
+    for *head, p, r, t, c in rows:
+        performer, code = performers.get(p), time_types.get(t)
+        if (
+            (p is not None and performer is None)
+            or code is None
+            or not ((r is None or r in resources) and (c is None or c in care_types))
+        ):
+            return None
+        coded.append((*head, performer, r, code, c))
+    return coded
 
 
 def _rows_with_names(
     call: Call, conn: psycopg.Connection, names: Names, sql: str, params: dict[str, Any]
 ) -> tuple[list[tuple[Any, ...]], Names]:
     """Run the search; reload the names once if a row has a key or code the remembered catalogue
-    lacks, or the search names a performer it does not know (both added since). The rows keep the
-    performer's and time type's keys: the caller maps them (Names.codes_by_id)."""
+    lacks, or the search names a performer it does not know (both added since)."""
     if params["performers"] and not all(names.knows("performer", p) for p in params["performers"]):
         names = call.units.names(conn, call.unit.hsa_id, reload=True)
     rows = conn.execute(sql, query_params(names, params)).fetchall()
-    if not _known(names, rows):
+    coded = with_codes(names, rows)
+    if coded is None:
         names = call.units.names(conn, call.unit.hsa_id, reload=True)
-    return rows, names
+        coded = with_codes(names, rows)
+    if coded is None:  # the triggers refuse a slot naming another unit's rows: never seen
+        raise RuntimeError(f"a free slot of {call.unit.hsa_id} names a key its catalogue lacks")
+    return coded, names
 
 
 def _search(
@@ -187,55 +201,135 @@ def _search(
     sql: str,
     params: dict[str, Any],
     invited: bool,
-    order: Callable[[tuple[Any, ...]], Any] | None,
+    order: Callable[[tuple[Any, ...]], Any],
 ) -> tuple[list[tuple[Any, ...]], Names]:
     """Every search of the request (_searches), rows in one list in the query's `order` (each search's
-    rows come in it; several are merged; None: the caller sorts); the names, reloaded if a row needed it."""
+    rows come in it; several are merged); the names, reloaded if a row needed it."""
     rows: list[tuple[Any, ...]] = []
     searches = _searches(call, params, names, invited)
     for search in searches:
         found, names = _rows_with_names(call, conn, names, sql, search)
         rows.extend(found)
-    if len(searches) > 1 and order is not None:
+    if len(searches) > 1 or order is _date_order:  # FREE_DATES_SQL orders by day only (it has keys, not codes)
         rows.sort(key=order)
     return rows, names
 
 
 def get_available_timeslots(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
     params, booking_id, names = _filters(call, request, conn)
+    memory = call.free_slots
+    if booking_id is None and memory is not None and memory.usable():
+        remembered = _remembered_slots(call, memory, conn, params, names)
+        if remembered is not None:
+            return {"timeslotDetail": remembered}
     rows, names = _search(call, conn, names, FREE_SLOTS_SQL, params, booking_id is not None, _slot_order)
+    deadline = _deadlines(call, names)
+    return {
+        "timeslotDetail": [_slot(call, names, row, booking_id, row[3] > call.now + deadline(row[6])) for row in rows]
+    }
+
+
+def _deadlines(call: Call, names: Names) -> Callable[[str], timedelta]:
+    """The change deadline of a slot by its time type, for this call's consumer."""
     consumer = names.consumer_deadlines.get((call.rules_consumer or "").upper())
-    unit, unit_name = call.unit.hsa_id, call.unit.name
-    default_deadline = timedelta(seconds=call.unit.change_deadline_seconds)
-    performers, time_types = names.codes_by_id.get("performer", {}), names.codes_by_id.get("time_type", {})
-    slots = []
-    for slot_id, start, end, starts_at, performer_id, resource_id, tt_id, ct_code in rows:
-        performer, tt_code = performers.get(performer_id), time_types.get(tt_id)
-        rules = names.rules.get(tt_code)
-        deadline = consumer if consumer is not None else rules.change_deadline if rules else default_deadline
-        changeable = starts_at > call.now + deadline
-        slots.append(
-            {
-                "startTimeInclusive": start,
-                "endTimeExclusive": end,
-                "healthcare_facility": unit,
-                "performer": performer,
-                "bookingId": booking_id or f"{SLOT_PREFIX}{slot_id}",
-                "purpose": rules.purpose if rules else None,
-                "resourceName": names.get("resource", resource_id),
-                "healthcare_facility_name": unit_name,
-                "performerName": names.get("performer", performer),
-                "resourceID": resource_id,
-                "timeTypeName": names.get("time_type", tt_code),
-                "timeTypeID": tt_code,
-                "careTypeName": names.get("care_type", ct_code),
-                "careTypeID": ct_code,
-                "cancel_booking_allowed": changeable,
-                "rebooking_allowed": changeable,
-                "message_allowed": rules.message_allowed if rules else call.unit.message_allowed,
-            }
-        )
-    return {"timeslotDetail": slots}
+    default = timedelta(seconds=call.unit.change_deadline_seconds)
+    if consumer is not None:
+        return lambda code: consumer
+    return lambda code: names.rules[code].change_deadline if code in names.rules else default
+
+
+def _slot(call: Call, names: Names, row: tuple[Any, ...], booking_id: str | None, changeable: bool) -> Decoded:
+    slot_id, start, end, _, performer, resource_id, tt_code, ct_code = row
+    rules = names.rules.get(tt_code)
+    return {
+        "startTimeInclusive": start,
+        "endTimeExclusive": end,
+        "healthcare_facility": call.unit.hsa_id,
+        "performer": performer,
+        "bookingId": booking_id or f"{SLOT_PREFIX}{slot_id}",
+        "purpose": rules.purpose if rules else None,
+        "resourceName": names.get("resource", resource_id),
+        "healthcare_facility_name": call.unit.name,
+        "performerName": names.get("performer", performer),
+        "resourceID": resource_id,
+        "timeTypeName": names.get("time_type", tt_code),
+        "timeTypeID": tt_code,
+        "careTypeName": names.get("care_type", ct_code),
+        "careTypeID": ct_code,
+        "cancel_booking_allowed": changeable,
+        "rebooking_allowed": changeable,
+        "message_allowed": rules.message_allowed if rules else call.unit.message_allowed,
+    }
+
+
+def _remembered_slots(
+    call: Call, memory: FreeSlots, conn: psycopg.Connection, params: dict[str, Any], names: Names
+) -> list[Written] | None:
+    """The answer from the worker's memory: FREE_SLOTS_SQL's rows, rules and order, applied in
+    Python to the remembered days; None when the memory cannot say (a code the names lack).
+
+    A day's slots are in order of start, so a window is two bisections and, when every type has
+    the same change deadline, so is the line between slots that can no longer be changed and those
+    that can: an unfiltered day is then two slices of XML written before."""
+    days = memory.slot_days(conn, call.unit, names, params["first_day"], params["last_day"])
+    if days is None:
+        return None
+    deadline = _deadlines(call, names)
+    uniform = _uniform_deadline(call, names)
+    searches = _searches(call, params, names, invited=False)
+    found: list[tuple[datetime, int, Written]] = []
+    answer: list[Written] = []
+    for search in searches:
+        start, end = search["start"], search["end"]
+        wanted = _wanted(search)
+        for day in days:
+            if day.end <= start or day.start >= end or not day.rows:
+                continue
+
+            def item(index: int, changeable: bool, day: Day = day) -> Decoded:
+                return _slot(call, names, day.rows[index], None, changeable)
+
+            lo, hi = bisect_left(day.starts, start), bisect_left(day.starts, end)
+            if wanted is None and uniform is not None and len(searches) == 1:
+                split = min(max(bisect_right(day.starts, call.now + uniform), lo), hi)
+                if lo < split:
+                    answer += memory.written(day, False, item)[lo:split]
+                if split < hi:
+                    answer += memory.written(day, True, item)[split:hi]
+                continue
+            for index in range(lo, hi):
+                row = day.rows[index]
+                if wanted is not None and not wanted(row[4], row[6], row[7]):
+                    continue
+                changeable = row[3] > call.now + deadline(row[6])
+                found.append((row[3], row[0], memory.written(day, changeable, item)[index]))
+    if len(searches) > 1:
+        found.sort(key=lambda f: (f[0], f[1]))
+    return answer + [text for _, _, text in found]
+
+
+def _uniform_deadline(call: Call, names: Names) -> timedelta | None:
+    """The change deadline when it is the same for every slot of the unit, for this consumer."""
+    consumer = names.consumer_deadlines.get((call.rules_consumer or "").upper())
+    if consumer is not None:
+        return consumer
+    deadlines = {rules.change_deadline for rules in names.rules.values()}
+    if not deadlines:
+        return timedelta(seconds=call.unit.change_deadline_seconds)
+    return deadlines.pop() if len(deadlines) == 1 else None
+
+
+def _wanted(search: dict[str, Any]) -> Callable[[str | None, str, str], bool] | None:
+    """The search's performer, time type and care type filters, as one test of a row (None: none)."""
+    performers, types, cares = (
+        None if search[k] is None else frozenset(search[k]) for k in ("performers", "time_types", "care_types")
+    )
+    if performers is None and types is None and cares is None:
+        return None
+    return lambda performer, tt, ct: (
+        (performers is None or performer in performers) and (types is None or tt in types)
+        and (cares is None or ct in cares)
+    )  # fmt: skip
 
 
 def _slot_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -251,11 +345,12 @@ def _date_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def get_available_dates(call: Call, request: Decoded, conn: psycopg.Connection) -> Decoded:
     params, booking_id, names = _filters(call, request, conn)
-    found, names = _search(call, conn, names, FREE_DATES_SQL, params, booking_id is not None, None)
-    performers, time_types = names.codes_by_id.get("performer", {}), names.codes_by_id.get("time_type", {})
-    rows = sorted(
-        ((day, performers.get(p), r, time_types.get(t), c) for day, p, r, t, c in found), key=_date_order
-    )  # fmt: skip
+    memory = call.free_slots
+    rows = None
+    if booking_id is None and memory is not None and memory.usable():
+        rows = _remembered_dates(call, memory, conn, params, names)
+    if rows is None:
+        rows, names = _search(call, conn, names, FREE_DATES_SQL, params, booking_id is not None, _date_order)
     unit = call.unit.hsa_id
     return {
         "performerAvailabilityByDate": [
@@ -273,3 +368,34 @@ def get_available_dates(call: Call, request: Decoded, conn: psycopg.Connection) 
             for day, performer, resource_id, tt_code, ct_code in rows
         ]
     }
+
+
+def _remembered_dates(
+    call: Call, memory: FreeSlots, conn: psycopg.Connection, params: dict[str, Any], names: Names
+) -> list[tuple[Any, ...]] | None:
+    """FREE_DATES_SQL's rows from the worker's memory of each day's kinds of free slot; None when it
+    cannot say: a code the names lack, or a window that starts and ends inside one day (lead time
+    and horizon on the same day), where the first and last start of a kind do not tell."""
+    days = memory.kind_days(conn, call.unit, names, params["first_day"], params["last_day"])
+    if days is None:
+        return None
+    searches = _searches(call, params, names, invited=False)
+    rows: list[tuple[Any, ...]] = []
+    for search in searches:
+        start, end = search["start"], search["end"]
+        wanted = _wanted(search)
+        for day in days:
+            if day.end <= start or day.start >= end:
+                continue
+            cut_start, cut_end = start > day.start, end < day.end
+            if cut_start and cut_end:
+                return None
+            for performer, resource_id, tt, ct, first_start, last_start in day.rows:
+                if (cut_start and last_start < start) or (cut_end and first_start >= end):
+                    continue
+                if wanted is not None and not wanted(performer, tt, ct):
+                    continue
+                rows.append((day.name, performer, resource_id, tt, ct))
+    if len(searches) > 1:
+        rows.sort(key=_date_order)
+    return rows

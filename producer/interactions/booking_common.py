@@ -40,7 +40,12 @@ def actor_of(call: Call) -> Actor:
         call.actor_type,
         call.actor_id,
         call.settings.booking_id_policy,
-        {"caller": call.caller, "consumer": call.consumer_hsa_id, "correlation_id": call.correlation_id},
+        {
+            "caller": call.caller,
+            "consumer": call.consumer_hsa_id,
+            "service_consumer": call.rules_consumer,  # whose change it is: its rules applied, staff see it
+            "correlation_id": call.correlation_id,
+        },
         call.rules_consumer,
     )
 

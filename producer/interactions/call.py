@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from producer.calendar.units import Unit, UnitCache
+from producer.interactions.free_slots import FreeSlots
 from producer.platform.settings import Settings
 
 
@@ -21,6 +22,7 @@ class Call:
     now: datetime
     settings: Settings
     units: UnitCache  # this worker's memory of units and their catalogue names
+    free_slots: FreeSlots | None = None  # this worker's memory of free slots (None: always ask the database)
 
     @property
     def rules_consumer(self) -> str | None:

@@ -264,19 +264,22 @@ class Catalogue:
         """A given consumers list is complete: it replaces the unit's consumer rules. True if changed."""
         if unit.consumers is None:
             return False
-        existing = dict(
-            self.conn.execute(
-                "SELECT consumer_hsa_id, change_deadline FROM consumer_rule WHERE unit_hsa_id = %s", (unit.hsa_id,)
+        existing = {
+            hsa_id: (deadline, name)
+            for hsa_id, deadline, name in self.conn.execute(
+                "SELECT consumer_hsa_id, change_deadline, name FROM consumer_rule WHERE unit_hsa_id = %s",
+                (unit.hsa_id,),
             ).fetchall()
-        )
-        wanted = {spec.hsa_id: spec.change_deadline for spec in unit.consumers}
+        }
+        wanted = {spec.hsa_id: (spec.change_deadline, spec.name) for spec in unit.consumers}
         if wanted == existing:
             return False
         self.conn.execute("DELETE FROM consumer_rule WHERE unit_hsa_id = %s", (unit.hsa_id,))
-        for hsa_id, deadline in wanted.items():
+        for hsa_id, (deadline, name) in wanted.items():
             self.conn.execute(
-                "INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, change_deadline) VALUES (%s, %s, %s)",
-                (unit.hsa_id, hsa_id, deadline),
+                "INSERT INTO consumer_rule (unit_hsa_id, consumer_hsa_id, change_deadline, name)"
+                " VALUES (%s, %s, %s, %s)",
+                (unit.hsa_id, hsa_id, deadline, name),
             )
         return True
 

@@ -43,16 +43,18 @@ class Rules:
     change_deadline: timedelta | None = None  # None: the unit's
     message_allowed: bool | None = None  # None: the unit's
     purpose: str | None = None
+    ep_unit_offer_id: str | None = None  # the offer (UnitOfferID) in Egen provhantering its campaigns give
 
     def values(self) -> tuple:
         return (
             self.self_booking, self.min_lead, self.horizon, self.max_active_per_resident,
-            self.change_deadline, self.message_allowed, self.purpose,
+            self.change_deadline, self.message_allowed, self.purpose, self.ep_unit_offer_id,
         )  # fmt: skip
 
 
 RULE_COLUMNS = (
     "self_booking", "min_lead", "horizon", "max_active_per_resident", "change_deadline", "message_allowed", "purpose",
+    "ep_unit_offer_id",
 )  # fmt: skip
 
 
@@ -74,6 +76,7 @@ class ConsumerSpec:
     hsa_id: str
     change_deadline: timedelta
     node: Node
+    name: str | None = None  # how staff see it named (e.g. Egen provhantering: who booked a time)
 
 
 @dataclass
@@ -151,6 +154,7 @@ UNIT_FIELDS = {
 }  # fmt: skip
 RULE_FIELDS = {
     "self_booking", "min_lead", "horizon", "max_active_per_resident", "change_deadline", "message_allowed", "purpose",
+    "ep_unit_offer",
 }  # fmt: skip
 MAX_TIME_TYPE_NAME = 100  # 1177 shows at most 100 characters of a time type's name (seed 003)
 MAX_PURPOSE = 10_000
@@ -376,11 +380,14 @@ def _medical_unit(r: Reader, node: Node) -> tuple[str, str | None] | None:
 
 
 def _consumer(r: Reader, node: Node) -> ConsumerSpec | None:
-    f = r.mapping(node, {"hsa_id", "change_deadline"}, ("hsa_id", "change_deadline"))
+    f = r.mapping(node, {"hsa_id", "change_deadline", "name"}, ("hsa_id", "change_deadline"))
     if f is None or not {"hsa_id", "change_deadline"} <= f.keys():
         return None
     hsa_id, minutes = r.hsa(f["hsa_id"]), r.minutes(f["change_deadline"])
-    return ConsumerSpec(hsa_id, timedelta(minutes=minutes), node) if hsa_id and minutes is not None else None
+    name = r.text(f.get("name"), optional=True)
+    if hsa_id and minutes is not None:
+        return ConsumerSpec(hsa_id, timedelta(minutes=minutes), node, name)
+    return None
 
 
 def _rules(r: Reader, f: dict[str, Node]) -> Rules:
@@ -411,6 +418,7 @@ def _rules(r: Reader, f: dict[str, Node]) -> Rules:
         change_deadline=duration("change_deadline"),
         message_allowed=r.boolean(f["message_allowed"]) if "message_allowed" in f else None,
         purpose=purpose,
+        ep_unit_offer_id=r.code(f["ep_unit_offer"]) if "ep_unit_offer" in f else None,
     )
 
 

@@ -18,7 +18,7 @@ from producer.sweden.wall_time import STOCKHOLM
 
 ZONE = "Europe/Stockholm"
 
-# Slots in scope, by the slot table's integer keys (migration 0008).
+# Slots in scope, by the slot table's integer keys (migration 0009).
 EXISTING = """
 CREATE TEMP TABLE load_existing ON COMMIT DROP AS
 SELECT s.id, s.unit_id, s.starts_at, s.ends_at, s.time_type_id, s.care_type_code, s.performer_id,

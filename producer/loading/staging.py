@@ -32,7 +32,7 @@ CREATE TEMP TABLE load_slot (
     line int,
     unit text, starts_at timestamptz, ends_at timestamptz, time_type text, care_type text,
     performer text, resource text,
-    unit_id int, time_type_id int, performer_id int,  -- the slot table's keys (migration 0008)
+    unit_id int, time_type_id int, performer_id int,  -- the slot table's keys (migration 0009)
     problems text[]
 ) ON COMMIT DROP;
 CREATE TEMP TABLE load_typed (

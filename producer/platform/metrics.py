@@ -1,5 +1,5 @@
 """Prometheus metrics (GET /metrics): calls, latency, faults and refusals, the /admin API, the
-database pool, the EI outbox, and each process's CPU, memory and open files.
+database pool and the replica, the EI outbox, and each process's CPU, memory and open files.
 
 The server runs several worker processes, so counters live in prometheus_client's multiprocess
 files (PROMETHEUS_MULTIPROC_DIR, set by `tidbok serve` before the workers start; `tidbok run` shares
@@ -53,6 +53,44 @@ POOL_IN_USE = Gauge("tidbok_db_pool_connections_in_use", "Connections lent out",
 POOL_WAITING = Gauge(
     "tidbok_db_pool_requests_waiting", "Requests waiting for a connection", multiprocess_mode="livesum"
 )
+AVAILABILITY_MEMORY = Counter(
+    "tidbok_availability_memory",
+    "Availability calls by where their days came from: memory (all remembered), database (some read"
+    " and remembered), unheard (the change listener was not listening: read, not remembered); replica:"
+    " of the database reads, those a replica answered",
+    ["source"],
+)
+SLOT_LISTENER_LOST = Counter(
+    "tidbok_slot_listener_lost", "Times a worker stopped hearing slot changes (its listening connection failed)"
+)
+REPLICA_READS = Counter(
+    "tidbok_db_replica_reads",
+    "Calls that may read the replica (availability, catalogue), by the server that answered them",
+    ["served_by"],
+)
+REPLICA_FALLBACKS = Counter(
+    "tidbok_db_replica_fallbacks", "Calls the replica failed mid-read, answered again by the primary"
+)
+REPLICA_STATES = Counter(
+    "tidbok_db_replica_state_changes",
+    "Changes of a worker's view of the replica, by the state entered (usable, lagging, down, refused)",
+    ["state"],
+)
+REPLICA_USABLE = Gauge(
+    "tidbok_db_replica_usable",
+    "Worker processes whose last check found the replica usable",
+    multiprocess_mode="livesum",
+)
+REPLICA_LAG = Gauge(
+    "tidbok_db_replica_lag_seconds",
+    "How stale the replica may be, at its last check (largest over the workers)",
+    multiprocess_mode="livemax",
+)
+REPLICA_LAG_BYTES = Gauge(
+    "tidbok_db_replica_lag_bytes",
+    "WAL the replica had yet to replay at its last check (largest over the workers)",
+    multiprocess_mode="livemax",
+)
 CHILD_CRASHES = Counter(
     "tidbok_child_crashes", "Helper processes of `tidbok run` that died and were restarted", ["child"]
 )
@@ -105,6 +143,17 @@ def observe_pool(pool: ConnectionPool | None) -> None:
     POOL_WAITING.set(now[2])
 
 
+# Egen provhantering's outbox (ep_offer, egen_provhantering.publisher), read through its partial indexes.
+_EP_OUTBOX = """
+SELECT count(*) FILTER (WHERE state = 'pending'),
+       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending')), 0),
+       count(*) FILTER (WHERE state = 'parked'),
+       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s AND objsubid = 2
+          AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+FROM ep_offer WHERE state IN ('pending', 'parked')
+"""
+
+
 class OutboxCollector(Collector):
     """Outbox depth, oldest pending age and parked rows, read when scraped (pending rows only,
     through the partial index, so a long history costs nothing)."""
@@ -122,6 +171,7 @@ class OutboxCollector(Collector):
                     " coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE parked_at IS NULL)), 0)"
                     " FROM ei_outbox WHERE published_at IS NULL"
                 ).fetchone()
+                ep = conn.execute(_EP_OUTBOX, outbox_watch.EP_PUBLISHER_PRESENCE).fetchone()
         except (psycopg.Error, TimeoutError, OSError) as exc:  # PoolTimeout is a psycopg.Error
             log.warning("metrics: the database could not be read (%s)", type(exc).__name__)
             up.add_metric([], 0)
@@ -138,6 +188,21 @@ class OutboxCollector(Collector):
             "tidbok_ei_publisher_connections",
             "EI publisher connections up (each publishing thread holds one; 0: no publisher is running)",
             value=publishing.publishers,
+        )
+        ep_pending, ep_oldest, ep_parked, ep_publishers = ep
+        yield GaugeMetricFamily(
+            "tidbok_ep_outbox_pending", "Egen provhantering offer rows waiting to be sent", value=ep_pending
+        )
+        yield GaugeMetricFamily(
+            "tidbok_ep_outbox_oldest_pending_seconds", "Age of the oldest offer row waiting", value=float(ep_oldest)
+        )
+        yield GaugeMetricFamily(
+            "tidbok_ep_outbox_parked", "Offer rows parked for staff (refused by EP, or given up)", value=ep_parked
+        )
+        yield GaugeMetricFamily(
+            "tidbok_ep_publisher_connections",
+            "EP publisher connections up (each publishing thread holds one)",
+            value=ep_publishers,
         )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import psycopg
 
 PUBLISHER_PRESENCE = (7203, 0)  # (classid, objid) of the shared advisory lock each publisher connection holds
+EP_PUBLISHER_PRESENCE = (7203, 1)  # the same for Egen provhantering's publisher (egen_provhantering.publisher)
 
 _QUERY = """
 SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s

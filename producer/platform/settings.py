@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -70,6 +72,10 @@ class Settings:
     shutdown_timeout_seconds: int = 30
     body_timeout_seconds: int = 10
     pgdata: Path = field(default=REPO_ROOT / ".pgdata")
+    # A streaming replica for availability reads (producer.platform.replica); None: all on the primary
+    replica_url: str | None = None
+    replica_max_lag_seconds: float = 2.0  # a replica possibly staler than this is skipped
+    replica_max_lag_bytes: int = 0  # ... or further behind than this in WAL (0: not checked)
     admin_tokens: str = ""  # TIDBOK_ADMIN_TOKENS: see producer.admin_api.auth
     staff_accounts: str = ""  # TIDBOK_STAFF_ACCOUNTS: see producer.staff.accounts
     staff_session_minutes: int = 30  # TIDBOK_STAFF_SESSION_MINUTES: a page session ends this long after its last use
@@ -89,6 +95,22 @@ class Settings:
     record_mask: bool = False  # TIDBOK_RECORD_MASK: personnummer masked in what is recorded
     ready_publishers: int = 0  # EI publisher connections /ready requires (0: not checked)
     ready_outbox_age_seconds: int = 600  # oldest pending outbox row /ready accepts (0: not checked)
+    # TIDBOK_AVAILABILITY_MEMORY: workers answer availability from their memory of free slots
+    # (producer.interactions.free_slots); off: every call reads the database
+    availability_memory: bool = True
+    availability_memory_mb: int = 32  # TIDBOK_AVAILABILITY_MEMORY_MB: how much of it each worker may hold
+    # Egen provhantering's OfferInteraction (egen_provhantering.config.ClientConfig): TIDBOK_EP_*, see _ep()
+    ep_url: str | None = None  # None: no EP configured
+    ep_cert: Path | None = None
+    ep_key: Path | None = None
+    ep_ca: Path | None = None
+    ep_timeout_seconds: int = 10
+    ep_namespace: str | None = None  # None: our rendition's (egen_provhantering.contract.DEFAULT_NAMESPACE)
+    # who gives a campaign's EP offers when staff name nobody (HCProfessionalID and the names shown to
+    # the resident): a function such as Screeningverksamheten; None: the staff member (producer.staff.offers)
+    ep_giver_id: str | None = None
+    ep_giver_first_name: str | None = None
+    ep_giver_last_name: str | None = None
 
     @property
     def transport(self) -> str:
@@ -111,7 +133,7 @@ class Settings:
             )
         record_dir = (source.get("TIDBOK_RECORD_DIR") or "").strip()
         settings = cls(
-            database_url=_database_url(source),
+            database_url=_database_url(source, "DATABASE_URL"),
             host=(source.get("TIDBOK_HOST") or "").strip() or "127.0.0.1",
             port=source.integer("TIDBOK_PORT", 8080, minimum=1, maximum=65535),
             workers=source.integer("TIDBOK_WORKERS", 2, minimum=1, maximum=256),
@@ -123,6 +145,9 @@ class Settings:
             shutdown_timeout_seconds=source.integer("TIDBOK_SHUTDOWN_TIMEOUT", 30, minimum=1, maximum=3600),
             body_timeout_seconds=source.integer("TIDBOK_BODY_TIMEOUT", 10, minimum=1, maximum=3600),
             pgdata=Path(source.get("TIDBOK_PGDATA") or str(REPO_ROOT / ".pgdata")),
+            replica_url=_database_url(source, "TIDBOK_DATABASE_REPLICA_URL"),
+            replica_max_lag_seconds=source.number("TIDBOK_DATABASE_REPLICA_MAX_LAG", 2.0, minimum=0.5, maximum=3600),
+            replica_max_lag_bytes=source.integer("TIDBOK_DATABASE_REPLICA_MAX_LAG_BYTES", 0, minimum=0),
             admin_tokens=source.get("TIDBOK_ADMIN_TOKENS") or "",
             staff_accounts=source.get("TIDBOK_STAFF_ACCOUNTS") or "",
             staff_session_minutes=source.integer("TIDBOK_STAFF_SESSION_MINUTES", 30, minimum=1),
@@ -138,8 +163,11 @@ class Settings:
             demo_date=source.date("TIDBOK_DEMO_DATE"),
             record_dir=Path(record_dir) if record_dir else None,
             record_mask=source.boolean("TIDBOK_RECORD_MASK"),
+            availability_memory=source.boolean("TIDBOK_AVAILABILITY_MEMORY", True),
+            availability_memory_mb=source.integer("TIDBOK_AVAILABILITY_MEMORY_MB", 32, minimum=1, maximum=65536),
             ready_publishers=source.integer("TIDBOK_READY_PUBLISHERS", 0, minimum=0, maximum=1000),
             ready_outbox_age_seconds=source.integer("TIDBOK_READY_OUTBOX_AGE", 600, minimum=0, maximum=10**7),
+            **_ep(source),
         )
         _check_transport(settings, source)
         if settings.database_url is None:
@@ -147,17 +175,17 @@ class Settings:
         return settings
 
 
-def _database_url(source: Source) -> str | None:
+def _database_url(source: Source, name: str) -> str | None:
     """A postgresql:// URL that libpq can parse (its host may be in the query: ?host=/socket/dir)."""
-    raw = (source.get("DATABASE_URL") or "").strip()
+    raw = (source.get(name) or "").strip()
     if not raw:
         return None
     if not raw.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"{source.label('DATABASE_URL')} must be a postgresql://… URL")
+        raise ConfigError(f"{source.label(name)} must be a postgresql://… URL")
     try:
         conninfo_to_dict(raw)
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"{source.label('DATABASE_URL')} is not a usable PostgreSQL URL: {exc}") from None
+        raise ConfigError(f"{source.label(name)} is not a usable PostgreSQL URL: {exc}") from None
     return raw
 
 
@@ -226,3 +254,73 @@ def _check_tls_files(settings: Settings, source: Source) -> None:
         context.load_verify_locations(cafile=str(settings.tls_ca))
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"{source.label('TIDBOK_TLS_CA')} is not a PEM bundle of CA certificates: {exc}") from None
+
+
+_EP_NAMESPACE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\"'<>&\\]+")  # as egen_provhantering.contract
+
+
+def _ep(source: Source) -> dict[str, Any]:
+    """The EP client's settings, checked now: an https:// URL for a client certificate, certificate and
+    key together and loadable, a CA bundle that loads, a namespace that is an absolute URI."""
+    url = source.url("TIDBOK_EP_URL", ("http", "https"))
+    cert, key, ca = source.file("TIDBOK_EP_CERT"), source.file("TIDBOK_EP_KEY"), source.file("TIDBOK_EP_CA")
+    label = source.label
+    if (cert is None) != (key is None):
+        raise ConfigError(f"{label('TIDBOK_EP_CERT')} and {label('TIDBOK_EP_KEY')} go together")
+    given = [name for name, value in (("TIDBOK_EP_CERT", cert), ("TIDBOK_EP_CA", ca)) if value is not None]
+    if given and url is None:
+        raise ConfigError(f"{label(given[0])} is set but {label('TIDBOK_EP_URL')} is not")
+    if given and url is not None and not url.startswith("https://"):
+        raise ConfigError(
+            f"{label(given[0])} needs an https:// {label('TIDBOK_EP_URL')} (EP is called with mutual TLS)"
+        )
+    context = ssl.create_default_context()
+    if cert is not None and key is not None:
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"{label('TIDBOK_EP_CERT')} and {label('TIDBOK_EP_KEY')} are not a certificate and its private key"
+                f" (PEM): {exc}"
+            ) from None
+    if ca is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"{label('TIDBOK_EP_CA')} is not a PEM bundle of CA certificates: {exc}") from None
+    namespace = (source.get("TIDBOK_EP_NAMESPACE") or "").strip() or None
+    if namespace is not None and not _EP_NAMESPACE.fullmatch(namespace):
+        raise ConfigError(
+            f"{label('TIDBOK_EP_NAMESPACE')} must be an absolute URI (http://… or urn:…, the targetNamespace of"
+            f" EP's ?wsdl) without spaces, quotes, <, > or &, got {namespace!r}"
+        )
+    return {
+        "ep_url": url,
+        "ep_cert": cert,
+        "ep_key": key,
+        "ep_ca": ca,
+        "ep_timeout_seconds": source.integer("TIDBOK_EP_TIMEOUT", 10, minimum=1, maximum=3600),
+        "ep_namespace": namespace,
+        **_ep_giver(source),
+    }
+
+
+def _ep_giver(source: Source) -> dict[str, Any]:
+    """The function that gives a campaign's EP offers by default: an HSA-id with a name to show."""
+    giver = (source.get("TIDBOK_EP_GIVER_ID") or "").strip().upper() or None
+    first = (source.get("TIDBOK_EP_GIVER_FIRST_NAME") or "").strip() or None
+    last = (source.get("TIDBOK_EP_GIVER_LAST_NAME") or "").strip() or None
+    if giver is not None and not is_valid_hsa_id(giver):
+        raise ConfigError(f"{source.label('TIDBOK_EP_GIVER_ID')}: {giver[:40]!r} is not an HSA-id")
+    if giver is None and (first or last):
+        named = "TIDBOK_EP_GIVER_FIRST_NAME" if first else "TIDBOK_EP_GIVER_LAST_NAME"
+        raise ConfigError(f"{source.label(named)} is set but {source.label('TIDBOK_EP_GIVER_ID')} is not")
+    if giver is not None and not (first or last):
+        raise ConfigError(
+            f"{source.label('TIDBOK_EP_GIVER_ID')} needs {source.label('TIDBOK_EP_GIVER_FIRST_NAME')} or"
+            f" {source.label('TIDBOK_EP_GIVER_LAST_NAME')}: EP shows the resident who gives the offer"
+        )
+    for name, value in (("TIDBOK_EP_GIVER_FIRST_NAME", first), ("TIDBOK_EP_GIVER_LAST_NAME", last)):
+        if value is not None and len(value) > 100:
+            raise ConfigError(f"{source.label(name)} is longer than 100 characters")
+    return {"ep_giver_id": giver, "ep_giver_first_name": first, "ep_giver_last_name": last}

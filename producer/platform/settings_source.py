@@ -28,6 +28,9 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "pool_size": "TIDBOK_DB_POOL_SIZE",
         "timeout": "TIDBOK_DB_TIMEOUT",
         "pgdata": "TIDBOK_PGDATA",
+        "replica_url": "TIDBOK_DATABASE_REPLICA_URL",
+        "replica_max_lag": "TIDBOK_DATABASE_REPLICA_MAX_LAG",
+        "replica_max_lag_bytes": "TIDBOK_DATABASE_REPLICA_MAX_LAG_BYTES",
     },
     "server": {
         "host": "TIDBOK_HOST",
@@ -37,6 +40,8 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "shutdown_timeout": "TIDBOK_SHUTDOWN_TIMEOUT",
         "body_timeout": "TIDBOK_BODY_TIMEOUT",
         "admin_tokens": "TIDBOK_ADMIN_TOKENS",
+        "availability_memory": "TIDBOK_AVAILABILITY_MEMORY",
+        "availability_memory_mb": "TIDBOK_AVAILABILITY_MEMORY_MB",
     },
     "staff": {"accounts": "TIDBOK_STAFF_ACCOUNTS", "session_minutes": "TIDBOK_STAFF_SESSION_MINUTES"},
     "bookings": {
@@ -67,6 +72,23 @@ FILE_KEYS: dict[str, dict[str, str]] = {
         "client_cert": "TIDBOK_EI_CLIENT_CERT",
         "client_key": "TIDBOK_EI_CLIENT_KEY",
         "ca_bundle": "TIDBOK_EI_CA_BUNDLE",
+    },
+    "ep": {
+        "url": "TIDBOK_EP_URL",
+        "cert": "TIDBOK_EP_CERT",
+        "key": "TIDBOK_EP_KEY",
+        "ca": "TIDBOK_EP_CA",
+        "timeout": "TIDBOK_EP_TIMEOUT",
+        "namespace": "TIDBOK_EP_NAMESPACE",
+        "giver_id": "TIDBOK_EP_GIVER_ID",
+        "giver_first_name": "TIDBOK_EP_GIVER_FIRST_NAME",
+        "giver_last_name": "TIDBOK_EP_GIVER_LAST_NAME",
+        "batch_size": "TIDBOK_EP_BATCH_SIZE",
+        "publisher_threads": "TIDBOK_EP_PUBLISHER_THREADS",
+        "poll_ms": "TIDBOK_EP_POLL_MS",
+        "retry_initial_ms": "TIDBOK_EP_RETRY_INITIAL_MS",
+        "retry_max_ms": "TIDBOK_EP_RETRY_MAX_MS",
+        "retry_max_attempts": "TIDBOK_EP_RETRY_MAX_ATTEMPTS",
     },
 }
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -118,6 +140,19 @@ class Source:
             raise ConfigError(f"{self.label(name)} must be at least {minimum}, got {value}")
         if maximum is not None and value > maximum:
             raise ConfigError(f"{self.label(name)} must be at most {maximum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, minimum: float, maximum: float) -> float:
+        """A decimal setting (`0.5`, `2`; unset or empty: the default), within its range."""
+        raw = self.get(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{self.label(name)} must be a number, got {raw!r}") from None
+        if not minimum <= value <= maximum:  # also refuses nan
+            raise ConfigError(f"{self.label(name)} must be from {minimum:g} to {maximum:g}, got {raw.strip()}")
         return value
 
     def boolean(self, name: str, default: bool = False) -> bool:

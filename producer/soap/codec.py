@@ -9,6 +9,7 @@ are omitted completely (TKB §3.7: no empty tags).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from lxml import etree
@@ -58,6 +59,11 @@ def _text(value: Any) -> str:
     return escape_text(value if value.__class__ is str else str(value))
 
 
+class Written(str):
+    """An item of a repeated element already written as XML (ResponseWriter.item), appended as is:
+    what a worker remembers of an answer need not be written again."""
+
+
 class MissingField(ValueError):
     """A handler left out a field the schema requires: a programming error, never the caller's."""
 
@@ -84,9 +90,12 @@ class ResponseWriter:
             "esc": escape_text,
             "dirty": _NEEDS_WORK.search,
             "MissingField": MissingField,
+            "Written": Written,
         }
         exec("\n".join(self._source), namespace)  # noqa: S102 - our own generated code, from the XSDs
         self._write_root = namespace[entry]
+        self._namespace = namespace
+        self._plan = plan
 
     def _tag(self, qname: str) -> str:
         ns, local = qname[1:].split("}", 1)
@@ -112,6 +121,9 @@ class ResponseWriter:
             lines.append("        for item in v:")
             if field.children is not None:
                 child = self._compile(field.children)
+                lines.append("            if item.__class__ is Written:")
+                lines.append("                append(item)")
+                lines.append("                continue")
                 lines.append(f"            append({open_!r}); {child}(item, out); append({close!r})")
             else:
                 lines.append(f"            append({open_!r} + _text(item) + {close!r})")
@@ -129,6 +141,22 @@ class ResponseWriter:
             lines.append("    else:" if not field.many else "    if not v:")
             lines.append(f"        raise MissingField({field.key!r})")
         return lines
+
+    def item(self, key: str) -> Callable[[Decoded], Written]:
+        """A writer of one item of the root's repeated element `key`, with the root's prefixes, to
+        pass back in a list of that element (see Written)."""
+        field = next(f for f in self._plan.fields if f.key == key and f.many and f.children is not None)
+        tag = self._tag(field.qname)
+        open_, close = f"<{tag}>", f"</{tag}>"
+        write = self._namespace[self._names[id(field.children)]]
+
+        def item(data: Decoded) -> Written:
+            out = [open_]
+            write(data, out)
+            out.append(close)
+            return Written("".join(out))
+
+        return item
 
     def write(self, data: Decoded) -> str:
         parts = [self._open_root]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from producer.calendar import changes
+from producer.calendar import changes, offers
 from producer.calendar.views import view_by_pk
 from producer.staff import checks, slots
 from producer.staff.actor import Staff
@@ -91,7 +91,10 @@ def cancel(
     now: datetime | None = None,
 ) -> Change:
     """Cancel a booking or an invitation (timed or open); its slot is free at once and its EI post
-    is deleted. Cancelling again changes nothing (changed=False). `note` is kept in the history."""
+    is deleted. Cancelling again changes nothing (changed=False). `note` is kept in the history.
+
+    A campaign's invitation withdrawn this way withdraws the Egen provhantering offer it came with
+    (producer.calendar.offers), in the same transaction."""
     now = now or datetime.now(UTC)
     note = checks.text("note", note)
     with slots.refusable(conn):
@@ -99,4 +102,8 @@ def cancel(
         cancelled = changes.cancel(conn, staff.actor(note), view, now=now)
         if not cancelled.changed:
             return Change(BookingInfo.of(view), False)
+        if view.is_invitation:
+            found = offers.offer_of_booking(conn, view.pk)
+            if found is not None:
+                offers.withdraw(conn, *found, staff.hsa_id)
         return Change(BookingInfo.of(view_by_pk(conn, view.pk)), True)

@@ -19,11 +19,22 @@ import psycopg
 
 from producer.platform import text_files
 from producer.platform.settings import Settings
-from producer.staff import actions, checks, invitations, listing, screening
+from producer.staff import actions, checks, invitations, listing, offers, screening
 from producer.staff.actor import Staff
 from producer.staff.checks import Contact
 from producer.staff.errors import StaffError
-from producer.staff.results import BatchReport, BookingInfo, Change, DaySlot, History, jsonable
+from producer.staff.offers import OfferChoice
+from producer.staff.results import (
+    BatchReport,
+    BookingInfo,
+    CampaignOffers,
+    Change,
+    DaySlot,
+    History,
+    Retried,
+    Withdrawn,
+    jsonable,
+)
 from producer.staff.slots import SlotChoice, Timeslot
 
 EXAMPLES = """\
@@ -34,6 +45,16 @@ examples:
       --time-type PROV --purpose "Välkommen att boka provtagning." --valid-until 2027-01-31
   tidbok staff invite-batch --staff SE2321000016-ST01 --unit SE2321000016-A100 --time-type PROV \\
       --campaign cervix-2027 --purpose-file kallelse.xml --valid-until 2027-03-31 lista.csv
+  tidbok staff invite-batch --staff SE2321000016-ST01 --unit SE2321000016-A100 --time-type PROV \\
+      --campaign cervix-2027 --purpose-file kallelse.xml --valid-until 2027-03-31 --ep-offer \\
+      --ep-giver SE2321000016-RCC1 --ep-giver-first-name Screeningverksamheten --ep-giver-last-name "RCC Syd" lista.csv
+  tidbok staff offer-batch --staff SE2321000016-ST01 --unit SE2321000016-A100 --campaign hpv-2027 \\
+      --ep-unit-offer 6 --ep-giver-first-name Screeningverksamheten lista.csv
+  tidbok staff offers SE2321000016-A100 cervix-2027 [--status refused]
+  tidbok staff offers-retry --staff SE2321000016-ST01 --unit SE2321000016-A100 --campaign cervix-2027 \\
+      [--resident 191212121212] [--ep-unit-offer 7]
+  tidbok staff offer-withdraw --staff SE2321000016-ST01 --unit SE2321000016-A100 --campaign cervix-2027 \\
+      --resident 191212121212
   tidbok staff book --staff SE2321000016-ST01 --resident 191212121212 --slot T1234
   tidbok staff rebook B17 --staff SE2321000016-ST01 --slot T1240
   tidbok staff cancel B17 --staff SE2321000016-ST01 --note "Patienten ringde"
@@ -82,6 +103,20 @@ def _invite(args: argparse.Namespace, conn: psycopg.Connection) -> Change:
 
 def _invite_batch(args: argparse.Namespace, conn: psycopg.Connection) -> BatchReport:
     text = _read_text("csv", args.csv)
+    choice = _offer_choice(args)
+    if args.ep_offer or choice.names_anything():
+        return offers.invite_batch_with_offers(
+            conn,
+            _staff(args),
+            text,
+            unit=args.unit,
+            time_type=args.time_type,
+            campaign=args.campaign,
+            purpose=_purpose(args),
+            valid_until=checks.moment_or_date("valid_until", args.valid_until),  # type: ignore[arg-type]
+            invitation_date=checks.calendar_date("invitation_date", args.invitation_date),
+            ep=choice,
+        )
     return screening.invite_batch(
         conn,
         _staff(args),
@@ -93,6 +128,45 @@ def _invite_batch(args: argparse.Namespace, conn: psycopg.Connection) -> BatchRe
         valid_until=checks.moment_or_date("valid_until", args.valid_until),
         invitation_date=checks.calendar_date("invitation_date", args.invitation_date),
     )
+
+
+def _offer_choice(args: argparse.Namespace) -> OfferChoice:
+    return OfferChoice(
+        unit_offer_id=args.ep_unit_offer,
+        notify_resident=False if args.ep_no_notify else None,
+        giver_id=args.ep_giver,
+        giver_first_name=args.ep_giver_first_name,
+        giver_last_name=args.ep_giver_last_name,
+    )
+
+
+def _offer_batch(args: argparse.Namespace, conn: psycopg.Connection) -> BatchReport:
+    text = _read_text("csv", args.csv)
+    choice = _offer_choice(args)
+    return offers.offer_batch(
+        conn, _staff(args), text, unit=args.unit, campaign=args.campaign, ep=choice, time_type=args.time_type
+    )
+
+
+def _offers(args: argparse.Namespace, conn: psycopg.Connection) -> CampaignOffers | list[CampaignOffers]:
+    if args.campaign is None:
+        return offers.offer_campaigns(conn, args.unit)
+    found = offers.campaign_offers(conn, args.unit, args.campaign, residents=args.resident or None)
+    if args.status:
+        kept = [r for r in found.residents if r.status in args.status]
+        return CampaignOffers(found.unit, found.campaign, found.terms, found.counts, kept)
+    return found
+
+
+def _offers_retry(args: argparse.Namespace, conn: psycopg.Connection) -> Retried:
+    return offers.retry_offers(
+        conn, _staff(args), unit=args.unit, campaign=args.campaign, residents=args.resident or None,
+        ep=_offer_choice(args),
+    )  # fmt: skip
+
+
+def _offer_withdraw(args: argparse.Namespace, conn: psycopg.Connection) -> Withdrawn:
+    return offers.withdraw_offer(conn, _staff(args), unit=args.unit, campaign=args.campaign, resident=args.resident)
 
 
 def _book(args: argparse.Namespace, conn: psycopg.Connection) -> Change:
@@ -173,6 +247,20 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--invitation-date", help="open invitation: its business date (default today)")
     sub.add_argument("--campaign", help="invite this resident once per campaign")
 
+    def offer_options(sub: argparse.ArgumentParser) -> None:
+        group = sub.add_argument_group("Egen provhantering (EP) offers")
+        group.add_argument(
+            "--ep-unit-offer", metavar="ID", help="the offer's UnitOfferID in EP (default: the time type's)"
+        )
+        group.add_argument(
+            "--ep-no-notify", action="store_true", help="EP does not notify the resident (default: it does)"
+        )
+        group.add_argument(
+            "--ep-giver", metavar="HSA_ID", help="who gives the offer (default: [ep] giver_id, else you)"
+        )
+        group.add_argument("--ep-giver-first-name", metavar="NAME", help="shown to the resident")
+        group.add_argument("--ep-giver-last-name", metavar="NAME", help="shown to the resident")
+
     sub = command("invite-batch", _invite_batch, "open invitations for a CSV of personnummer (a screening call)")
     acting(sub)
     sub.add_argument("--unit", required=True)
@@ -180,7 +268,36 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--campaign", required=True, help="each resident is invited once per campaign")
     purpose_options(sub)
     sub.add_argument("--invitation-date", help="the invitations' business date (default today)")
+    sub.add_argument("--ep-offer", action="store_true", help="each resident also gets an offer in Egen provhantering")
+    offer_options(sub)
     sub.add_argument("csv", metavar="CSV", help="one personnummer a line, or a column headed personnummer; - = stdin")
+
+    sub = command("offer-batch", _offer_batch, "offers in Egen provhantering for a CSV of personnummer (no invitation)")
+    acting(sub)
+    sub.add_argument("--unit", required=True)
+    sub.add_argument("--campaign", required=True, help="each resident gets the offer once per campaign")
+    sub.add_argument("--time-type", help="whose UnitOfferID to give, when --ep-unit-offer is left out")
+    offer_options(sub)
+    sub.add_argument("csv", metavar="CSV", help="one personnummer a line, or a column headed personnummer; - = stdin")
+
+    sub = command("offers", _offers, "a campaign's EP offers per resident (without CAMPAIGN: the unit's campaigns)")
+    sub.add_argument("unit")
+    sub.add_argument("campaign", nargs="?")
+    sub.add_argument("--resident", action="append", metavar="PERSONNUMMER", help="only this resident (repeatable)")
+    sub.add_argument("--status", action="append", choices=STATUS_CHOICES, help="only residents in this status")
+
+    sub = command("offers-retry", _offers_retry, "send a campaign's parked EP offers again (after fixing them)")
+    acting(sub)
+    sub.add_argument("--unit", required=True)
+    sub.add_argument("--campaign", required=True)
+    sub.add_argument("--resident", action="append", metavar="PERSONNUMMER", help="only this resident (repeatable)")
+    offer_options(sub)
+
+    sub = command("offer-withdraw", _offer_withdraw, "withdraw a resident's EP offer of a campaign (undone in EP)")
+    acting(sub)
+    sub.add_argument("--unit", required=True)
+    sub.add_argument("--campaign", required=True)
+    sub.add_argument("--resident", required=True, metavar="PERSONNUMMER")
 
     sub = command("book", _book, "book a free slot for a resident")
     acting(sub)
@@ -268,7 +385,8 @@ def _validity(b: BookingInfo) -> str:
 
 
 def _who(b: BookingInfo) -> list[str]:
-    return [b.resident, " ".join(n for n in (b.first_name, b.last_name) if n)]
+    via = [f"booked via {b.consumer_name or b.consumer}"] if b.consumer else []
+    return [b.resident, " ".join(n for n in (b.first_name, b.last_name) if n), *via]
 
 
 def _summary(b: BookingInfo) -> str:
@@ -283,14 +401,16 @@ def _lines(result: Any) -> list[str]:
     if isinstance(result, Change):
         return [("" if result.changed else "unchanged: ") + _summary(result.booking)]
     if isinstance(result, BatchReport):
-        lines = [
-            f"campaign {result.campaign} at {result.unit}: {len(result.invited)} invited,"
-            f" {len(result.already_invited)} already invited, {len(result.invalid)} invalid"
-        ]
-        lines += [f"line {i.line}: invited {i.resident} ({i.booking_id})" for i in result.invited]
-        lines += [f"line {a.line}: already invited {a.resident} ({a.booking_id})" for a in result.already_invited]
-        lines += [f"line {i.line}: invalid: {i.reason}" for i in result.invalid]
-        return lines
+        return _batch_lines(result)
+    if isinstance(result, CampaignOffers):
+        return _campaign_lines(result, True)
+    if isinstance(result, Retried):
+        return [f"campaign {result.campaign} at {result.unit}: {result.queued} offer row(s) queued again"]
+    if isinstance(result, Withdrawn):
+        what = {"dropped": "never sent: dropped", "undo": "undo queued", "already": "withdrawn already"}[result.done]
+        return [f"campaign {result.campaign} at {result.unit}: {result.offer.resident} {what} ({result.offer.status})"]
+    if isinstance(result, list) and result and isinstance(result[0], CampaignOffers):
+        return [line for found in result for line in _campaign_lines(found, False)]
     if isinstance(result, History):
         lines = [_summary(result.booking)]
         for e in result.events:
@@ -303,6 +423,45 @@ def _lines(result: Any) -> list[str]:
             return ["no bookings that day"]
         return [_day_line(s) for s in result]
     return [str(result)]
+
+
+STATUS_CHOICES = ("pending", "given", "already_given", "refused", "failed", "withdrawing", "withdrawn")
+
+
+def _batch_lines(result: BatchReport) -> list[str]:
+    lines = [
+        f"campaign {result.campaign} at {result.unit}: {len(result.invited)} invited,"
+        f" {len(result.already_invited)} already invited, {len(result.invalid)} invalid"
+    ]
+    lines += [f"line {i.line}: invited {i.resident} ({i.booking_id})" for i in result.invited]
+    lines += [f"line {a.line}: already invited {a.resident} ({a.booking_id})" for a in result.already_invited]
+    lines += [f"line {i.line}: invalid: {i.reason}" for i in result.invalid]
+    found = result.offers
+    if found is not None:
+        lines.append(
+            f"EP offer {found.unit_offer_id} from {found.access_unit_id}: {len(found.queued)} queued,"
+            f" {len(found.already_offered)} already offered, {len(found.not_offered)} not possible"
+        )
+        lines += [f"line {o.line}: offer queued {o.resident}" for o in found.queued]
+        lines += [f"line {o.line}: already offered {o.resident}" for o in found.already_offered]
+        lines += [f"line {i.line}: no offer: {i.reason}" for i in found.not_offered]
+    return lines
+
+
+def _campaign_lines(found: CampaignOffers, residents: bool) -> list[str]:
+    t = found.terms
+    counts = ", ".join(f"{status} {n}" for status, n in found.counts.items() if n)
+    lines = [
+        f"campaign {found.campaign} at {found.unit}: EP offer {t.unit_offer_id} from {t.access_unit_id},"
+        f" given by {t.hc_professional_id} {t.hc_first_name.strip()} {t.hc_last_name.strip()}".rstrip()
+        + f", notify {'yes' if t.notify_resident else 'no'}: {counts or 'no residents'}"
+    ]
+    if residents:
+        for r in found.residents:
+            parts = [r.resident, r.status, r.booking_id or "", f"attempts {r.attempts}" if r.attempts > 1 else ""]
+            parts.append(r.detail or "")
+            lines.append("  ".join(p for p in parts if p))
+    return lines
 
 
 def _said(b: BookingInfo) -> list[str]:

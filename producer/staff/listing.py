@@ -98,3 +98,12 @@ def history(conn: psycopg.Connection, booking_id: str, *, unit: str | None = Non
             for at, action, channel, actor_type, actor_id, details in events
         ],
     )
+
+
+def consumer_names(conn: psycopg.Connection, unit: str) -> dict[str, str]:
+    """The names the unit's consumer rules give service consumers (HSA-id -> e.g. "Egen provhantering")."""
+    rows = conn.execute(
+        "SELECT consumer_hsa_id, name FROM consumer_rule WHERE unit_hsa_id = %s AND name IS NOT NULL",
+        (normalise_hsa_id(unit),),
+    ).fetchall()
+    return dict(rows)

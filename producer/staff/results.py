@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from producer.calendar.ids import slot_ref
+from producer.calendar.offers import OfferTerms, ResidentOffer
 from producer.calendar.views import BookingView
 from producer.sweden.wall_time import STOCKHOLM
 
@@ -43,6 +44,8 @@ class BookingInfo:
     medical_unit: str | None  # healthcare_facility_med: the care unit with medical responsibility
     invitation_date: date | None
     valid_until: datetime | None
+    consumer: str | None = None  # the service consumer it was booked through (SOAP), e.g. Egen provhantering's
+    consumer_name: str | None = None  # its name in the unit's consumer rules, when it has one
 
     @classmethod
     def of(cls, view: BookingView) -> BookingInfo:
@@ -69,6 +72,8 @@ class BookingInfo:
             medical_unit=view.healthcare_facility_med,
             invitation_date=view.invitation_date,
             valid_until=local(view.valid_until),
+            consumer=view.consumer,
+            consumer_name=view.consumer_name,
         )
 
 
@@ -106,12 +111,60 @@ class InvalidLine:
 
 
 @dataclass(frozen=True)
+class Offered:
+    """A resident of a campaign's list and its offer in Egen provhantering (by line)."""
+
+    line: int
+    resident: str
+
+
+@dataclass(frozen=True)
+class OfferReport:
+    """What a batch did with EP offers: queued for the publisher, given by the campaign before (or
+    on an earlier line), not possible (a reserve number)."""
+
+    unit_offer_id: str
+    access_unit_id: str
+    queued: list[Offered]
+    already_offered: list[Offered]
+    not_offered: list[InvalidLine]
+
+
+@dataclass(frozen=True)
 class BatchReport:
     unit: str
     campaign: str
     invited: list[Invited]
     already_invited: list[AlreadyInvited]
     invalid: list[InvalidLine]
+    offers: OfferReport | None = None  # when the campaign gives offers in Egen provhantering
+
+
+@dataclass(frozen=True)
+class CampaignOffers:
+    """A campaign's offers: its terms, how many residents are in each status, and each resident."""
+
+    unit: str
+    campaign: str
+    terms: OfferTerms
+    counts: dict[str, int]
+    residents: list[ResidentOffer] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Retried:
+    unit: str
+    campaign: str
+    queued: int  # rows queued again
+    terms: OfferTerms
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    unit: str
+    campaign: str
+    done: str  # dropped (never sent), undo (queued), already (withdrawn before)
+    offer: ResidentOffer
 
 
 @dataclass(frozen=True)

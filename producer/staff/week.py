@@ -24,8 +24,9 @@ from producer.sweden.wall_time import STOCKHOLM, local_day_bounds
 SUMMER = timedelta(hours=2)
 WEEK_SQL = """
 SELECT s.id, s.starts_at, s.ends_at, s.time_type_code, s.performer_hsa_id, s.resource_id,
-       b.booking_id, b.kind, b.first_name, b.last_name
+       b.booking_id, b.kind, b.first_name, b.last_name, cr.name
 FROM slot_named s LEFT JOIN booking b ON b.pk = s.booking_pk
+LEFT JOIN consumer_rule cr ON cr.unit_hsa_id = b.unit_hsa_id AND cr.consumer_hsa_id = b.consumer
 WHERE s.unit_hsa_id = %(unit)s AND s.starts_at >= %(start)s AND s.starts_at < %(end)s
   AND (%(performer)s::text IS NULL OR s.performer_hsa_id = %(performer)s)
   AND (%(resource)s::text IS NULL OR s.resource_id = %(resource)s)
@@ -45,6 +46,7 @@ class WeekSlot:
     kind: str | None  # booking | timed_invitation; None: free
     name: str | None  # the resident's name, when the booking has one
     label: str = ""  # the start as the page shows it (Day: with summer/winter time on a DST day)
+    via: str | None = None  # the named service consumer it was booked through (e.g. Egen provhantering)
 
     @property
     def state(self) -> str:
@@ -101,7 +103,7 @@ def days(
         # in UTC: between two times of one zone, Python subtracts wall times (always 24 hours)
         hours[first + timedelta(days=i)] = round((hi.astimezone(UTC) - lo.astimezone(UTC)).total_seconds() / 3600)
     by_day: dict[date, list[WeekSlot]] = {day: [] for day in hours}
-    for slot_id, starts, ends, code, who, what, booking_id, kind, first_name, last_name in rows:
+    for slot_id, starts, ends, code, who, what, booking_id, kind, first_name, last_name, via in rows:
         local = starts.astimezone(STOCKHOLM)
         day = local.date()
         name = f"{first_name or ''} {last_name or ''}".strip() or None
@@ -117,6 +119,7 @@ def days(
                 kind,
                 name,
                 _label(local, hours[day] != 24),
+                via,
             )  # fmt: skip
         )
     return [Day(day, hours[day], slots) for day, slots in by_day.items()]

@@ -22,6 +22,11 @@ FIELDS = {
     "invitation_date": "Kallelsedatum",
     "time_type": "Tidstyp",
     "campaign": "Kampanj",
+    "ep": "Egen provhantering",
+    "ep.unit_offer_id": "Erbjudandets id (UnitOfferID)",
+    "ep.giver_id": "Tilldelas av (HSA-id)",
+    "ep.giver_first_name": "Förnamn",
+    "ep.giver_last_name": "Efternamn",
     "note": "Anteckning",
     "reason": "Besöksorsak",
     "unit": "Enhet",
@@ -50,6 +55,21 @@ LOAD_KINDS = {
     "slots": "Tider",
 }
 STATES = {"free": "Ledig", "booked": "Bokad", "invited": "Kallad"}
+# an offer in Egen provhantering, per resident (producer.calendar.offers.STATUSES)
+OFFER_STATUSES = {
+    "pending": "Väntar",
+    "given": "Tilldelat",
+    "already_given": "Redan tilldelat",
+    "refused": "Avvisat",
+    "failed": "Stoppat (tekniskt fel)",
+    "withdrawing": "Återtas",
+    "withdrawn": "Återtaget",
+}
+WITHDRAWN = {
+    "dropped": "Erbjudandet var inte skickat än och skickas inte.",
+    "undo": "Erbjudandet tas bort i Egen provhantering.",
+    "already": "Erbjudandet var redan återtaget.",
+}
 ACTIONS = {
     "book": "Bokad",
     "rebook": "Ombokad",
@@ -95,6 +115,9 @@ def slot_items(slots: list[WeekSlot], base: str) -> Markup:
         if s.resource:
             who += f' <span class="who">{e(s.resource)}</span>'
         name = f' <span class="name">{escape(s.name)}</span>' if s.name else ""
+        if s.via:
+            name += f' <span class="via">via {e(s.via)}</span>'
+
         out.append(
             f'<li class="slot {s.state}"><a href="{home}/{target}"><span class="t">{s.label}</span>'
             f' <span class="st">{STATES[s.state]}</span> <span class="tt">{e(s.time_type)}</span>{who}{name}</a></li>'
@@ -135,6 +158,26 @@ SWEDISH = [
         r"invånaren har redan \1 kommande \2-bokning(ar) på \3 (högst \4): boka om en av dem i stället",
     ),
     (r"already invited in campaign (\S+) \((\S+)\)", r"redan kallad i kampanjen \1 (\2)"),
+    (
+        r"name the offer in Egen provhantering \(UnitOfferID\)(?: and time type (\S+) names none)?",
+        "ange erbjudandets id i Egen provhantering (tidstypen har inget)",
+    ),
+    (
+        r"the resident is shown who gives the offer.*",
+        "invånaren ser vem som tilldelar erbjudandet: ange förnamn eller efternamn (en person eller en funktion, t.ex."
+        " Screeningverksamheten)",
+    ),
+    (
+        r"campaign (\S+) gives UnitOfferID (\S+) .*",
+        r"kampanjen \1 ger erbjudande \2 till alla sina invånare: lämna fälten för erbjudandet tomma, eller rätta dem"
+        " med Skicka igen",
+    ),
+    (r"campaign (\S+) at (\S+) gives no offers in Egen provhantering", r"kampanjen \1 ger inga erbjudanden"),
+    (r"campaign (\S+) gave this resident no offer", r"kampanjen \1 har inte gett invånaren något erbjudande"),
+    (r"must be an HSA-id.*", "ska vara ett HSA-id, t.ex. SE2321000016-RCC1"),
+    (r"is an id without spaces.*", "är ett id utan mellanslag (sista talet i erbjudandets adress i EP Admin)"),
+    (r"a campaign needs a name.*", "en kampanj behöver ett namn (då kan listan läsas in igen)"),
+    (r"name the campaign", "ange kampanjen"),
     (r"(\S+) is past the change deadline", r"\1 är förbi ändringsgränsen"),
     (r"invitation (\S+) is no longer valid", r"kallelsen \1 gäller inte längre"),
     (r"DocBook element <(\S+)> is not allowed.*", r"DocBook-elementet <\1> är inte tillåtet"),

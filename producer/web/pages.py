@@ -36,6 +36,7 @@ from producer.staff import (
     audit,
     invitations,
     listing,
+    offers,
     screening,
     sickday,
     timetypes,
@@ -443,6 +444,7 @@ def _booking_page(unit: str, booking_id: str, message: str | None = None, status
         and (found.booking.starts_at is None or found.booking.starts_at > now),
         message=message,
         done=labels.DONE.get(request.args.get("done", "")),
+        consumer_names=listing.consumer_names(g.conn, unit),
     )
     return page, status
 
@@ -483,7 +485,32 @@ def _invitations_page(unit: str, **extra: Any) -> str:
         unit=unit.upper(),
         catalogue=calendar.catalogue(g.conn, unit),
         form=request.form if request.method == "POST" else {},
+        giver=_giver(),
         **extra,
+    )
+
+
+def _giver() -> str | None:
+    """Who gives EP offers when the form names nobody: the configured function, shown by name."""
+    settings = _ctx().settings
+    if settings.ep_giver_id is None:
+        return None
+    names = " ".join(n for n in (settings.ep_giver_first_name, settings.ep_giver_last_name) if n)
+    return f"{names} ({settings.ep_giver_id})"
+
+
+def _offer_choice(form: Any) -> offers.OfferChoice:
+    """The EP offer's fields of a form (producer/web/templates/_ep_offer.html); blank is left out."""
+
+    def value(name: str) -> str | None:
+        return (form.get(name) or "").strip() or None
+
+    return offers.OfferChoice(
+        unit_offer_id=value("ep_unit_offer"),
+        notify_resident=form.get("ep_notify") == "on",
+        giver_id=value("ep_giver"),
+        giver_first_name=value("ep_giver_first_name"),
+        giver_last_name=value("ep_giver_last_name"),
     )
 
 
@@ -523,15 +550,92 @@ def _upload_text(name: str) -> str:
 def invite_batch(unit: str) -> Any:
     form = request.form
     try:
-        report = screening.invite_batch(
-            g.conn, g.staff, _upload_text("csv"), unit=unit, time_type=form.get("time_type", ""),
-            campaign=form.get("campaign", ""), purpose=form.get("purpose", ""),
-            valid_until=parse.moment_or_date("valid_until", form.get("valid_until") or None),  # type: ignore[arg-type]
-            invitation_date=parse.calendar_date("invitation_date", form.get("invitation_date") or None),
-        )  # fmt: skip
+        terms: dict[str, Any] = {
+            "unit": unit, "time_type": form.get("time_type", ""), "campaign": form.get("campaign", ""),
+            "purpose": form.get("purpose", ""),
+            "valid_until": parse.moment_or_date("valid_until", form.get("valid_until") or None),
+            "invitation_date": parse.calendar_date("invitation_date", form.get("invitation_date") or None),
+        }  # fmt: skip
+        if form.get("ep_offer") == "on":
+            choice = _offer_choice(form)
+            report = offers.invite_batch_with_offers(g.conn, g.staff, _upload_text("csv"), ep=choice, **terms)
+        else:
+            report = screening.invite_batch(g.conn, g.staff, _upload_text("csv"), **terms)
     except StaffError as error:
         return _invitations_page(unit, message=_problem(error)), 400
     return _invitations_page(unit, report=report)
+
+
+# -- offers in Egen provhantering ----------------------------------------------------------------------
+
+
+def _offers_page(unit: str, campaign: str | None = None, **extra: Any) -> str:
+    shown, status_filter, parked = None, None, 0
+    if campaign:
+        shown = _call_page(offers.campaign_offers, g.conn, unit, campaign)
+        parked = shown.counts["refused"] + shown.counts["failed"]
+        status_filter = request.args.get("status") or None
+        if status_filter in labels.OFFER_STATUSES:
+            shown.residents[:] = [r for r in shown.residents if r.status == status_filter]
+    return render_template(
+        "offers.html",
+        unit=unit.upper(),
+        catalogue=calendar.catalogue(g.conn, unit),
+        campaigns=offers.offer_campaigns(g.conn, unit),
+        shown=shown,
+        parked=parked,
+        status_filter=status_filter,
+        form=request.form if request.method == "POST" else {},
+        giver=_giver(),
+        **extra,
+    )
+
+
+@bp.get("/units/<unit>/offers")
+def offers_page(unit: str) -> str:
+    return _offers_page(unit, request.args.get("campaign"))
+
+
+@bp.post("/units/<unit>/offers/batch")
+def offer_batch(unit: str) -> Any:
+    form = request.form
+    try:
+        report = offers.offer_batch(
+            g.conn, g.staff, _upload_text("csv"), unit=unit, campaign=form.get("campaign", ""),
+            ep=_offer_choice(form), time_type=form.get("time_type") or None,
+        )  # fmt: skip
+    except StaffError as error:
+        return _offers_page(unit, message=_problem(error)), 400
+    return _offers_page(unit, report.campaign, report=report)
+
+
+@bp.post("/units/<unit>/offers/retry")
+def offers_retry(unit: str) -> Any:
+    form = request.form
+    campaign = form.get("campaign", "")
+    resident = (form.get("resident") or "").strip()
+    correction = offers.OfferChoice(unit_offer_id=(form.get("ep_unit_offer") or "").strip() or None)
+    try:
+        retried = offers.retry_offers(
+            g.conn, g.staff, unit=unit, campaign=campaign, residents=[resident] if resident else None, ep=correction
+        )
+    except StaffError as error:
+        return _offers_page(unit, campaign, message=_problem(error)), 400
+    done = f"{retried.queued} erbjudande(n) skickas igen."
+    return _offers_page(unit, retried.campaign, done=done)
+
+
+@bp.post("/units/<unit>/offers/withdraw")
+def offers_withdraw(unit: str) -> Any:
+    form = request.form
+    campaign = form.get("campaign", "")
+    try:
+        withdrawn = offers.withdraw_offer(
+            g.conn, g.staff, unit=unit, campaign=campaign, resident=form.get("resident", "")
+        )
+    except StaffError as error:
+        return _offers_page(unit, campaign, message=_problem(error)), 400
+    return _offers_page(unit, withdrawn.campaign, done=labels.WITHDRAWN[withdrawn.done])
 
 
 # -- a sick day ----------------------------------------------------------------------------------

@@ -1,14 +1,21 @@
-"""The "floor": the same WSGI server answering a fixed, pre-written response, whatever was asked.
+"""The "floor": the same server answering a fixed, pre-written response, whatever was asked.
 
 The producer's figures divided by the floor's show what our work costs over HTTP and the server.
+Two floors: the production server's own path (granian's RSGI interface through the body-first
+adapter, answered on the event loop as a call answered from memory is: `python -m tests.bench.floor`)
+and, for comparison with earlier figures, granian's WSGI interface with 8 threads, which reads no
+body first (TIDBOK_FLOOR_INTERFACE=wsgi).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from producer.http.body_first import BodyFirst
 
 
 def create_app() -> Callable[..., Iterable[bytes]]:
@@ -23,17 +30,31 @@ def create_app() -> Callable[..., Iterable[bytes]]:
     return app
 
 
+@dataclass(frozen=True)
+class _Rules:
+    body_limit: int = 1_048_576
+    body_timeout: float = 10.0
+    waits_for_database: bool = False  # on the event loop, as a call answered from memory
+    quick: bool = False
+
+
+def create_rsgi_app() -> BodyFirst:
+    rules = _Rules()
+    return BodyFirst(create_app(), 2, lambda method, path: rules, lambda message: ("text/plain", b""), "floor.route")
+
+
 def serve() -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
+    wsgi = os.environ.get("TIDBOK_FLOOR_INTERFACE") == "wsgi"
     Granian(
-        "tests.bench.floor:create_app",
+        "tests.bench.floor:create_app" if wsgi else "tests.bench.floor:create_rsgi_app",
         address="127.0.0.1",
         port=int(os.environ["TIDBOK_PORT"]),
-        interface=Interfaces.WSGI,
+        interface=Interfaces.WSGI if wsgi else Interfaces.RSGI,
         workers=int(os.environ.get("TIDBOK_WORKERS", "2")),
-        blocking_threads=8,
+        blocking_threads=8 if wsgi else None,
         factory=True,
     ).serve()
 

@@ -9,7 +9,9 @@ MakeBooking ≥ 500/s, GetAvailableDates p99 ≤ 20 ms, ≤ 150 MB per worker.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import random
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -36,6 +39,8 @@ CLIENTS = 4
 SECONDS = float(os.environ.get("TIDBOK_BENCH_SECONDS", "10"))
 WORKERS = "2"  # the server's default
 WARM_UP_SECONDS = 3.0
+# TIDBOK_BENCH_QUICK=1: the server's scenarios and the floor only (no peer, EI, loading or soak), to try a change
+QUICK = os.environ.get("TIDBOK_BENCH_QUICK", "") not in ("", "0")
 
 ENVELOPE = (
     '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
@@ -153,6 +158,37 @@ def worker_memory(server_pid: int) -> list[float]:
         return []
 
 
+RESULTS = REPO / "bench-results.json"
+TARGETS = {
+    "GetAvailableTimeslots / floor": 0.40,
+    "GetAvailableDates p99 ms": 10.0,
+    "MakeBooking req/s": 1000.0,
+    "peer ratio": 3.0,
+    "EI drain engagements/s": 15000.0,
+    "first load slots/s": 100000.0,
+    "worker memory MB": 150.0,
+}
+
+
+def figures(result: load.Result, **extra: Any) -> dict[str, Any]:
+    """One scenario for bench-results.json."""
+    return {
+        "req_s": round(result.rate, 1),
+        "p50_ms": round(result.p50, 2),
+        "p99_ms": round(result.percentile(99), 2),
+        "requests": result.requests,
+        "http": {str(k): v for k, v in sorted(result.statuses.items())},
+        **extra,
+    }
+
+
+def write_results(results: dict[str, Any]) -> None:
+    results["targets"] = TARGETS
+    results["machine"]["load_after"] = os.getloadavg()
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n")
+    print(f"figures written to {RESULTS.name}")
+
+
 def line(name: str, result: load.Result, extra: str = "") -> None:
     print(
         f"{name:<40} {result.rate:>9.0f} req/s   p50 {result.p50:>7.2f} ms   p99 {result.percentile(99):>7.2f} ms"
@@ -185,6 +221,143 @@ def race(url: str, slot: tuple[int, str, str], unit: str, rounds_seed: int) -> i
     return sum(b"<ns0:resultCode>OK<" in r or b">OK</" in r for r in results)
 
 
+PEER_TARGET = 3.0  # tidbok's requests/s over the peer's, in both scenarios
+
+
+def peer_phase(admin: str, url: str, gat_bodies: list[list[bytes]], ours: dict[str, load.Result]) -> dict:
+    """The peer side by side: GetAvailableTimeslots and MakeBooking on spyne 2.14 (tests/bench/peer_spyne)
+    over the same database and the same interaction code, served as tidbok is (granian, RSGI, WORKERS
+    workers with TIDBOK_DB_POOL_SIZE threads), loaded as tidbok was: the same warm-up, the same
+    GetAvailableTimeslots requests, MakeBooking requests built the same way for other free slots of
+    the same window, SECONDS each. Prints the peer's figures and our ratio to it; returns them all
+    (`ours`: tidbok's results of the two scenarios, by interaction)."""
+    from support.server import subprocess_env  # here, with the rest of the phase: one block to merge
+
+    settle(admin)
+    with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
+        rows = conn.execute(
+            "SELECT id, unit_hsa_id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS')"
+            " FROM slot WHERE starts_at > now() + interval '100 days' AND booking_pk IS NULL"
+            " ORDER BY random() LIMIT 40000"
+        ).fetchall()
+    mb_bodies = [
+        [make_booking_request(u, i, s, e, personnummer(500000 + w * 100000 + k)) for k, (i, u, s, e) in enumerate(part)]
+        for w, part in enumerate(rows[w::CLIENTS] for w in range(CLIENTS))
+    ]
+    port = free_port()
+    env = {"DATABASE_URL": url, "TIDBOK_HOST": "127.0.0.1", "TIDBOK_PORT": str(port), "TIDBOK_WORKERS": WORKERS}
+    command = [sys.executable, "-m", "tests.bench.peer_spyne"]
+    peer = subprocess.Popen(
+        command, cwd=REPO, env=subprocess_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # serving once anything answers (GET / is a 404)
+            try:
+                http_get(f"{base}/", timeout=1)
+                break
+            except OSError:
+                if peer.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the spyne peer did not start: {' '.join(command[1:])}") from None
+                time.sleep(0.1)
+        gat_url = f"{base}/GetAvailableTimeslots/1/rivtabp21"
+        load.run(gat_url, gat_bodies, WARM_UP_SECONDS)  # as tidbok's fresh workers had: not counted
+        gat = load.run(gat_url, gat_bodies, SECONDS)
+        line("peer (spyne): GetAvailableTimeslots", gat)
+        mb = load.run(f"{base}/MakeBooking/1/rivtabp21", mb_bodies, SECONDS, repeat=1, keep_bodies=True)
+        ok = sum(b">OK<" in body for body in mb.bodies)
+        line("peer (spyne): MakeBooking", mb, f"OK={ok}")
+        memory = worker_memory(peer.pid)
+    finally:
+        peer.terminate()
+        try:
+            peer.wait(10)
+        except subprocess.TimeoutExpired:
+            peer.kill()
+            peer.wait(10)
+    figures: dict = {
+        "peer": "spyne 2.14.0: Soap11 in and out, soft validation; tidbok's interaction code, queries and pool",
+        "server": f"granian RSGI, body read first, {WORKERS} workers (as the production server)",
+        "peer_worker_memory_mb": memory,
+        "target_ratio": PEER_TARGET,
+    }
+    for name, theirs, extra in (("GetAvailableTimeslots", gat, {}), ("MakeBooking", mb, {"peer_ok": ok})):
+        ratio = ours[name].rate / theirs.rate if theirs.rate else float("inf")
+        figures[name] = {
+            "peer_req_s": round(theirs.rate, 1),
+            "peer_p50_ms": round(theirs.p50, 2),
+            "peer_p99_ms": round(theirs.percentile(99), 2),
+            "peer_requests": theirs.requests,
+            "peer_http": dict(sorted(theirs.statuses.items())),
+            **extra,
+            "ours_req_s": round(ours[name].rate, 1),
+            "ours_p50_ms": round(ours[name].p50, 2),
+            "ours_p99_ms": round(ours[name].percentile(99), 2),
+            "ratio": round(ratio, 2),
+            "met": ratio >= PEER_TARGET,
+        }
+        verdict = "met" if ratio >= PEER_TARGET else "NOT met"
+        print(f"{name + ' ours/peer':<40} {ratio:>9.2f}   target ≥ {PEER_TARGET:g}: {verdict}")
+    return figures
+
+
+def _floor(url: str, tmp: Path, today: date, gat: load.Result, results: dict[str, Any]) -> load.Result:
+    """The floor: the same server answering a pre-written 50-slot GetAvailableTimeslots response."""
+    sample_request = timeslots_request(unit_id(0), today + timedelta(days=3), "191212121212")
+    import http.client
+
+    floor_body = tmp / "floor.xml"
+    server = start_server("bench-sample", url, {"TIDBOK_WORKERS": "1", "TIDBOK_LOG_LEVEL": "WARNING"}, tmp)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", int(server.base_url.rsplit(":", 1)[1]))
+        conn.request("POST", "/GetAvailableTimeslots/1/rivtabp21", body=sample_request,
+                     headers={"Content-Type": "text/xml; charset=utf-8"})  # fmt: skip
+        floor_body.write_bytes(conn.getresponse().read())
+    finally:
+        server.stop()
+    floors = {}
+    for interface in ("rsgi", "wsgi"):
+        port = free_port()
+        floor = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.floor"],
+            cwd=REPO,
+            env={
+                **os.environ,
+                "TIDBOK_PORT": str(port),
+                "TIDBOK_WORKERS": WORKERS,
+                "TIDBOK_FLOOR_BODY": str(floor_body),
+                "TIDBOK_FLOOR_INTERFACE": interface,
+            },  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(100):
+                try:
+                    http_get(f"http://127.0.0.1:{port}/")
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            floors[interface] = load.run(
+                f"http://127.0.0.1:{port}/GetAvailableTimeslots/1/rivtabp21",
+                [[sample_request] for _ in range(CLIENTS)],
+                SECONDS,
+            )
+        finally:
+            floor.terminate()
+            floor.wait(10)
+    line("floor, the server's own path (RSGI)", floors["rsgi"])
+    line("floor, granian's WSGI (8 threads)", floors["wsgi"])
+    results["floor"] = figures(floors["rsgi"], path="granian RSGI through the body-first adapter, on the loop")
+    results["floor_wsgi"] = figures(floors["wsgi"], path="granian WSGI, 8 threads, no body read first")
+    results["GetAvailableTimeslots / floor"] = round(gat.rate / floors["rsgi"].rate, 3)
+    results["GetAvailableTimeslots / WSGI floor"] = round(gat.rate / floors["wsgi"].rate, 3)
+    print(f"{'GetAvailableTimeslots / floor':<40} {gat.rate / floors['rsgi'].rate:>9.2f}   (target ≥ 0.40)")
+    print(f"{'GetAvailableTimeslots / WSGI floor':<40} {gat.rate / floors['wsgi'].rate:>9.2f}")
+    return floors["rsgi"]
+
+
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tidbok-bench-"))
     admin = os.environ.get("DATABASE_URL")
@@ -197,6 +370,12 @@ def main() -> None:
     print(f"calendar: {UNITS * DAYS * SLOTS_PER_DAY:,} slots over {UNITS} units built in {build_calendar(url):.1f} s")
     print(f"calendar: a unit with 5 performers added for the staff week view: {web.add_unit(url):,} slots in all")
 
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": os.getloadavg()},
+        "calendar": {"units": UNITS, "days": DAYS, "slots_per_day": SLOTS_PER_DAY},
+        "server": {"workers": int(WORKERS), "clients": CLIENTS, "seconds_per_scenario": SECONDS},
+    }
     settle(admin)
     bench_env = {"TIDBOK_WORKERS": WORKERS, "TIDBOK_LOG_LEVEL": "WARNING", "TIDBOK_STAFF_ACCOUNTS": web.ACCOUNTS}
     server = start_server("bench", url, bench_env, tmp)
@@ -219,6 +398,7 @@ def main() -> None:
         load.run(gat_url, gat_bodies, WARM_UP_SECONDS)  # the workers' first calls and cold caches: not counted
         gat = load.run(gat_url, gat_bodies, SECONDS)
         line("GetAvailableTimeslots (1 day, 50 slots)", gat)
+        results["GetAvailableTimeslots"] = figures(gat)
 
         sample = http_get(f"{server.base_url}/health")  # keeps the connection path warm; body unused
         del sample
@@ -236,6 +416,7 @@ def main() -> None:
             SECONDS,
         )
         line("GetAvailableDates (62 days)", gad)
+        results["GetAvailableDates"] = figures(gad)
 
         with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
             rows = conn.execute(
@@ -256,15 +437,22 @@ def main() -> None:
         )
         ok = sum(b">OK<" in body for body in mb.bodies)
         line("MakeBooking (distinct slots)", mb, f"OK={ok}")
+        results["MakeBooking"] = figures(mb, ok=ok)
 
         winners = [race(server.endpoint("MakeBooking"), (i, s, e), u, n) for n, (i, u, s, e) in enumerate(race_rows)]
         print(
             f"{'16 concurrent MakeBooking on one slot':<40} rounds={len(winners)}  exactly one OK in "
             f"{sum(w == 1 for w in winners)} of {len(winners)}"
         )
+        results["race_16_on_one_slot"] = {"rounds": len(winners), "exactly_one_ok": sum(w == 1 for w in winners)}
         booked = web.book_some(server.base_url, url, make_booking_request, personnummer)
         week = web.week_view(server.base_url)
         print(web.report(*week), f"({booked} booked)")
+        results["staff_week_view"] = {
+            "server_p50_ms": round(web.statistics.median(week[0]), 2),
+            "server_p99_ms": round(web.percentile(week[0], 99), 2),
+            "requests": len(week[0]),
+        }
         memory_end = worker_memory(server.process.pid)
         lag_bodies = [
             make_booking_request(u, i, s, e, personnummer(900000 + k)) for k, (i, u, s, e) in enumerate(lag_rows)
@@ -274,67 +462,67 @@ def main() -> None:
             f"{'EI lag, bookings at 200/s (s)':<40} p50 {ei_drain.median(lags):.3f}"
             f"   p99 {ei_drain.percentile(lags, 99):.3f}   n={len(lags)}"
         )
+        results["ei_lag_at_200_bookings_s"] = {
+            "p50_s": round(ei_drain.median(lags), 3),
+            "p99_s": round(ei_drain.percentile(lags, 99), 3),
+            "n": len(lags),
+        }
         status, _, gat_body = http_get(server.base_url + "/health")
         del status
     finally:
         server.stop()
 
-    # the floor: the same server answering a pre-written 50-slot GetAvailableTimeslots response
-    sample_request = timeslots_request(unit_id(0), today + timedelta(days=3), "191212121212")
-    import http.client
+    # ours once more with the memory of free slots off: every call runs the queries the peer runs
+    settle(admin)
+    if QUICK:
+        _floor(url, tmp, today, gat, results)
+        return write_results(results)
 
-    floor_body = tmp / "floor.xml"
-    server = start_server("bench-sample", url, {"TIDBOK_WORKERS": "1", "TIDBOK_LOG_LEVEL": "WARNING"}, tmp)
+    server = start_server("bench-nomemory", url, {**bench_env, "TIDBOK_AVAILABILITY_MEMORY": "off"}, tmp)
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", int(server.base_url.rsplit(":", 1)[1]))
-        conn.request("POST", "/GetAvailableTimeslots/1/rivtabp21", body=sample_request,
-                     headers={"Content-Type": "text/xml; charset=utf-8"})  # fmt: skip
-        floor_body.write_bytes(conn.getresponse().read())
+        load.run(server.endpoint("GetAvailableTimeslots"), gat_bodies, WARM_UP_SECONDS)
+        gat_db = load.run(server.endpoint("GetAvailableTimeslots"), gat_bodies, SECONDS)
+        line("GetAvailableTimeslots, memory off", gat_db)
+        results["GetAvailableTimeslots_memory_off"] = figures(gat_db)
     finally:
         server.stop()
-    port = free_port()
-    floor = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.floor"],
-        cwd=REPO,
-        env={**os.environ, "TIDBOK_PORT": str(port), "TIDBOK_WORKERS": WORKERS, "TIDBOK_FLOOR_BODY": str(floor_body)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                http_get(f"http://127.0.0.1:{port}/")
-                break
-            except OSError:
-                time.sleep(0.1)
-        floor_result = load.run(
-            f"http://127.0.0.1:{port}/GetAvailableTimeslots/1/rivtabp21",
-            [[sample_request] for _ in range(CLIENTS)],
-            SECONDS,
-        )
-    finally:
-        floor.terminate()
-        floor.wait(10)
-    line("floor (pre-written 50-slot response)", floor_result)
+
+    # the peer (spyne) with the same server, load and requests; its figures for bench-results.json
+    peer = peer_phase(admin, url, gat_bodies, {"GetAvailableTimeslots": gat, "MakeBooking": mb})
+    peer_gat = peer["GetAvailableTimeslots"]["peer_req_s"]
+    peer["GetAvailableTimeslots_memory_off"] = {
+        "ours_req_s": round(gat_db.rate, 1),
+        "ratio": round(gat_db.rate / peer_gat, 2) if peer_gat else None,
+    }
+    print(f"{'GetAvailableTimeslots ours/peer, memory off':<40} {gat_db.rate / peer_gat if peer_gat else 0:>9.2f}")
+    results["peer"] = peer
+
+    floor_result = _floor(url, tmp, today, gat, results)
     settle(admin)
-    seconds = ei_drain.drain(admin, fresh_database, tmp)
-    print(
-        f"{'EI drain of a 100,000-row backlog':<40} {ei_drain.BACKLOG / seconds:>9.0f} engagements/s"
-        f"   ({seconds:.1f} s, one publisher process)"
-    )
+    drained = ei_drain.figures(admin, fresh_database, tmp)  # stub and null EI, for bench-results.json
+    print("\n".join(ei_drain.lines(drained)))
+    results["ei_drain"] = drained
     settle(admin)
-    for text in loading.bench(admin, fresh_database, tmp):
+    loaded = loading.bench(admin, fresh_database, tmp)
+    for text in loaded:
         print(text)
+    results["loading"] = loaded
     settle(admin)
     from tests.bench import soak  # here, not at the top: soak imports this module
 
     print()
     soaked = soak.soak(admin, tmp)  # the 10-minute mixed soak through mutual TLS (TIDBOK_SOAK_SECONDS)
     print()
-    print(f"{'GetAvailableTimeslots / floor':<40} {gat.rate / floor_result.rate:>9.2f}")
+    print(f"{'GetAvailableTimeslots / floor':<40} {gat.rate / floor_result.rate:>9.2f}   (target ≥ 0.40)")
     print(f"{'server worker memory, start (MB)':<40} {memory_start}")
     print(f"{'server worker memory, end (MB)':<40} {memory_end}")
     print(soaked.summary())
+    results["server_worker_memory_mb"] = {"start": memory_start, "end": memory_end}
+    results["soak"] = {
+        "summary": soaked.summary(),
+        "worker_memory_mb": {"start": soaked.memory_start, "end": soaked.memory_end, "grew": soaked.memory_grew},
+    }
+    write_results(results)
 
 
 if __name__ == "__main__":

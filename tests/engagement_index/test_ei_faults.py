@@ -14,8 +14,8 @@ import random
 import re
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -26,23 +26,29 @@ import pytest
 from lxml import etree
 from support import ProducerServer, run_cli
 from support.calendar import SLOT_COLUMNS, Slot, staff_invitation
-from support.ei import CORE_XSD, EI_HSA_ID, OFFICIAL, PublisherProcess, Stub, running_stub, start_publisher
+from support.ei import (
+    CORE_XSD,
+    OFFICIAL,
+    PublisherProcess,
+    Stub,
+    log_key,
+    order_problems,
+    post_tuple,
+    running_stub,
+    start_publisher,
+    stub_posts,
+)
 from support.official import Official
 from support.residents import Residents
 
 from engagement_index.client import UpdateClient
 from engagement_index.config import EiSettings
-from engagement_index.fields import KEY_FIELDS
 from engagement_index.publisher import Publisher
 from producer.calendar.history import publish_change
 
 pytestmark = pytest.mark.skipif(not CORE_XSD.is_file(), reason=f"official EI contract not found at {OFFICIAL}")
 
 A100, A200 = "SE2321000016-A100", "SE2321000016-A200"
-# What the publisher sends by default (EiSettings), written out here: the test judges the code.
-SERVICE_DOMAIN = "riv:crm:scheduling"
-SOURCE_SYSTEM = "SE2321000016-TIDB"
-DATA_CONTROLLER = "SE2321000016"
 # One publishing loop per process where a test asserts an exact sequence of calls: two threads
 # starting together may split one batch between them (they are covered by the two-publisher race).
 ONE_THREAD = {"TIDBOK_EI_PUBLISHER_THREADS": "1"}
@@ -53,7 +59,6 @@ SOAP_BUDGET_SECONDS = 2.5
 WAIT_SECONDS = 60.0
 UPDATE_NS = "urn:riv:itintegration:engagementindex:UpdateResponder:1"
 
-Key = tuple[str, ...]
 T = TypeVar("T")
 
 
@@ -169,84 +174,6 @@ class Calendar:
 
 
 # -- what EI holds, and its log --------------------------------------------------------------------
-
-
-def post_key(post: Mapping[str, Any]) -> Key:
-    """The EI key of one of the outbox's posts, as the stub stores it (split categorization)."""
-    values = {
-        "registeredResidentIdentification": post["subject_of_care"],
-        "serviceDomain": SERVICE_DOMAIN,
-        "categorization": {"booking": "Booking", "invitation": "Invitation"}[post["kind"]],
-        "logicalAddress": post["unit"],
-        "businessObjectInstanceIdentifier": post["booking_id"],
-        "sourceSystem": SOURCE_SYSTEM,
-        "dataController": DATA_CONTROLLER,
-        "owner": EI_HSA_ID,
-        "clinicalProcessInterestId": "NA",
-    }
-    return tuple(values[name] for name in KEY_FIELDS)
-
-
-def post_tuple(post: Mapping[str, Any]) -> tuple[str, ...]:
-    return (*post_key(post), post["most_recent_content"])
-
-
-def stub_posts(state: Mapping[str, Any]) -> list[tuple[str, ...]]:
-    return sorted((*(p[name] for name in KEY_FIELDS), p["mostRecentContent"]) for p in state["posts"])
-
-
-def log_key(entry: Mapping[str, Any]) -> Key:
-    return tuple(entry["key"][name] for name in KEY_FIELDS)
-
-
-def order_problems(log: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
-    """Per booking, every Update call that touched it must leave EI at one of its outbox rows'
-    `after` states, and never at an earlier row than a previous call did (a resend of the same state
-    is fine: delivery is at least once; a call of deletes alone may also be the first part of a net
-    change split over calls). Deletes must name keys the booking had by then."""
-    by_booking: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    owner: dict[Key, int] = {}
-    problems: list[str] = []
-    for row in rows:
-        by_booking[row["booking_pk"]].append(row)
-        for post in (row["before"], row["after"]):
-            if post is not None and owner.setdefault(post_key(post), row["booking_pk"]) != row["booking_pk"]:
-                problems.append(f"key {post_key(post)} belongs to two bookings; this check cannot judge it")
-    calls: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (booking, call) in the order applied
-    for entry in log:
-        pk = owner.get(log_key(entry))
-        if pk is None:
-            problems.append(f"log line {entry['seq']} touches a key no outbox row names: {log_key(entry)}")
-            continue
-        calls.setdefault((pk, entry["call"]), []).append(entry)
-    reached: dict[int, int] = {}
-    for (pk, call), entries in calls.items():
-        history = by_booking[pk]
-        saves = [e for e in entries if not e["deleteFlag"]]
-        if len(saves) > 1:
-            problems.append(f"booking {pk}: call {call} saved {len(saves)} posts")
-            continue
-
-        def leaves_ei_at(index: int, saves: list[dict[str, Any]] = saves, history: list[Any] = history) -> bool:
-            after = history[index]["after"]
-            if not saves:
-                return after is None
-            return after is not None and post_tuple(after) == (*log_key(saves[0]), saves[0]["mostRecentContent"])
-
-        start = reached.get(pk, 0)
-        index = next((i for i in range(start, len(history)) if leaves_ei_at(i)), None)
-        partial = index is None and not saves  # deletes only: the first part of a net change split over calls
-        if index is None and not partial:
-            problems.append(f"booking {pk}: call {call} does not continue from outbox row #{start}: {entries}")
-            continue
-        if index is not None:
-            reached[pk] = index
-        rows_by_then = history if index is None else history[: index + 1]
-        known = {post_key(p) for r in rows_by_then for p in (r["before"], r["after"]) if p is not None}
-        for entry in entries:
-            if entry["deleteFlag"] and log_key(entry) not in known:
-                problems.append(f"booking {pk}: call {call} deleted a key it did not have yet: {log_key(entry)}")
-    return problems
 
 
 def assert_delivered(calendar: Calendar, stub: Stub) -> dict[str, Any]:

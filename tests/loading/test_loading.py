@@ -587,7 +587,7 @@ def test_slot_table_refuses_overlaps_and_dangling_references(
             (start,),
         )
     conn.execute("UPDATE slot SET booking_pk = NULL, care_type_code = 'LAB'")  # no times changed: not checked
-    # the slot table holds integer keys (migration 0008): each must name a row of the slot's own unit
+    # the slot table holds integer keys (migration 0009): each must name a row of the slot's own unit
     by_keys = (
         "INSERT INTO slot (unit_id, starts_at, ends_at, time_type_id, performer_id, resource_id)"
         " VALUES ((SELECT id FROM care_unit WHERE hsa_id = %s), %s, %s, %s, %s, %s)"
@@ -602,7 +602,7 @@ def test_slot_table_refuses_overlaps_and_dangling_references(
     for time_type, performer, room in wrong:
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             conn.execute(by_keys, (A100, *later, time_type, performer, room))
-    # the booking a slot holds exists (a set-wise check since 0008, as the foreign key was), and stays
+    # the booking a slot holds exists (a set-wise check since 0009, as the foreign key was), and stays
     first = conn.execute("SELECT id FROM slot WHERE starts_at = %s AND performer_id IS NOT NULL", (start,)).fetchone()[
         0
     ]

@@ -125,6 +125,7 @@ def test_the_examples_values_are_valid(tmp_path: Path) -> None:
     """...and valid, all at once, except what needs files that exist ([tls], EI's certificates) or
     excludes something else ([tls] and [proxy] exclude each other)."""
     files = {("tls", "cert"), ("tls", "key"), ("tls", "ca"), ("ei", "client_cert"), ("ei", "client_key")}
+    files |= {("ep", "cert"), ("ep", "key"), ("ep", "ca")}
     loaded = source(write(tmp_path, uncommented_example(frozenset(files | {("ei", "ca_bundle")}))))
     example = Settings.from_env(loaded)
     assert example.transport == "proxy" and len(example.consumers) == 2
@@ -132,6 +133,7 @@ def test_the_examples_values_are_valid(tmp_path: Path) -> None:
     assert example.consumers.refusal("SE2321000016-ABCD", "MakeBooking") is not None
     assert Tokens.parse(example.admin_tokens).grant("change-me-fedcba9876543210") is not None
     assert EiSettings.from_env(loaded).update_url
+    assert example.ep_url and example.ep_namespace and example.ep_timeout_seconds == 10
 
 
 # -- file and environment ------------------------------------------------------------------------
@@ -292,6 +294,12 @@ def test_a_bad_value_from_the_environment_names_the_variable(tmp_path: Path) -> 
         ("server", "max_request_bytes = 100", "[server] max_request_bytes", "at least 1024"),
         ("proxy", 'trusted = ["10.0.0.300"]', "[proxy] trusted", "not an IP address or network"),
         ("tls", 'cert = "/nonexistent/server.pem"', "[tls] cert", "not a readable file"),
+        ("database", 'replica_url = "mysql://db/tidbok"', "[database] replica_url", "must be a postgresql://"),
+        ("database", 'replica_url = "postgresql://db/tidbok?sslmode"', "[database] replica_url", "not a usable"),
+        ("database", "replica_max_lag = 0.1", "[database] replica_max_lag", "must be from 0.5 to 3600, got 0.1"),
+        ("database", 'replica_max_lag = "soon"', "[database] replica_max_lag", "must be a number, got 'soon'"),
+        ("database", 'replica_max_lag = "nan"', "[database] replica_max_lag", "must be from 0.5 to 3600"),
+        ("database", "replica_max_lag_bytes = -1", "[database] replica_max_lag_bytes", "at least 0"),
     ],
 )
 def test_other_bad_file_values(tmp_path: Path, key: str, value: str, label: str, problem: str) -> None:
@@ -299,6 +307,24 @@ def test_other_bad_file_values(tmp_path: Path, key: str, value: str, label: str,
     message = refusal(path)
     assert f"{label} in {path}" in message, message
     assert problem in message
+
+
+def test_the_replica_settings_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[database]\nreplica_url = "postgresql://reader@replica.example.se/tidbok"\n'
+        "replica_max_lag = 1.5\nreplica_max_lag_bytes = 16777216\n",
+    )
+    read = settings(path)
+    assert read.replica_url == "postgresql://reader@replica.example.se/tidbok"
+    assert (read.replica_max_lag_seconds, read.replica_max_lag_bytes) == (1.5, 16777216)
+    assert settings(path, TIDBOK_DATABASE_REPLICA_MAX_LAG="3").replica_max_lag_seconds == 3.0
+    assert settings(path, TIDBOK_DATABASE_REPLICA_URL="").replica_url is None
+    assert (Settings().replica_url, Settings().replica_max_lag_seconds, Settings().replica_max_lag_bytes) == (
+        None,
+        2.0,
+        0,
+    )
 
 
 def test_an_unknown_section_is_named_with_the_file(tmp_path: Path) -> None:

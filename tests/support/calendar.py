@@ -28,7 +28,7 @@ SLOT_COLUMNS = (
 
 
 # A slot written by its unit's HSA-id, its time type's code (care type: given, else the time type's)
-# and its performer's HSA-id: the slot table holds their integer keys (migration 0008).
+# and its performer's HSA-id: the slot table holds their integer keys (migration 0009).
 _INSERT_SLOT = """
 INSERT INTO slot (unit_id, starts_at, ends_at, time_type_id, care_type_code, performer_id, resource_id)
 SELECT u.id, %(start)s, %(end)s, t.id, coalesce(%(care_type)s, t.care_type_code), p.id, %(resource)s

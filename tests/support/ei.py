@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -28,6 +29,7 @@ import zeep
 from lxml import etree
 from psycopg.rows import dict_row, tuple_row
 
+from engagement_index.fields import KEY_FIELDS
 from support import reference
 from support.official import ResponseValidator
 from support.patching import CorePatchingTransport, PatchedCore, patched_parser
@@ -313,3 +315,90 @@ def publishing_into_a_stub(database_url: str, log_dir: Path) -> Iterator[EiLoop]
             yield EiLoop(stub, publisher, Ei.of(stub))
         finally:
             publisher.stop()
+
+
+# -- what EI holds, and its log, judged against a producer's outbox ----------------------------------
+
+# What the publisher sends by default (EiSettings), written out here: the tests judge the code.
+SERVICE_DOMAIN = "riv:crm:scheduling"
+SOURCE_SYSTEM = "SE2321000016-TIDB"
+DATA_CONTROLLER = "SE2321000016"
+Key = tuple[str, ...]
+
+
+def post_key(post: Mapping[str, Any]) -> Key:
+    """The EI key of one of the outbox's posts, as the stub stores it (split categorization)."""
+    values = {
+        "registeredResidentIdentification": post["subject_of_care"],
+        "serviceDomain": SERVICE_DOMAIN,
+        "categorization": {"booking": "Booking", "invitation": "Invitation"}[post["kind"]],
+        "logicalAddress": post["unit"],
+        "businessObjectInstanceIdentifier": post["booking_id"],
+        "sourceSystem": SOURCE_SYSTEM,
+        "dataController": DATA_CONTROLLER,
+        "owner": EI_HSA_ID,
+        "clinicalProcessInterestId": "NA",
+    }
+    return tuple(values[name] for name in KEY_FIELDS)
+
+
+def post_tuple(post: Mapping[str, Any]) -> tuple[str, ...]:
+    return (*post_key(post), post["most_recent_content"])
+
+
+def stub_posts(state: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    return sorted((*(p[name] for name in KEY_FIELDS), p["mostRecentContent"]) for p in state["posts"])
+
+
+def log_key(entry: Mapping[str, Any]) -> Key:
+    return tuple(entry["key"][name] for name in KEY_FIELDS)
+
+
+def order_problems(log: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """Per booking, every Update call that touched it must leave EI at one of its outbox rows'
+    `after` states, and never at an earlier row than a previous call did (a resend of the same state
+    is fine: delivery is at least once; a call of deletes alone may also be the first part of a net
+    change split over calls). Deletes must name keys the booking had by then."""
+    by_booking: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    owner: dict[Key, int] = {}
+    problems: list[str] = []
+    for row in rows:
+        by_booking[row["booking_pk"]].append(row)
+        for post in (row["before"], row["after"]):
+            if post is not None and owner.setdefault(post_key(post), row["booking_pk"]) != row["booking_pk"]:
+                problems.append(f"key {post_key(post)} belongs to two bookings; this check cannot judge it")
+    calls: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (booking, call) in the order applied
+    for entry in log:
+        pk = owner.get(log_key(entry))
+        if pk is None:
+            problems.append(f"log line {entry['seq']} touches a key no outbox row names: {log_key(entry)}")
+            continue
+        calls.setdefault((pk, entry["call"]), []).append(entry)
+    reached: dict[int, int] = {}
+    for (pk, call), entries in calls.items():
+        history = by_booking[pk]
+        saves = [e for e in entries if not e["deleteFlag"]]
+        if len(saves) > 1:
+            problems.append(f"booking {pk}: call {call} saved {len(saves)} posts")
+            continue
+
+        def leaves_ei_at(index: int, saves: list[dict[str, Any]] = saves, history: list[Any] = history) -> bool:
+            after = history[index]["after"]
+            if not saves:
+                return after is None
+            return after is not None and post_tuple(after) == (*log_key(saves[0]), saves[0]["mostRecentContent"])
+
+        start = reached.get(pk, 0)
+        index = next((i for i in range(start, len(history)) if leaves_ei_at(i)), None)
+        partial = index is None and not saves  # deletes only: the first part of a net change split over calls
+        if index is None and not partial:
+            problems.append(f"booking {pk}: call {call} does not continue from outbox row #{start}: {entries}")
+            continue
+        if index is not None:
+            reached[pk] = index
+        rows_by_then = history if index is None else history[: index + 1]
+        known = {post_key(p) for r in rows_by_then for p in (r["before"], r["after"]) if p is not None}
+        for entry in entries:
+            if entry["deleteFlag"] and log_key(entry) not in known:
+                problems.append(f"booking {pk}: call {call} deleted a key it did not have yet: {log_key(entry)}")
+    return problems

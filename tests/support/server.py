@@ -16,16 +16,20 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
+
+from producer.platform.change_tokens import ChangeTokens, create_file
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable  # the interpreter running pytest, i.e. the project's virtualenv
@@ -58,11 +62,65 @@ def fresh_database(admin_url: str, name: str) -> str:
     return database_url(admin_url, name)
 
 
+# Tests write the calendar behind the producers' backs, in SQL. A producer's workers hear of such a
+# change by a notice (producer.platform.slot_listener), within milliseconds; a test asks at once. So
+# each producer started here shares its change-token file with the harness, and a write through a
+# connection from connect() renews the tokens of every producer on that database once it is
+# committed: what any writer on the producer's host that knows it changed slots may do.
+_TOKEN_FILES: dict[str, list[Path]] = {}  # by database name
+
+
+def slots_may_have_changed(database: str) -> None:
+    """Renew the change tokens of the producers serving `database` (their memories of free slots
+    read the database again)."""
+    for path in _TOKEN_FILES.get(database, []):
+        if path.exists():
+            ChangeTokens(str(path)).everything_changed()
+
+
+_WRITE = re.compile(r"\b(insert|update|delete|truncate|merge|call)\b", re.I)
+
+
+class HarnessConnection(psycopg.Connection):
+    """A connection whose committed writes renew the producers' change tokens (see above)."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        cursor = super().execute(query, params, **kwargs)
+        if self.autocommit and not self._in_transaction and _WRITE.search(_text(query, self)):
+            slots_may_have_changed(self.info.dbname)
+        return cursor
+
+    @contextmanager
+    def transaction(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        self._in_transaction = True
+        try:
+            with super().transaction(*args, **kwargs) as tx:
+                yield tx
+        finally:
+            self._in_transaction = False
+            slots_may_have_changed(self.info.dbname)
+
+    def commit(self) -> None:
+        super().commit()
+        slots_may_have_changed(self.info.dbname)
+
+    _in_transaction = False
+
+
+def _text(query: Any, conn: psycopg.Connection) -> str:
+    if isinstance(query, str):
+        return query
+    if isinstance(query, bytes):
+        return query.decode(errors="replace")
+    return query.as_string(conn)
+
+
 def connect(url: str, *, dict_rows: bool = False, utc: bool = False) -> psycopg.Connection:
     """An autocommit connection, so every read is fresh: for setting up and judging what a producer stored.
+    What it writes is seen by the producers' memories of free slots at once (HarnessConnection).
 
     ``dict_rows`` gives rows as dicts; ``utc`` makes UTC the session's time zone."""
-    return psycopg.connect(
+    return HarnessConnection.connect(
         url,
         autocommit=True,
         row_factory=dict_row if dict_rows else tuple_row,
@@ -181,10 +239,15 @@ def start_server(
     ``tls``: the producer serves mutual TLS (its TIDBOK_TLS_* in ``extra_env``); this client
     context is used for the health check, and base_url is https."""
     port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    tokens = log_dir / f"{name}-{port}.change-tokens"
+    create_file(str(tokens))
+    _TOKEN_FILES.setdefault(urlsplit(database_url).path.lstrip("/"), []).append(tokens)
     env = {
         "DATABASE_URL": database_url,
         "TIDBOK_HOST": "127.0.0.1",
         "TIDBOK_PORT": str(port),
+        "TIDBOK_CHANGE_TOKENS": str(tokens),
         "TIDBOK_WORKERS": "1",
         # No publisher runs beside these producers: an outbox that only grows must not make them unready.
         "TIDBOK_READY_OUTBOX_AGE": "0",

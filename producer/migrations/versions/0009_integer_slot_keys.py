@@ -10,17 +10,19 @@ Everything 0004 guarantees holds, set-wise in the same triggers: a slot's time t
 are rows of the slot's own unit, its resource too; no performer or resource is in two
 overlapping slots; what a slot names cannot be deleted (nor moved to another unit) while it does.
 
-Revision ID: 0008_integer_slot_keys
-Revises: 0006_staff_sessions
+Revision ID: 0009_integer_slot_keys
+Revises: 0008_slot_change_signal
 """
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import op
 
-revision = "0008_integer_slot_keys"
-down_revision = "0006_staff_sessions"
+revision = "0009_integer_slot_keys"
+down_revision = "0008_slot_change_signal"
+CHANNEL = "tidbok_slots"  # 0008_slot_change_signal's
 
 UPGRADE = r"""
 ALTER TABLE care_unit ADD COLUMN id integer GENERATED ALWAYS AS IDENTITY UNIQUE;
@@ -397,13 +399,44 @@ def _text_key_checks() -> str:
     return module.UPGRADE[module.UPGRADE.index("CREATE TYPE slot_refs") :]
 
 
+def _change_signal(units_of: Callable[[str], str]) -> str:
+    """0008's notices (each changed slot's unit, by HSA-id, on tidbok_slots) for the slot table as
+    it is: units_of(transition table) selects the HSA-ids of the units of its rows."""
+    return f"""
+CREATE OR REPLACE FUNCTION slot_changed_new() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{CHANNEL}', u) FROM ({units_of("changed_new")}) x(u);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION slot_changed_old() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{CHANNEL}', u) FROM ({units_of("changed_old")}) x(u);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION slot_changed_both() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{CHANNEL}', u) FROM ({units_of("changed_new")} UNION {units_of("changed_old")}) x(u);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_inserted AFTER INSERT ON slot REFERENCING NEW TABLE AS changed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION slot_changed_new();
+CREATE TRIGGER slot_deleted AFTER DELETE ON slot REFERENCING OLD TABLE AS changed_old
+    FOR EACH STATEMENT EXECUTE FUNCTION slot_changed_old();
+CREATE TRIGGER slot_updated AFTER UPDATE ON slot REFERENCING NEW TABLE AS changed_new OLD TABLE AS changed_old
+    FOR EACH STATEMENT EXECUTE FUNCTION slot_changed_both();
+"""
+
+
 def upgrade() -> None:
     op.execute(UPGRADE)
+    # a unit is still there when its slots go with it (slot_deleted_with_unit runs BEFORE its delete)
+    op.execute(_change_signal(lambda t: f"SELECT u.hsa_id FROM care_unit u WHERE u.id IN (SELECT unit_id FROM {t})"))
 
 
 def downgrade() -> None:
     op.execute(DOWNGRADE)
     op.execute(_text_key_checks())
+    op.execute(_change_signal(lambda t: f"SELECT DISTINCT unit_hsa_id FROM {t}"))
     op.execute("ALTER TABLE performer DROP COLUMN id")
     op.execute("ALTER TABLE time_type DROP COLUMN id")
     op.execute("ALTER TABLE care_unit DROP COLUMN id")
