@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support.server import free_port, fresh_database, http_get, run_cli, start_server  # noqa: E402
 
-from tests.bench import ei_drain, load, loading, web  # noqa: E402
+from tests.bench import ei_drain, load, loading, offers, web  # noqa: E402
 
 UNITS = 100
 DAYS = 200
@@ -502,6 +502,8 @@ def main() -> None:
     drained = ei_drain.figures(admin, fresh_database, tmp)  # stub and null EI, for bench-results.json
     print("\n".join(ei_drain.lines(drained)))
     results["ei_drain"] = drained
+    settle(admin)
+    results["ep_offers"] = offers.measure(fresh_database(admin, "tidbok_test_benchoffers"), tmp)
     settle(admin)
     loaded = loading.bench(admin, fresh_database, tmp)
     for text in loaded:
