@@ -59,7 +59,7 @@ def snapshot(db: psycopg.Connection[Any]) -> dict[str, Any]:
     slots = db.execute(
         "SELECT id, unit_hsa_id, time_type_code, coalesce(performer_hsa_id, resource_id),"
         " to_char(starts_at AT TIME ZONE 'Europe/Stockholm', 'ID HH24:MI'),"
-        " to_char(ends_at AT TIME ZONE 'Europe/Stockholm', 'ID HH24:MI') FROM slot ORDER BY id"
+        " to_char(ends_at AT TIME ZONE 'Europe/Stockholm', 'ID HH24:MI') FROM slot_named ORDER BY id"
     ).fetchall()
     bookings = db.execute(
         "SELECT b.booking_id, b.kind, b.unit_hsa_id, s.id FROM booking b LEFT JOIN slot s ON s.booking_pk = b.pk"

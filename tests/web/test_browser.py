@@ -199,7 +199,7 @@ def test_book_rebook_and_cancel_tolvan(server: ProducerServer, page: Any, ei: Ei
 def test_a_sick_day_for_p001_over_two_days(server: ProducerServer, page: Any, ei: EiLoop, official: Any) -> None:
     with server.connect() as conn:
         (tolvan_id, starts) = conn.execute(
-            "SELECT b.booking_id, s.starts_at FROM booking b JOIN slot s ON s.booking_pk = b.pk"
+            "SELECT b.booking_id, s.starts_at FROM booking b JOIN slot_named s ON s.booking_pk = b.pk"
             " WHERE b.subject_of_care = %s AND s.performer_hsa_id = %s AND b.status = 'active'",
             (TOLVAN, P001),
         ).fetchone()
