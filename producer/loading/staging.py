@@ -182,6 +182,8 @@ def _split(table: str, layout: Layout, cells: bool = False) -> str:
         position = layout.columns.get(name)
         if position is None:
             return "NULL::text"
+        if cells and layout.plain:  # COPY gave an empty field as NULL, and no field has blanks to trim
+            return f"upper(c{position})" if upper else f"c{position}"
         value = f"btrim({f'c{position}' if cells else f'v[{position}]'}, ' \t\r')"
         return f"nullif({'upper(' + value + ')' if upper else value}, '')"
 

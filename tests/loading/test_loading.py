@@ -408,6 +408,12 @@ def test_both_ways_of_reading_a_csv_give_the_same_slots(url: str, conn: psycopg.
 
     assert "load: copying tidy.csv line by line" not in run_load(url, "--dry-run", tidy).stderr.splitlines()
 
+    # nothing to trim (CRLF, commas, an empty end): the fields are taken as COPY read them
+    plain_rows = [r.replace("\t", ",").strip() for r in rows]
+    plain = write(tmp_path, "plain.csv", "\r\n".join([header.replace("\t", ","), *plain_rows]) + "\r\n")
+    assert changes(report(url, plain)) == {}  # the same slots: nothing to do
+    assert [s[:3] + s[4:5] for s in slots(conn)] == expected
+
     untidy = write(tmp_path, "untidy.csv", "\r\n".join([header, rows[0] + "\t", "", *rows[1:]]) + "\r\n")
     assert "load: copying untidy.csv line by line" in run_load(url, "--dry-run", untidy).stderr.splitlines()
     assert changes(report(url, untidy)) == {}  # the same slots: nothing to do
@@ -415,6 +421,29 @@ def test_both_ways_of_reading_a_csv_give_the_same_slots(url: str, conn: psycopg.
 
     short = write(tmp_path, "short.csv", "\n".join([header, *rows[:2], f"{A100}\t{day} 09:00"]) + "\n")
     assert problems(report(url, short, expect=1)) == ["short.csv:4: None: expected 5 fields, found 2"]
+
+
+def test_a_file_is_plain_only_without_blanks_at_field_edges() -> None:
+    """Whether the fields need trimming is read from the bytes, across chunk boundaries too."""
+    from producer.loading.csvfile import read_layout
+    from producer.loading.report import Report
+    from producer.loading.sources import CHUNK, Source
+
+    def plain(text: str) -> bool:
+        layout = read_layout(Source.csv("x.csv", text.encode()), Report())
+        assert layout is not None and layout.verbatim
+        return layout.plain
+
+    header = "unit,start,end,time_type,performer\n"
+    line = f"{A100},2027-03-01 08:00,08:20,LAK,{P001}\n"
+    assert plain(header + line * 3) and plain(header + line.replace("\n", "\r\n") * 3)
+    assert plain(header + line.replace(",08:20,", ",,"))  # an empty field is NULL to COPY: nothing to trim
+    for blank in (f" {A100},", f"{A100} ,", ", 2027", "08:20\t,", f"{P001} \n", f"{P001}\t\r\n"):
+        assert not plain(header + line + line.replace(blank.strip(" \t\r\n,"), blank.strip(",\n"), 1)), blank
+    assert not plain(header + line + line.rstrip("\n") + " ")  # the last line, without its newline
+    first = header + line * (CHUNK // len(line) - 1)
+    first += "x" * (CHUNK - len(first) - 1) + "\n"  # the first chunk ends with a line
+    assert plain(first + line) and not plain(first + " " + line)  # the blank only the chunk before tells
 
 
 def test_progress_lines_when_not_a_terminal(url: str, tmp_path: Path) -> None:
