@@ -32,8 +32,8 @@ JOIN time_type tt ON tt.unit_hsa_id = b.unit_hsa_id AND tt.code = b.time_type_co
 LEFT JOIN slot s ON s.booking_pk = b.pk
 LEFT JOIN care_type ct ON ct.unit_hsa_id = b.unit_hsa_id AND ct.code = coalesce(s.care_type_code, b.care_type_code)
 LEFT JOIN performer p ON p.id = s.performer_id
-LEFT JOIN care_unit su ON su.id = s.unit_id
-LEFT JOIN resource r ON r.unit_hsa_id = su.hsa_id AND r.resource_id = s.resource_id
+-- a booking is at the unit of the slot it holds (producer.calendar.changes writes them so)
+LEFT JOIN resource r ON r.unit_hsa_id = b.unit_hsa_id AND r.resource_id = s.resource_id
 LEFT JOIN consumer_rule cr ON cr.unit_hsa_id = b.unit_hsa_id AND cr.consumer_hsa_id = b.consumer
 """
 

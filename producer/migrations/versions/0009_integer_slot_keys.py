@@ -223,9 +223,14 @@ BEGIN
 END
 $fn$;
 
+-- A take (one row): the foreign key's own check, as lean (MakeBooking runs it).
 CREATE FUNCTION slot_booking_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    PERFORM slot_booking_check(ARRAY[NEW.booking_pk]);
+    PERFORM 1 FROM booking b WHERE b.pk = NEW.booking_pk FOR KEY SHARE OF b;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'slot refers to booking %, which does not exist', NEW.booking_pk
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'slot', CONSTRAINT = 'slot_booking';
+    END IF;
     RETURN NULL;
 END
 $fn$;
@@ -445,8 +450,14 @@ CREATE TRIGGER slot_updated AFTER UPDATE ON slot REFERENCING NEW TABLE AS change
 
 def upgrade() -> None:
     op.execute(UPGRADE)
-    # a unit is still there when its slots go with it (slot_deleted_with_unit runs BEFORE its delete)
-    op.execute(_change_signal(lambda t: f"SELECT u.hsa_id FROM care_unit u WHERE u.id IN (SELECT unit_id FROM {t})"))
+    op.execute(_change_signal(_units_by_key))
+
+
+def _units_by_key(table: str) -> str:
+    """Each distinct unit key of a transition table once, then its HSA-id (a unit is still there
+    when its slots go with it: slot_deleted_with_unit runs BEFORE its delete)."""
+    unit = "(SELECT u.hsa_id FROM care_unit u WHERE u.id = k.unit_id)"
+    return f"SELECT {unit} FROM (SELECT DISTINCT unit_id FROM {table}) k"
 
 
 def downgrade() -> None:
