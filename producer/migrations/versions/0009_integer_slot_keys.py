@@ -19,11 +19,12 @@ booking held by a slot cannot be deleted, given another key or truncated away. 0
 changed units are kept (by unit key).
 
 Measured on the 2-core reference machine (1,000,000 slots, 100 units x 5 performers x 50 days,
-the whole ``tidbok load`` command, five runs each, alternating): the write into slot 6.2 -> 4.4 s,
-the first load 11.0 -> 8.8 s; heap and indexes 367 -> 223 MB (the performer index 105 -> 32 MB);
-availability's queries as fast or faster (GetAvailableDates 62 days: 2.25 -> 1.93 ms). One
-covering index instead of the two unit-start indexes saved another 0.6 s but made GetAvailableDates
-2 % slower on a calendar a third booked (it then reads the taken slots too), so both stay.
+the whole ``tidbok load`` command, runs alternating with the text keys on a quiet machine; README,
+Loading schedules, Speed): the write into slot 6.1 -> 4.2 s, the first load 11.0-11.5 -> 8.4-8.6 s
+(with the loader's other changes of issue 16); heap and indexes 367 -> 223 MB (the performer index
+105 -> 32 MB); availability's queries and MakeBooking as fast or faster. One covering index
+instead of the two unit-start indexes saved another 0.6 s but made GetAvailableDates 2 % slower on
+a calendar a third booked (it then reads the taken slots too), so both stay.
 
 Revision ID: 0009_integer_slot_keys
 Revises: 0008_slot_change_signal
