@@ -57,6 +57,7 @@ WHERE booking_pk = ANY(%s) AND coalesce(published_at, parked_at) IS NULL
 _PENDING = "SELECT id, booking_pk, before, after" + _PENDING_OF + "ORDER BY id"
 # Before the locks only the ids the rows name are needed, not the posts (JSON read in Python).
 _NAMED = "SELECT booking_pk, before->>'booking_id', after->>'booking_id'" + _PENDING_OF
+_HOLD_ROWS = "SELECT id FROM ei_outbox WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED"
 _LOCK_FAILURES = "SELECT DISTINCT x FROM unnest(%s::text[]) x WHERE NOT pg_try_advisory_xact_lock(%s, hashtext(x))"
 
 
@@ -163,7 +164,19 @@ class Publisher:
                 return []
             claims = _claims(self.conn.execute(_PENDING, (mine,)).fetchall())
             named = {c.booking_pk: c.booking_ids() for c in claims}
-        return [c for c in claims if c.booking_ids() <= locked]
+        return self._rows_held([c for c in claims if c.booking_ids() <= locked])
+
+    def _rows_held(self, claims: list[Claim]) -> list[Claim]:
+        """The claims whose every row this round can lock without waiting. Another publisher's
+        candidate query may hold a row of a booking we hold the id of (it locked the oldest rows
+        before it knew whose they were); marking that row would wait for its round, while it waits
+        to mark one of ours: a deadlock, after both had sent (two sends of a change). Such a booking
+        waits for the next round instead, and every row marked is one this round holds."""
+        ids = [i for c in claims for i in c.ids]
+        if not ids:
+            return claims
+        held = {r[0] for r in self.conn.execute(_HOLD_ROWS, (ids,)).fetchall()}
+        return [c for c in claims if held.issuperset(c.ids)]
 
     def _owned_elsewhere(self, claims: list[Claim], nets: list[list[Transaction]]) -> set[tuple[Key, int]]:
         """(key, booking) pairs where the key is another booking's current post.

@@ -190,7 +190,12 @@ class FreeSlots:
         if missing:
             if getattr(conn, "never_wait", False):
                 raise WouldWait  # on the event loop: the database (either) is a thread's to wait for
-            read = self._read_days(sql, order, conn, unit, names, missing[0], missing[-1], token, now)
+            first_missing, last_missing = missing[0], missing[-1]
+            read = self._read_days(
+                unit,
+                conn,
+                lambda c: self._read(sql, order, c, unit, names, first_missing, last_missing, token, now),
+            )
             if read is None:
                 return None
             with self._lock:
@@ -207,28 +212,16 @@ class FreeSlots:
         return found  # type: ignore[return-value]
 
     def _read_days(
-        self,
-        sql: str,
-        order: Callable[[Any], Any] | None,
-        conn: psycopg.Connection,
-        unit: Unit,
-        names: Names,
-        first: date,
-        last: date,
-        token: tuple[int, int],
-        now: float,
+        self, unit: Unit, conn: psycopg.Connection, read: Callable[[psycopg.Connection], dict[date, Day] | None]
     ) -> dict[date, Day] | None:
-        """The days from a replica that holds every change of the unit's token (it changed when
-        its notice or a booking here renewed it: after the commit), else from the primary."""
+        """read(conn) on a replica that holds every change of the unit's token (it changed when its
+        notice or a booking here renewed it: after the commit), else on the primary (conn)."""
         if self._replica is not None:
-            held = self._replica(
-                self._tokens.changed_at(unit.hsa_id),
-                lambda replica: self._read(sql, order, replica, unit, names, first, last, token, now),
-            )
+            held = self._replica(self._tokens.changed_at(unit.hsa_id), read)
             if held is not None:
                 _FROM_REPLICA.inc()
                 return held[0]
-        return self._read(sql, order, conn, unit, names, first, last, token, now)
+        return read(conn)
 
     def _read(
         self,

@@ -126,7 +126,8 @@ def test_a_helper_that_dies_is_logged_as_a_crash_and_restarted(run: Run, role: s
     )
     assert isinstance(after, dict)
     assert f"{role} crashed (pid {before[role]}, exit status -9 (SIGKILL)" in run.output()
-    assert f"{role} restarted (pid {after[role]}" in run.output()
+    # the supervisor logs the restart once the new process has started: it may be seen a moment first
+    wait_for(f"{role}'s restart logged", lambda: f"{role} restarted (pid {after[role]}" in run.output(), run.output, 10)
     assert {r: p for r, p in after.items() if r != role} == {r: p for r, p in before.items() if r != role}
     label = f'tidbok_child_crashes_total{{child="{role}"}}'
     assert (run.metric(label) or 0) >= 1
