@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import psycopg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +31,7 @@ from support.ei import start_publisher, start_stub  # noqa: E402
 from support.server import free_port, http_get, run_cli  # noqa: E402
 
 from tests.bench import spy  # noqa: E402
+from tests.bench.cpu import machine_busy, postmaster_pid, tree_cpu  # noqa: E402
 
 BACKLOG = 100_000
 UNIT = "SE2321000016-E000"
@@ -103,39 +103,6 @@ def start_null_ei() -> NullEi:
         time.sleep(0.1)
     null.stop()
     raise RuntimeError("the null EI endpoint did not answer within 10 s")
-
-
-# -- CPU time of the processes taking part -------------------------------------------------------------
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and its descendants, living or reaped."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            t = process.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-    return total
-
-
-def machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (all cores, not idle, not waiting for I/O)."""
-    t = psutil.cpu_times()
-    return sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
-
-
-def postmaster_pid(url: str) -> int | None:
-    """The PostgreSQL server's own process, when it runs on this machine and its folder is readable."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        folder = conn.execute("SELECT current_setting('data_directory')").fetchone()[0]
-    with contextlib.suppress(OSError, ValueError):
-        return int((Path(folder) / "postmaster.pid").read_text().split()[0])
-    return None
 
 
 @dataclass

@@ -5,6 +5,11 @@ Two floors: the production server's own path (granian's RSGI interface through t
 adapter, answered on the event loop as a call answered from memory is: `python -m tests.bench.floor`)
 and, for comparison with earlier figures, granian's WSGI interface with 8 threads, which reads no
 body first (TIDBOK_FLOOR_INTERFACE=wsgi).
+
+TIDBOK_FLOOR_PIPELINE=1 adds the work no SOAP producer can skip to the first: each request parsed
+(hardened), its root checked, validated against the contract's schemas and decoded by tidbok's own
+pipeline before the pre-written response goes. It shows how much of the distance to the floor is
+the SOAP request itself, and how much is answering it.
 """
 
 from __future__ import annotations
@@ -21,13 +26,27 @@ from producer.http.body_first import BodyFirst
 def create_app() -> Callable[..., Iterable[bytes]]:
     body = Path(os.environ["TIDBOK_FLOOR_BODY"]).read_bytes()
     headers = [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))]
+    read = _pipeline() if os.environ.get("TIDBOK_FLOOR_PIPELINE") == "1" else None
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        environ["wsgi.input"].read()
+        request = environ["wsgi.input"].read()
+        if read is not None:
+            read(request)
         start_response("200 OK", headers)
         return [body]
 
     return app
+
+
+def _pipeline() -> Callable[[bytes], object]:
+    """Parse, check, validate and decode a GetAvailableTimeslots request as the producer does."""
+    from producer.soap.contract import load_contract
+    from producer.soap.pipeline import Pipeline
+
+    contract = load_contract()
+    pipeline = Pipeline(contract.interactions, contract.actor_validator)
+    interaction = contract.interactions["GetAvailableTimeslots"]
+    return lambda request: pipeline.read(interaction, request)
 
 
 @dataclass(frozen=True)

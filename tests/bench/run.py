@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from support.server import free_port, fresh_database, http_get, run_cli, start_server  # noqa: E402
 
 from tests.bench import ei_drain, load, loading, offers, web  # noqa: E402
+from tests.bench.cpu import describe, measured, postmaster_pid  # noqa: E402
 
 UNITS = 100
 DAYS = 200
@@ -189,6 +190,10 @@ def write_results(results: dict[str, Any]) -> None:
     print(f"figures written to {RESULTS.name}")
 
 
+def _count(result: load.Result) -> int:
+    return result.requests
+
+
 def line(name: str, result: load.Result, extra: str = "") -> None:
     print(
         f"{name:<40} {result.rate:>9.0f} req/s   p50 {result.p50:>7.2f} ms   p99 {result.percentile(99):>7.2f} ms"
@@ -263,11 +268,17 @@ def peer_phase(admin: str, url: str, gat_bodies: list[list[bytes]], ours: dict[s
                 time.sleep(0.1)
         gat_url = f"{base}/GetAvailableTimeslots/1/rivtabp21"
         load.run(gat_url, gat_bodies, WARM_UP_SECONDS)  # as tidbok's fresh workers had: not counted
-        gat = load.run(gat_url, gat_bodies, SECONDS)
+        postgres = postmaster_pid(admin)
+        gat, gat_cpu = measured(peer.pid, postgres, lambda: load.run(gat_url, gat_bodies, SECONDS), _count)
         line("peer (spyne): GetAvailableTimeslots", gat)
-        mb = load.run(f"{base}/MakeBooking/1/rivtabp21", mb_bodies, SECONDS, repeat=1, keep_bodies=True)
+        print(f"{'':<40} {describe(gat_cpu)}")
+        mb_url = f"{base}/MakeBooking/1/rivtabp21"
+        mb, mb_cpu = measured(
+            peer.pid, postgres, lambda: load.run(mb_url, mb_bodies, SECONDS, repeat=1, keep_bodies=True), _count
+        )
         ok = sum(b">OK<" in body for body in mb.bodies)
         line("peer (spyne): MakeBooking", mb, f"OK={ok}")
+        print(f"{'':<40} {describe(mb_cpu)}")
         memory = worker_memory(peer.pid)
     finally:
         peer.terminate()
@@ -282,7 +293,11 @@ def peer_phase(admin: str, url: str, gat_bodies: list[list[bytes]], ours: dict[s
         "peer_worker_memory_mb": memory,
         "target_ratio": PEER_TARGET,
     }
-    for name, theirs, extra in (("GetAvailableTimeslots", gat, {}), ("MakeBooking", mb, {"peer_ok": ok})):
+    scenarios = (
+        ("GetAvailableTimeslots", gat, {"peer_cpu": gat_cpu}),
+        ("MakeBooking", mb, {"peer_ok": ok, "peer_cpu": mb_cpu}),
+    )
+    for name, theirs, extra in scenarios:
         ratio = ours[name].rate / theirs.rate if theirs.rate else float("inf")
         figures[name] = {
             "peer_req_s": round(theirs.rate, 1),
@@ -316,8 +331,14 @@ def _floor(url: str, tmp: Path, today: date, gat: load.Result, results: dict[str
         floor_body.write_bytes(conn.getresponse().read())
     finally:
         server.stop()
-    floors = {}
-    for interface in ("rsgi", "wsgi"):
+    floors: dict[str, load.Result] = {}
+    cpus: dict[str, dict[str, Any]] = {}
+    kinds = {
+        "rsgi": {"TIDBOK_FLOOR_INTERFACE": "rsgi"},
+        "wsgi": {"TIDBOK_FLOOR_INTERFACE": "wsgi"},
+        "pipeline": {"TIDBOK_FLOOR_INTERFACE": "rsgi", "TIDBOK_FLOOR_PIPELINE": "1"},
+    }
+    for kind, kind_env in kinds.items():
         port = free_port()
         floor = subprocess.Popen(
             [sys.executable, "-m", "tests.bench.floor"],
@@ -327,7 +348,7 @@ def _floor(url: str, tmp: Path, today: date, gat: load.Result, results: dict[str
                 "TIDBOK_PORT": str(port),
                 "TIDBOK_WORKERS": WORKERS,
                 "TIDBOK_FLOOR_BODY": str(floor_body),
-                "TIDBOK_FLOOR_INTERFACE": interface,
+                **kind_env,
             },  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -339,22 +360,34 @@ def _floor(url: str, tmp: Path, today: date, gat: load.Result, results: dict[str
                     break
                 except OSError:
                     time.sleep(0.1)
-            floors[interface] = load.run(
-                f"http://127.0.0.1:{port}/GetAvailableTimeslots/1/rivtabp21",
-                [[sample_request] for _ in range(CLIENTS)],
-                SECONDS,
+            floor_url = f"http://127.0.0.1:{port}/GetAvailableTimeslots/1/rivtabp21"
+            floors[kind], cpus[kind] = measured(
+                floor.pid,
+                None,
+                lambda url=floor_url: load.run(url, [[sample_request] for _ in range(CLIENTS)], SECONDS),
+                _count,
             )
         finally:
             floor.terminate()
             floor.wait(10)
     line("floor, the server's own path (RSGI)", floors["rsgi"])
+    print(f"{'':<40} {describe(cpus['rsgi'])}")
     line("floor, granian's WSGI (8 threads)", floors["wsgi"])
-    results["floor"] = figures(floors["rsgi"], path="granian RSGI through the body-first adapter, on the loop")
-    results["floor_wsgi"] = figures(floors["wsgi"], path="granian WSGI, 8 threads, no body read first")
+    line("floor + tidbok's SOAP pipeline", floors["pipeline"], "(parse, validate, decode each request)")
+    print(f"{'':<40} {describe(cpus['pipeline'])}")
+    results["floor"] = figures(
+        floors["rsgi"], path="granian RSGI through the body-first adapter, on the loop", **cpus["rsgi"]
+    )
+    results["floor_wsgi"] = figures(floors["wsgi"], path="granian WSGI, 8 threads, no body read first", **cpus["wsgi"])
+    results["floor_pipeline"] = figures(
+        floors["pipeline"], path="the RSGI floor, each request parsed, validated and decoded first", **cpus["pipeline"]
+    )
     results["GetAvailableTimeslots / floor"] = round(gat.rate / floors["rsgi"].rate, 3)
     results["GetAvailableTimeslots / WSGI floor"] = round(gat.rate / floors["wsgi"].rate, 3)
+    results["floor with the pipeline / floor"] = round(floors["pipeline"].rate / floors["rsgi"].rate, 3)
     print(f"{'GetAvailableTimeslots / floor':<40} {gat.rate / floors['rsgi'].rate:>9.2f}   (target ≥ 0.40)")
     print(f"{'GetAvailableTimeslots / WSGI floor':<40} {gat.rate / floors['wsgi'].rate:>9.2f}")
+    print(f"{'floor with the SOAP pipeline / floor':<40} {floors['pipeline'].rate / floors['rsgi'].rate:>9.2f}")
     return floors["rsgi"]
 
 
@@ -377,6 +410,7 @@ def main() -> None:
         "server": {"workers": int(WORKERS), "clients": CLIENTS, "seconds_per_scenario": SECONDS},
     }
     settle(admin)
+    postgres = postmaster_pid(admin)  # None when PostgreSQL runs elsewhere: its CPU is then not counted
     bench_env = {"TIDBOK_WORKERS": WORKERS, "TIDBOK_LOG_LEVEL": "WARNING", "TIDBOK_STAFF_ACCOUNTS": web.ACCOUNTS}
     server = start_server("bench", url, bench_env, tmp)
     rng = random.Random(20261121)
@@ -396,27 +430,29 @@ def main() -> None:
             for w in range(CLIENTS)
         ]
         load.run(gat_url, gat_bodies, WARM_UP_SECONDS)  # the workers' first calls and cold caches: not counted
-        gat = load.run(gat_url, gat_bodies, SECONDS)
+        gat, cpu = measured(server.process.pid, postgres, lambda: load.run(gat_url, gat_bodies, SECONDS), _count)
         line("GetAvailableTimeslots (1 day, 50 slots)", gat)
-        results["GetAvailableTimeslots"] = figures(gat)
+        print(f"{'':<40} {describe(cpu)}")
+        results["GetAvailableTimeslots"] = figures(gat, **cpu)
 
         sample = http_get(f"{server.base_url}/health")  # keeps the connection path warm; body unused
         del sample
-        gad = load.run(
-            server.endpoint("GetAvailableDates"),
+        gad_bodies = [
             [
-                [
-                    dates_request(
-                        unit_id(rng.randrange(UNITS)), today + timedelta(days=rng.randint(1, 30)), "191212121212"
-                    )
-                    for _ in range(200)
-                ]
-                for _ in range(CLIENTS)
-            ],
-            SECONDS,
+                dates_request(unit_id(rng.randrange(UNITS)), today + timedelta(days=rng.randint(1, 30)), "191212121212")
+                for _ in range(200)
+            ]
+            for _ in range(CLIENTS)
+        ]
+        gad, cpu = measured(
+            server.process.pid,
+            postgres,
+            lambda: load.run(server.endpoint("GetAvailableDates"), gad_bodies, SECONDS),
+            _count,
         )
         line("GetAvailableDates (62 days)", gad)
-        results["GetAvailableDates"] = figures(gad)
+        print(f"{'':<40} {describe(cpu)}")
+        results["GetAvailableDates"] = figures(gad, **cpu)
 
         with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
             rows = conn.execute(
@@ -425,19 +461,20 @@ def main() -> None:
             ).fetchall()
         booking_rows, race_rows, lag_rows = rows[:40000], rows[40000:40016], rows[40016:]
         per_worker = [booking_rows[w::CLIENTS] for w in range(CLIENTS)]
-        mb = load.run(
-            server.endpoint("MakeBooking"),
-            [
-                [make_booking_request(u, i, s, e, personnummer(w * 100000 + k)) for k, (i, u, s, e) in enumerate(rows_)]
-                for w, rows_ in enumerate(per_worker)
-            ],
-            SECONDS,
-            repeat=1,
-            keep_bodies=True,
+        mb_bodies = [
+            [make_booking_request(u, i, s, e, personnummer(w * 100000 + k)) for k, (i, u, s, e) in enumerate(rows_)]
+            for w, rows_ in enumerate(per_worker)
+        ]
+        mb, cpu = measured(
+            server.process.pid,
+            postgres,
+            lambda: load.run(server.endpoint("MakeBooking"), mb_bodies, SECONDS, repeat=1, keep_bodies=True),
+            _count,
         )
         ok = sum(b">OK<" in body for body in mb.bodies)
         line("MakeBooking (distinct slots)", mb, f"OK={ok}")
-        results["MakeBooking"] = figures(mb, ok=ok)
+        print(f"{'':<40} {describe(cpu)}")
+        results["MakeBooking"] = figures(mb, ok=ok, **cpu)
 
         winners = [race(server.endpoint("MakeBooking"), (i, s, e), u, n) for n, (i, u, s, e) in enumerate(race_rows)]
         print(
