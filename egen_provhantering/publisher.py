@@ -35,7 +35,7 @@ from prometheus_client import Counter
 
 from egen_provhantering.client import Answer, GivenOffer
 from egen_provhantering.publisher_config import PublishingSettings
-from producer.platform import outbox_watch, tracing
+from producer.platform import outbox_watch, publishing_loop, tracing
 
 log = logging.getLogger("tidbok.ep.publisher")
 
@@ -182,27 +182,6 @@ class Publisher:
         return True
 
 
-class Backoff:
-    """Exponential backoff of the whole loop from the initial to the maximum interval."""
-
-    def __init__(self, settings: PublishingSettings) -> None:
-        self.initial = settings.retry_initial_ms / 1000
-        self.maximum = settings.retry_max_ms / 1000
-        self.current = 0.0
-
-    def failed(self) -> float:
-        self.current = self.initial if self.current == 0 else min(self.current * 2, self.maximum)
-        return self.current
-
-    def succeeded(self) -> None:
-        self.current = 0.0
-
-
-def announce(conn: psycopg.Connection) -> None:
-    """Mark this connection as a live EP publisher's (for as long as it is open)."""
-    conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", PRESENCE)
-
-
 def run(
     connect: Callable[[], psycopg.Connection],
     settings: PublishingSettings,
@@ -210,36 +189,26 @@ def run(
     stop: threading.Event,
 ) -> None:
     """Publish until `stop` is set (finishing the round in hand)."""
-    backoff = Backoff(settings)
-    conn: psycopg.Connection | None = None
-    while not stop.is_set():
-        try:
-            if conn is None or conn.closed:
-                conn = connect()
-                announce(conn)
-            outcome = Publisher(conn, settings, client).publish_once()
-            if outcome.failed:
-                delay = backoff.failed()
-                log.warning("EP: %s, then a technical failure (%s); next round in %.1f s", outcome.summary(),
-                            outcome.detail, delay)  # fmt: skip
-                stop.wait(delay)
-                continue
-            backoff.succeeded()
-            if outcome.worked:
-                log.info("EP: %s", outcome.summary())
-                continue
-            stop.wait(settings.poll_seconds)
-        except psycopg.OperationalError as exc:
-            log.warning("database unavailable (%s); reconnecting", exc)
-            if conn is not None:
-                conn.close()
-            conn = None
-            stop.wait(min(5.0, settings.retry_initial_ms / 1000))
-        except Exception:  # a bug must not end the loop: the rows stay pending, the process keeps publishing
-            log.exception("EP publishing round failed; trying again")
-            stop.wait(backoff.failed())
-    if conn is not None:
-        conn.close()
+
+    def publish_round(conn: psycopg.Connection) -> publishing_loop.Round:
+        outcome = Publisher(conn, settings, client).publish_once()
+        if outcome.failed:
+            warning = "EP: %s, then a technical failure (%s); next round in %.1f s"
+            return publishing_loop.Round(failure=(warning, (outcome.summary(), outcome.detail)))
+        if outcome.worked:
+            log.info("EP: %s", outcome.summary())
+        return publishing_loop.Round(worked=outcome.worked)
+
+    publishing_loop.run(
+        connect,
+        publish_round,
+        settings,
+        stop,
+        presence=PRESENCE,
+        log=log,
+        # a bug must not end the loop: the rows stay pending, the process keeps publishing
+        bug_warning="EP publishing round failed; trying again",
+    )
 
 
 @dataclass(frozen=True)

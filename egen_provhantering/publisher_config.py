@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from producer.platform import settings_source
-from producer.platform.settings_source import ConfigError, Source
+from producer.platform import setting_checks, settings_source
+from producer.platform.settings_source import Source
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,7 @@ class PublishingSettings:
     @classmethod
     def from_env(cls, source: Source | None = None) -> PublishingSettings:
         source = source or settings_source.load()
-        initial = source.integer("TIDBOK_EP_RETRY_INITIAL_MS", 5000, 1)
-        maximum = source.integer("TIDBOK_EP_RETRY_MAX_MS", 300_000, 1)
-        if maximum < initial:
-            raise ConfigError(
-                f"{source.label('TIDBOK_EP_RETRY_MAX_MS')} must not be below"
-                f" {source.label('TIDBOK_EP_RETRY_INITIAL_MS')}"
-            )
+        initial, maximum = setting_checks.retry_interval(source, "TIDBOK_EP_RETRY_INITIAL_MS", "TIDBOK_EP_RETRY_MAX_MS")
         return cls(
             batch_size=source.integer("TIDBOK_EP_BATCH_SIZE", 10, 1, 1000),
             threads=source.integer("TIDBOK_EP_PUBLISHER_THREADS", 4, 1, 64),

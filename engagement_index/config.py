@@ -3,14 +3,14 @@ names the setting."""
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from producer.platform import settings_source
+from producer.platform import setting_checks, settings_source
 from producer.platform.settings_source import ConfigError, Source
 
 CATEGORIZATIONS = ("split", "NA")
+_TLS_NAMES = ("TIDBOK_EI_CLIENT_CERT", "TIDBOK_EI_CLIENT_KEY", "TIDBOK_EI_CA_BUNDLE")
 
 
 @dataclass(frozen=True)
@@ -48,20 +48,12 @@ class EiSettings:
             raise ConfigError(
                 f"{source.label('TIDBOK_EI_BATCH_SIZE')} must be at most 1000 (the EI's limit per Update)"
             )
-        initial = source.integer("TIDBOK_EI_RETRY_INITIAL_MS", 5000, 1)
-        maximum = source.integer("TIDBOK_EI_RETRY_MAX_MS", 300_000, 1)
-        if maximum < initial:
-            raise ConfigError(
-                f"{source.label('TIDBOK_EI_RETRY_MAX_MS')} must not be below"
-                f" {source.label('TIDBOK_EI_RETRY_INITIAL_MS')}"
-            )
+        initial, maximum = setting_checks.retry_interval(source, "TIDBOK_EI_RETRY_INITIAL_MS", "TIDBOK_EI_RETRY_MAX_MS")
         cert, key = source.file("TIDBOK_EI_CLIENT_CERT"), source.file("TIDBOK_EI_CLIENT_KEY")
-        if (cert is None) != (key is None):
-            raise ConfigError(
-                f"{source.label('TIDBOK_EI_CLIENT_CERT')} and {source.label('TIDBOK_EI_CLIENT_KEY')} go together"
-            )
+        setting_checks.paired(source, "TIDBOK_EI_CLIENT_CERT", "TIDBOK_EI_CLIENT_KEY", cert, key)
         ca_bundle = source.file("TIDBOK_EI_CA_BUNDLE")
-        _check_tls_material(source, cert, key, ca_bundle)
+        # loaded now as the publisher's client will, so a wrong file is named before anything starts
+        setting_checks.tls_files(source, _TLS_NAMES, cert, key, ca_bundle)
         return cls(
             update_url=source.url("TIDBOK_EI_UPDATE_URL", ("http", "https")),
             logical_address=(source.get("TIDBOK_EI_LOGICAL_ADDRESS") or "").strip() or "5565594230",
@@ -80,23 +72,3 @@ class EiSettings:
             client_key=key,
             ca_bundle=ca_bundle,
         )
-
-
-def _check_tls_material(source: Source, cert: Path | None, key: Path | None, ca_bundle: Path | None) -> None:
-    """Load what the publisher's client will load, now, so a wrong file is named before anything starts."""
-    context = ssl.create_default_context()
-    if cert is not None and key is not None:
-        try:
-            context.load_cert_chain(str(cert), str(key))
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"{source.label('TIDBOK_EI_CLIENT_CERT')} and {source.label('TIDBOK_EI_CLIENT_KEY')} are not a"
-                f" certificate and its private key (PEM): {exc}"
-            ) from None
-    if ca_bundle is not None:
-        try:
-            context.load_verify_locations(cafile=str(ca_bundle))
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"{source.label('TIDBOK_EI_CA_BUNDLE')} is not a PEM bundle of CA certificates: {exc}"
-            ) from None

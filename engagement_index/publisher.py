@@ -26,7 +26,7 @@ from engagement_index import metrics
 from engagement_index.client import DataError, Unavailable
 from engagement_index.config import EiSettings
 from engagement_index.transactions import Key, Transaction, engagement, keys, net_transactions
-from producer.platform import outbox_watch, tracing
+from producer.platform import outbox_watch, publishing_loop, tracing
 
 log = logging.getLogger("tidbok.ei.publisher")
 
@@ -293,22 +293,6 @@ class Publisher:
         metrics.PARKED.labels("attempts").inc(sum(1 for (parked,) in gave_up if parked))
 
 
-class Backoff:
-    """Exponential backoff from the initial to the maximum interval (BP 2.1 rule 22)."""
-
-    def __init__(self, settings: EiSettings) -> None:
-        self.initial = settings.retry_initial_ms / 1000
-        self.maximum = settings.retry_max_ms / 1000
-        self.current = 0.0
-
-    def failed(self) -> float:
-        self.current = self.initial if self.current == 0 else min(self.current * 2, self.maximum)
-        return self.current
-
-    def succeeded(self) -> None:
-        self.current = 0.0
-
-
 def run(
     connect: Callable[[], psycopg.Connection],
     settings: EiSettings,
@@ -317,34 +301,23 @@ def run(
     sweep: Callable[[psycopg.Connection], int] | None = None,
 ) -> None:
     """Publish until `stop` is set (finishing the batch in hand); sweep every sweep_seconds."""
-    backoff = Backoff(settings)
-    conn: psycopg.Connection | None = None
     next_sweep = 0.0
-    while not stop.is_set():
+
+    def publish_round(conn: psycopg.Connection) -> publishing_loop.Round:
+        nonlocal next_sweep
+        if sweep is not None and time.monotonic() >= next_sweep:
+            swept = sweep(conn)
+            if swept:
+                log.info("sweeper queued %d removal(s) of passed or expired posts", swept)
+            next_sweep = time.monotonic() + settings.sweep_seconds
         try:
-            if conn is None or conn.closed:
-                conn = connect()
-                outbox_watch.announce(conn)  # /ready and /metrics count this connection as a live publisher
-            if sweep is not None and time.monotonic() >= next_sweep:
-                swept = sweep(conn)
-                if swept:
-                    log.info("sweeper queued %d removal(s) of passed or expired posts", swept)
-                next_sweep = time.monotonic() + settings.sweep_seconds
             outcome = Publisher(conn, settings, send).publish_once()
-            backoff.succeeded()
-            if outcome.published or outcome.parked:
-                log.info("published %d outbox row(s), parked %d", outcome.published, outcome.parked)
-                continue
-            stop.wait(settings.poll_seconds)
         except Unavailable as exc:
-            delay = backoff.failed()
-            log.warning("EI unavailable (%s); next attempt in %.1f s", exc.message, delay)
-            stop.wait(delay)
-        except psycopg.OperationalError as exc:
-            log.warning("database unavailable (%s); reconnecting", exc)
-            if conn is not None:
-                conn.close()
-            conn = None
-            stop.wait(min(5.0, settings.retry_initial_ms / 1000))
-    if conn is not None:
-        conn.close()
+            return publishing_loop.Round(failure=("EI unavailable (%s); next attempt in %.1f s", (exc.message,)))
+        if outcome.published or outcome.parked:
+            log.info("published %d outbox row(s), parked %d", outcome.published, outcome.parked)
+            return publishing_loop.Round(worked=True)
+        return publishing_loop.Round()
+
+    # /ready and /metrics count each connection as a live publisher (outbox_watch.PUBLISHER_PRESENCE)
+    publishing_loop.run(connect, publish_round, settings, stop, presence=outbox_watch.PUBLISHER_PRESENCE, log=log)

@@ -1,4 +1,5 @@
-"""An EI stub for testers, on the producer's SOAP engine. May import: producer.soap, producer.sweden, engagement_index.
+"""An EI stub for testers, on the producer's SOAP engine. May import: producer.soap, producer.sweden,
+producer.http (its serving), producer.platform, engagement_index.
 
 A stand-alone engagement index (EI) stub that behaves like the real one (skltp/ei) towards a producer.
 

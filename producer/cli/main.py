@@ -11,10 +11,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
 
 from producer.cli import preflight
 from producer.platform import logs
 from producer.platform.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("tidbok")
 
@@ -57,10 +62,6 @@ def cmd_publish(settings: Settings, url: str, sweeping: bool = True) -> None:
     TIDBOK_EI_PUBLISHER_THREADS loops run side by side (default 2): one builds and sends a batch
     while another waits for EI's answer. They coordinate through the database like separate
     processes do. The first also sweeps, unless a `tidbok sweep --loop` does (`sweeping` False)."""
-    import signal
-
-    import psycopg
-
     from engagement_index.client import UpdateClient
     from engagement_index.config import EiSettings
     from engagement_index.publisher import run
@@ -70,33 +71,17 @@ def cmd_publish(settings: Settings, url: str, sweeping: bool = True) -> None:
     metrics.register_process("publisher")
     ei = EiSettings.from_env()
     assert ei.update_url is not None  # preflight refused a publisher without one
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     log.info("publishing the EI outbox to %s with %d thread(s)", ei.update_url, ei.publisher_threads)
-
-    from producer.platform.database import guards, watched
-
-    connection_class = watched(url, settings.db_timeout_seconds)  # gives up on a silent database
-
-    def connect() -> psycopg.Connection:
-        return connection_class.connect(
-            url, autocommit=True, options="-c TimeZone=UTC", **guards(settings.db_timeout_seconds)
-        )
-
-    threads = [
-        threading.Thread(
-            target=run,
-            args=(connect, ei, UpdateClient(ei, ei.update_url).update, stop, sweep if n == 0 and sweeping else None),
-            name=f"publisher-{n}",
-        )
-        for n in range(ei.publisher_threads)
-    ]
-    for thread in threads:
-        thread.start()
-    while any(t.is_alive() for t in threads):
-        for thread in threads:
-            thread.join(0.5)
+    connect = _connector(settings, url)
+    _run_side_by_side(
+        {
+            f"publisher-{n}": partial(
+                run, connect, ei, UpdateClient(ei, ei.update_url).update, stop, sweep if n == 0 and sweeping else None
+            )
+            for n in range(ei.publisher_threads)
+        }
+    )
     log.info("publisher stopped")
 
 
@@ -106,8 +91,6 @@ def cmd_ep(settings: Settings, url: str, action: str) -> int:
 
     TIDBOK_EP_PUBLISHER_THREADS loops run side by side (default 4): EP takes one resident a call, so
     several calls wait on EP at once. They coordinate through the database like separate processes."""
-    import signal
-
     import psycopg
 
     from egen_provhantering.client import OfferClient
@@ -124,13 +107,34 @@ def cmd_ep(settings: Settings, url: str, action: str) -> int:
         raise ConfigError("TIDBOK_EP_URL is not set: where is Egen provhantering's OfferInteraction service?")
     publishing = PublishingSettings.from_env()
     from producer.platform import metrics
-    from producer.platform.database import guards, watched
 
     metrics.register_process("ep publisher")
+    stop = _stop_on_signals()
+    log.info("publishing EP offers to %s with %d thread(s)", client_config.url, publishing.threads)
+    connect = _connector(settings, url)
+    with OfferClient(client_config) as client:
+        _run_side_by_side(
+            {f"ep-publisher-{n}": partial(run, connect, publishing, client, stop) for n in range(publishing.threads)}
+        )
+    log.info("EP publisher stopped")
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event SIGTERM and SIGINT set: a publishing loop finishes the round in hand and returns."""
+    import signal
+
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    log.info("publishing EP offers to %s with %d thread(s)", client_config.url, publishing.threads)
+    return stop
+
+
+def _connector(settings: Settings, url: str) -> Callable[[], psycopg.Connection]:
+    """How a publishing loop opens (and reopens) its connection: autocommit, UTC, and given up on
+    when the database falls silent (producer.platform.database.watched)."""
+    from producer.platform.database import guards, watched
+
     connection_class = watched(url, settings.db_timeout_seconds)
 
     def connect() -> psycopg.Connection:
@@ -138,24 +142,22 @@ def cmd_ep(settings: Settings, url: str, action: str) -> int:
             url, autocommit=True, options="-c TimeZone=UTC", **guards(settings.db_timeout_seconds)
         )
 
-    with OfferClient(client_config) as client:
-        threads = [
-            threading.Thread(target=run, args=(connect, publishing, client, stop), name=f"ep-publisher-{n}")
-            for n in range(publishing.threads)
-        ]
+    return connect
+
+
+def _run_side_by_side(loops: dict[str, Callable[[], None]]) -> None:
+    """Run each loop in a thread of its name until all have returned. The main thread joins in short
+    waits so that it stays free to take the signals that stop them."""
+    threads = [threading.Thread(target=loop, name=name) for name, loop in loops.items()]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
         for thread in threads:
-            thread.start()
-        while any(t.is_alive() for t in threads):
-            for thread in threads:
-                thread.join(0.5)
-    log.info("EP publisher stopped")
-    return 0
+            thread.join(0.5)
 
 
 def cmd_sweep(settings: Settings, url: str, ei: object, loop: bool) -> None:
     """Sweep once, or every TIDBOK_EI_SWEEP_SECONDS until SIGTERM/SIGINT (`loop`)."""
-    import signal
-
     import psycopg
 
     from engagement_index.config import EiSettings
@@ -172,9 +174,7 @@ def cmd_sweep(settings: Settings, url: str, ei: object, loop: bool) -> None:
     from producer.platform import metrics
 
     metrics.register_process("sweeper")
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     log.info("sweeping passed and expired EI posts every %d s", ei.sweep_seconds)
     while not stop.is_set():
         try:

@@ -2,12 +2,12 @@
 how long the oldest pending outbox row has waited. /ready and /metrics both read it.
 
 A publisher is "up" while it holds a connection with the shared session-level advisory lock
-PUBLISHER_PRESENCE (engagement_index.publisher takes it on each connection it opens). Chosen over
-a heartbeat row that the publisher writes: it needs no schema and no writes, PostgreSQL releases it
-the moment the publisher's connection ends (a kill -9 closes the socket, the backend exits), it
-counts publishers on any host (of this database: advisory locks are per database), and it goes when
-the publisher has lost the database, which is when it cannot publish. A publisher that is alive
-but stuck is seen by the other signal: the oldest pending row grows old.
+PUBLISHER_PRESENCE (producer.platform.publishing_loop takes it on each connection EI's publisher
+opens). Chosen over a heartbeat row that the publisher writes: it needs no schema and no writes,
+PostgreSQL releases it the moment the publisher's connection ends (a kill -9 closes the socket, the
+backend exits), it counts publishers on any host (of this database: advisory locks are per
+database), and it goes when the publisher has lost the database, which is when it cannot publish. A
+publisher that is alive but stuck is seen by the other signal: the oldest pending row grows old.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def read(conn: psycopg.Connection) -> Publishing:
     return Publishing(int(row[0]), float(row[1]))
 
 
-def announce(conn: psycopg.Connection) -> None:
-    """Mark this connection as a live publisher's (for as long as it is open)."""
-    conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", PUBLISHER_PRESENCE)
+def announce(conn: psycopg.Connection, presence: tuple[int, int] = PUBLISHER_PRESENCE) -> None:
+    """Mark this connection as a live publisher's (for as long as it is open): EI's by default, or
+    another outbox's by its presence lock (EP_PUBLISHER_PRESENCE)."""
+    conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", presence)

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from producer.platform import settings_source
+from producer.platform import setting_checks, settings_source
 from producer.platform.consumers import Consumers
 from producer.platform.settings_source import ConfigError, Source
 from producer.sweden.identifiers import is_valid_hsa_id
@@ -242,18 +242,10 @@ def _check_transport(settings: Settings, source: Source) -> None:
 
 def _check_tls_files(settings: Settings, source: Source) -> None:
     """Load what the server will load, now, so a wrong file is named before any worker starts."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(
-            f"{source.label('TIDBOK_TLS_CERT')} and {source.label('TIDBOK_TLS_KEY')} are not a certificate"
-            f" and its private key (PEM): {exc}"
-        ) from None
-    try:
-        context.load_verify_locations(cafile=str(settings.tls_ca))
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"{source.label('TIDBOK_TLS_CA')} is not a PEM bundle of CA certificates: {exc}") from None
+    names = ("TIDBOK_TLS_CERT", "TIDBOK_TLS_KEY", "TIDBOK_TLS_CA")
+    setting_checks.tls_files(
+        source, names, settings.tls_cert, settings.tls_key, settings.tls_ca, purpose=ssl.Purpose.CLIENT_AUTH
+    )
 
 
 _EP_NAMESPACE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\"'<>&\\]+")  # as egen_provhantering.contract
@@ -265,8 +257,7 @@ def _ep(source: Source) -> dict[str, Any]:
     url = source.url("TIDBOK_EP_URL", ("http", "https"))
     cert, key, ca = source.file("TIDBOK_EP_CERT"), source.file("TIDBOK_EP_KEY"), source.file("TIDBOK_EP_CA")
     label = source.label
-    if (cert is None) != (key is None):
-        raise ConfigError(f"{label('TIDBOK_EP_CERT')} and {label('TIDBOK_EP_KEY')} go together")
+    setting_checks.paired(source, "TIDBOK_EP_CERT", "TIDBOK_EP_KEY", cert, key)
     given = [name for name, value in (("TIDBOK_EP_CERT", cert), ("TIDBOK_EP_CA", ca)) if value is not None]
     if given and url is None:
         raise ConfigError(f"{label(given[0])} is set but {label('TIDBOK_EP_URL')} is not")
@@ -274,20 +265,7 @@ def _ep(source: Source) -> dict[str, Any]:
         raise ConfigError(
             f"{label(given[0])} needs an https:// {label('TIDBOK_EP_URL')} (EP is called with mutual TLS)"
         )
-    context = ssl.create_default_context()
-    if cert is not None and key is not None:
-        try:
-            context.load_cert_chain(str(cert), str(key))
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"{label('TIDBOK_EP_CERT')} and {label('TIDBOK_EP_KEY')} are not a certificate and its private key"
-                f" (PEM): {exc}"
-            ) from None
-    if ca is not None:
-        try:
-            context.load_verify_locations(cafile=str(ca))
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(f"{label('TIDBOK_EP_CA')} is not a PEM bundle of CA certificates: {exc}") from None
+    setting_checks.tls_files(source, ("TIDBOK_EP_CERT", "TIDBOK_EP_KEY", "TIDBOK_EP_CA"), cert, key, ca)
     namespace = (source.get("TIDBOK_EP_NAMESPACE") or "").strip() or None
     if namespace is not None and not _EP_NAMESPACE.fullmatch(namespace):
         raise ConfigError(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +31,7 @@ from engagement_index.fields import KEY_FIELDS
 from support import reference
 from support.official import ResponseValidator
 from support.patching import CorePatchingTransport, PatchedCore, patched_parser
+from support.processes import LoggedProcess, start_logged, stop_group
 from support.server import free_port, http_get, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,16 +118,7 @@ class Stub:
         return self.api("GET", "state")[1]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # its own process group: only what it spawned
+        stop_group(self.process, 10)
 
 
 @dataclass
@@ -214,31 +204,8 @@ def running_stub(log_dir: Path, extra_env: Mapping[str, str] | None = None) -> I
         stub.stop()
 
 
-@dataclass
-class PublisherProcess:
+class PublisherProcess(LoggedProcess):
     """``python -m producer publish`` against one database and one EI endpoint."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-20_000:]
-
-    def stop(self, seconds: float = 15) -> int:
-        """SIGTERM: the publisher finishes the batch in hand and exits."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(seconds)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: whatever it was sending stays unmarked."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
 
 
 def start_publisher(
@@ -253,18 +220,8 @@ def start_publisher(
         "TIDBOK_EI_POLL_MS": "50",
         **(extra_env or {}),
     }
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "producer", "publish"],
-            cwd=REPO,
-            env=subprocess_env(env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return PublisherProcess(process, log_path)
+    command = [sys.executable, "-m", "producer", "publish"]
+    return PublisherProcess(start_logged(command, subprocess_env(env), log_path), log_path)
 
 
 # -- a producer's outbox, published ---------------------------------------------------------------

@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -39,6 +37,7 @@ import pytest
 from egen_provhantering.config import ClientConfig
 from egen_provhantering.contract import SERVICE_PATH
 from support.pki import Authority, Issued
+from support.processes import stop_group
 from support.server import free_port, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,16 +175,7 @@ class EpStub:
         return "\n".join((self.log_dir / f"ep-stub.{s}").read_text(errors="replace")[-10_000:] for s in ("out", "err"))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # its own process group: only what it spawned
+        stop_group(self.process, 10)
 
 
 def start_ep_stub(

@@ -8,14 +8,9 @@ a producer's ep_offer rows to the EP stub (support.ep), and what the outbox hold
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +19,12 @@ import pytest
 from psycopg.rows import dict_row, tuple_row
 
 from support.ep import EpStub
+from support.processes import LoggedProcess, start_logged
 from support.server import subprocess_env
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-@dataclass
-class EpPublisher:
+class EpPublisher(LoggedProcess):
     """One `tidbok ep publish` process."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-20_000:]
-
-    def stop(self, seconds: float = 15) -> int:
-        """SIGTERM: the publisher finishes the round in hand and exits."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(seconds)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: what it was sending stays unrecorded, to be sent again."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
 
 
 def publisher_env(database_url: str, stub: EpStub, **extra: str) -> dict[str, str]:
@@ -80,18 +51,9 @@ def publisher_env(database_url: str, stub: EpStub, **extra: str) -> dict[str, st
 def start_ep_publisher(
     database_url: str, stub: EpStub, log_path: Path, extra_env: Mapping[str, str] | None = None
 ) -> EpPublisher:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "producer", "ep", "publish"],
-            cwd=REPO,
-            env=subprocess_env(publisher_env(database_url, stub, **dict(extra_env or {}))),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return EpPublisher(process, log_path)
+    command = [sys.executable, "-m", "producer", "ep", "publish"]
+    env = subprocess_env(publisher_env(database_url, stub, **dict(extra_env or {})))
+    return EpPublisher(start_logged(command, env, log_path), log_path)
 
 
 def pending(conn: psycopg.Connection) -> int:

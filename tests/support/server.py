@@ -10,7 +10,6 @@ import contextlib
 import http.client
 import os
 import re
-import signal
 import socket
 import ssl
 import subprocess
@@ -30,6 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
 from producer.platform.change_tokens import ChangeTokens, create_file
+from support.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable  # the interpreter running pytest, i.e. the project's virtualenv
@@ -206,18 +206,7 @@ class ProducerServer:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after STOP_SECONDS; also reaps granian workers left in its group."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(STOP_SECONDS)
-        # The server runs in its own session/process group (start_new_session), so this only
-        # reaches processes it spawned.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        stop_group(self.process, STOP_SECONDS)  # its own session (start_new_session): only what it spawned
 
 
 def client_tls(cert: Path | str, key: Path | str, ca: Path | str) -> ssl.SSLContext:
