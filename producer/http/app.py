@@ -253,9 +253,8 @@ class Producer:
     def _soap(self, name: str, route: Route, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = perf_counter()
         traced = tracing.correlation_id.set(tracing.safe(environ.get("HTTP_X_SKLTP_CORRELATION_ID", "")) or "-")
-        request_id, context_id = tracing.ids_from(environ)
-        id_token, context_token = tracing.request_id.set(request_id), tracing.context_id.set(context_id or "-")
-        echo = tracing.echo(request_id, context_id)
+        context_id = tracing.context_id.get()  # the request's ids: __call__ set them
+        echo = tracing.echo(tracing.request_id.get(), None if context_id == "-" else context_id)
         outcome, fault_code = "ok", None
         body = b""
         status = "200 OK"
@@ -282,8 +281,6 @@ class Producer:
                 metrics.observe_pool(self._pool)
             tracing.consumer.set("-")
             tracing.correlation_id.reset(traced)
-            tracing.request_id.reset(id_token)
-            tracing.context_id.reset(context_token)
         if self.recorder is not None and body:
             self.recorder.record(name, body, response)
         return _respond(start_response, status, CONTENT_TYPE, response, echo)
