@@ -13,14 +13,19 @@ and hour will do.
 
 from __future__ import annotations
 
+import http.client
 import itertools
+import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -32,6 +37,7 @@ from support.residents import Residents, as_resident
 from support.server import start_server
 
 from producer.calendar.units import TTL_SECONDS
+from producer.platform.change_tokens import ChangeTokens
 
 GAT, GAD, MB = "GetAvailableTimeslots", "GetAvailableDates", "MakeBooking"
 NS = {"c": "urn:riv:crm:scheduling:1"}
@@ -242,3 +248,245 @@ def test_a_slot_naming_what_the_cached_names_lack_is_offered_at_once(
     from_memory = _metric(remembering, "memory")
     assert _post(remembering, op, request) == answer
     assert _metric(remembering, "memory") == from_memory + 1
+
+
+# -- a memory far too small for the traffic ------------------------------------------------------------
+
+TRAFFIC_UNITS = 8
+TRAFFIC_DAYS = 20
+SLOTS_A_DAY = 12
+THREADS = 6
+REQUESTS = 480
+BOOKINGS = 8
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One availability request of the traffic: its unit, its first day (an offset), its days, its op."""
+
+    unit: str
+    first: int
+    days: int
+    op: str
+
+
+class Gate:
+    """Bookings one at a time between pairs of answers: a pair (the same request to both producers)
+    never has a booking made between its two answers, and a booking made is in `booked` before any
+    pair that starts after it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._pairs = 0
+        self._booking = False
+        self.booked: set[str] = set()
+
+    @contextmanager
+    def pair(self) -> Iterator[frozenset[str]]:
+        with self._lock:
+            self._lock.wait_for(lambda: not self._booking)
+            self._pairs += 1
+            booked = frozenset(self.booked)
+        try:
+            yield booked
+        finally:
+            with self._lock:
+                self._pairs -= 1
+                self._lock.notify_all()
+
+    @contextmanager
+    def booking(self) -> Iterator[None]:
+        with self._lock:
+            self._booking = True
+            self._lock.wait_for(lambda: self._pairs == 0)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._booking = False
+                self._lock.notify_all()
+
+
+class Connection:
+    """A keep-alive connection to one producer, opened again now and then (so both workers get some)."""
+
+    def __init__(self, server: ProducerServer) -> None:
+        self.server = server
+        self.http: http.client.HTTPConnection | None = None
+        self.used = 0
+
+    def post(self, op: str, request: bytes) -> bytes:
+        if self.http is None or self.used % 16 == 0:
+            if self.http is not None:
+                self.http.close()
+            parts = urlsplit(self.server.base_url)
+            self.http = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        self.used += 1
+        self.http.request(
+            "POST",
+            f"/{op}/1/rivtabp21",
+            body=request,
+            headers={
+                "Content-Type": "text/xml; charset=utf-8",
+                "SOAPAction": f'"urn:riv:crm:scheduling:{op}Responder:1:{op}"',
+            },
+        )
+        response = self.http.getresponse()
+        data = response.read()
+        assert response.status == 200 and FAULT not in data, data[:2000]
+        return data
+
+
+def _traffic_calendar(conn: psycopg.Connection, first_day: date) -> list[str]:
+    """TRAFFIC_UNITS units, each with SLOTS_A_DAY slots on each of TRAFFIC_DAYS days from first_day:
+    LAK and SSK, two performers, every other unit with a lead time on SSK (its searches split)."""
+    units = [f"SE2321000016-M3{n:02d}" for n in range(TRAFFIC_UNITS)]
+    for n, unit in enumerate(units):
+        ssk_rules = "min_lead = interval '2 hours'" if n % 2 else ""
+        _unit(conn, unit, [("LAK", "Läkarbesök", ""), ("SSK", "Sjuksköterskebesök", ssk_rules)], ["P1", "P2"])
+    rows = []
+    for unit in units:
+        keys = dict(
+            conn.execute(
+                "SELECT 'unit', id FROM care_unit WHERE hsa_id = %(u)s"
+                " UNION ALL SELECT code, id FROM time_type WHERE unit_hsa_id = %(u)s"
+                " UNION ALL SELECT hsa_id, id FROM performer WHERE unit_hsa_id = %(u)s",
+                {"u": unit},
+            ).fetchall()
+        )
+        for d in range(TRAFFIC_DAYS):
+            for n in range(SLOTS_A_DAY):
+                start = _at(first_day + timedelta(days=d), 8 * 60 + 20 * n)
+                tt = ("LAK", "SSK")[n % 2]
+                rows.append(
+                    (keys["unit"], start, start + timedelta(minutes=15), keys[tt], keys[("P1", "P2")[n // 2 % 2]])
+                )
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO slot (unit_id, starts_at, ends_at, time_type_id, care_type_code, performer_id)"
+            " VALUES (%s, %s, %s, %s, 'ALLM', %s)",
+            rows,
+        )
+    return units
+
+
+def test_a_memory_far_too_small_forgets_and_reads_again_and_never_answers_otherwise(producers: Producers) -> None:
+    """TIDBOK_AVAILABILITY_MEMORY_MB at its minimum (1) and two workers; 160 unit-days of 12 slots
+    (several megabytes written) asked for by six threads at once, GetAvailableTimeslots and
+    GetAvailableDates over one to three days, a few requests far more often than the rest: days are
+    forgotten and read again all the time. Every answer is byte for byte the memory-off producer's
+    for the same request, and no answer is a fault. Bookings are made now and then through the
+    small memory's producer (MakeBooking, between pairs of answers): a booked slot is offered by
+    neither producer afterwards. The memory is used (calls answered from it) and forgets (more
+    calls read the database than could without forgetting)."""
+    forgetting, reference = producers.forgetting, producers.reference
+    first_day = today() + timedelta(days=45)
+    units = _traffic_calendar(producers.conn, first_day)
+    pick = random.Random(20261)  # the same traffic every run; only its interleaving varies
+    asks = [
+        Ask(unit, first, days, op)
+        for unit in units
+        for first in range(0, TRAFFIC_DAYS, 2)
+        for days, op in [(pick.choice((1, 2, 3)), pick.choice((GAT, GAD)))]
+    ]
+    hot = pick.sample(asks, 6)
+    traffic = [pick.choice(hot) if pick.random() < 0.4 else pick.choice(asks) for _ in range(REQUESTS)]
+    requests: dict[Ask, bytes] = {}
+    for ask in set(traffic) | {Ask(a.unit, a.first, a.days, GAT) for a in hot}:
+        resident = new_resident()
+        start = first_day + timedelta(days=ask.first)
+        end = start + timedelta(days=ask.days - 1)
+        requests[ask] = producers.message(
+            ask.op, ask.unit, as_resident(resident), healthcare_facility=ask.unit,
+            startDateInclusive=f"{start:%Y%m%d}", endDateInclusive=f"{end:%Y%m%d}", subject_of_care=resident,
+        )  # fmt: skip
+    _until_listening(producers, forgetting)
+
+    gate = Gate()
+    work = iter(enumerate(traffic))
+    taken = threading.Lock()
+    done = [0]
+    failures: list[str] = []
+    memory, database = _metric(forgetting, "memory"), _metric(forgetting, "database")
+
+    def asker() -> None:
+        on, off = Connection(forgetting), Connection(reference)
+        try:
+            while True:
+                with taken:
+                    item = next(work, None)
+                if item is None or failures:
+                    return
+                n, ask = item
+                with gate.pair() as booked:
+                    answer = on.post(ask.op, requests[ask])
+                    expected = off.post(ask.op, requests[ask])
+                if answer != expected:
+                    failures.append(f"request {n} ({ask}): the answers differ\n{answer!r}\n{expected!r}")
+                offered = {m.decode() for m in OFFERED.findall(answer)}
+                if offered & booked:
+                    failures.append(f"request {n} ({ask}): booked {sorted(offered & booked)} offered")
+                with taken:
+                    done[0] += 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    def booker() -> None:
+        on = Connection(forgetting)
+        try:
+            for k in range(BOOKINGS):
+                while done[0] < (k + 1) * REQUESTS // (BOOKINGS + 2) and not failures:
+                    time.sleep(0.005)
+                if failures:
+                    return
+                ask = hot[k % len(hot)]  # a day the traffic asks for often: remembered when booked
+                slot = producers.conn.execute(
+                    "SELECT id, starts_at, ends_at, time_type_code, performer_hsa_id FROM slot_named"
+                    " WHERE unit_hsa_id = %s AND booking_pk IS NULL AND starts_at >= %s ORDER BY starts_at, id LIMIT 1",
+                    (ask.unit, _at(first_day + timedelta(days=ask.first), 0)),
+                ).fetchone()
+                resident = new_resident()
+                request = producers.message(
+                    MB, ask.unit, as_resident(resident), healthcare_facility_med=ask.unit,
+                    requestedTimeslot={
+                        "startTimeInclusive": wire(slot[1]), "endTimeExclusive": wire(slot[2]),
+                        "healthcare_facility": ask.unit, "performer": slot[4], "bookingId": f"T{slot[0]}",
+                        "subject_of_care": resident, "timeTypeID": slot[3],
+                    },
+                    subject_of_care_info={"firstName": "Minna", "lastName": "Glömsk"},
+                )  # fmt: skip
+                with gate.booking():
+                    answer = on.post(MB, request)
+                    assert validate_response(MB, answer).findtext("{*}resultCode") == "OK", answer
+                    gate.booked.add(f"T{slot[0]}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(f"booking: {type(exc).__name__}: {exc}")
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=asker) for _ in range(THREADS)] + [threading.Thread(target=booker)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.monotonic() - started
+    assert not failures, "\n".join(failures[:5])
+    assert done[0] == REQUESTS and len(gate.booked) == BOOKINGS
+
+    # afterwards too: each booked slot's day, asked of both
+    for ask in hot:
+        request = requests[Ask(ask.unit, ask.first, ask.days, GAT)]
+        answer = _post(forgetting, GAT, request)
+        assert answer == _post(reference, GAT, request)
+        assert not {m.decode() for m in OFFERED.findall(answer)} & gate.booked
+
+    from_memory = _metric(forgetting, "memory") - memory
+    read = _metric(forgetting, "database") - database
+    # Without forgetting, a worker reads a request's days once, and again only after a change of
+    # its unit (a booking; units whose tokens share a bucket count each other's)
+    bucket = ChangeTokens.bucket
+    changes = {u: sum(bucket(a.unit) == bucket(u) for a in (hot[k % len(hot)] for k in range(BOOKINGS))) for u in units}
+    bound = 2 * sum(1 + changes[ask.unit] for ask in set(traffic))
+    print(f"{REQUESTS} requests in {seconds:.1f} s: {from_memory:.0f} from memory, {read:.0f} read; bound {bound}")
+    assert from_memory > 0, "the memory was never used: nothing is tested"
+    assert read > bound, "the memory did not forget: nothing is tested"
+    assert from_memory + read == REQUESTS + len(hot), "every call is counted once"
