@@ -254,9 +254,9 @@ def test_a_slot_naming_what_the_cached_names_lack_is_offered_at_once(
 
 TRAFFIC_UNITS = 8
 TRAFFIC_DAYS = 20
-SLOTS_A_DAY = 12
+SLOTS_A_DAY = 24
 THREADS = 6
-REQUESTS = 480
+REQUESTS = 720
 BOOKINGS = 8
 
 
@@ -373,7 +373,7 @@ def _traffic_calendar(conn: psycopg.Connection, first_day: date) -> list[str]:
 def test_a_memory_far_too_small_forgets_and_reads_again_and_never_answers_otherwise(producers: Producers) -> None:
     """TIDBOK_AVAILABILITY_MEMORY_MB at its minimum (1) and two workers; 160 unit-days of 12 slots
     (several megabytes written) asked for by six threads at once, GetAvailableTimeslots and
-    GetAvailableDates over one to three days, a few requests far more often than the rest: days are
+    GetAvailableDates over two to four days, a few requests far more often than the rest: days are
     forgotten and read again all the time. Every answer is byte for byte the memory-off producer's
     for the same request, and no answer is a fault. Bookings are made now and then through the
     small memory's producer (MakeBooking, between pairs of answers): a booked slot is offered by
@@ -386,11 +386,11 @@ def test_a_memory_far_too_small_forgets_and_reads_again_and_never_answers_otherw
     asks = [
         Ask(unit, first, days, op)
         for unit in units
-        for first in range(0, TRAFFIC_DAYS, 2)
-        for days, op in [(pick.choice((1, 2, 3)), pick.choice((GAT, GAD)))]
+        for first in range(0, TRAFFIC_DAYS, 4)
+        for days, op in [(pick.choice((2, 3, 4)), GAT if pick.random() < 0.75 else GAD)]
     ]
     hot = pick.sample(asks, 6)
-    traffic = [pick.choice(hot) if pick.random() < 0.4 else pick.choice(asks) for _ in range(REQUESTS)]
+    traffic = [pick.choice(hot) if pick.random() < 0.3 else pick.choice(asks) for _ in range(REQUESTS)]
     requests: dict[Ask, bytes] = {}
     for ask in set(traffic) | {Ask(a.unit, a.first, a.days, GAT) for a in hot}:
         resident = new_resident()
