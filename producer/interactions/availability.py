@@ -218,14 +218,15 @@ def _search(
     rows: list[tuple[Any, ...]] = []
     searches = _searches(call, params, names, invited)
     for _ in range(3):
-        rows = []
+        rows, read_with = [], names
         for search in searches:
             found, names = _rows_with_names(call, conn, names, sql, search)
             rows.extend(found)
-        again = _searches(call, params, names, invited)
-        if again == searches:
+        if names is read_with:  # no row named what the names lacked: the searches were the right ones
             break
-        searches = again  # the names reloaded: a type added since has rules of its own, so searches of its own
+        # the names were reloaded: a type added since has rules of its own (it may not be offered at
+        # all, or in another window), so the searches are made again from them, and run again
+        searches = _searches(call, params, names, invited)
     if len(searches) > 1 or order is _date_order:  # FREE_DATES_SQL orders by day only (it has keys, not codes)
         rows.sort(key=order)
     return rows, names

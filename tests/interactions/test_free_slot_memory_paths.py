@@ -250,6 +250,54 @@ def test_a_slot_naming_what_the_cached_names_lack_is_offered_at_once(
     assert _metric(remembering, "memory") == from_memory + 1
 
 
+@pytest.mark.parametrize("op", [GAT, GAD])
+@pytest.mark.parametrize("rule", ["self_booking = false", "min_lead = interval '100 days'"])
+def test_a_time_type_added_since_the_names_were_read_is_not_offered_against_its_own_rules(
+    producers: Producers, op: str, rule: str
+) -> None:
+    """As above, but the new time type's own rules keep its slot from residents: booked only through
+    an invitation or by staff, or not this early. Asked at once, within the names' TTL, the slot
+    must not be offered (its type was unknown when the search was split by the cached rules), and
+    the answer is the same as before the slot was added, and as a producer without memory gives."""
+    conn = producers.conn
+    unit = f"SE2321000016-M2{next(_units):02d}"
+    _unit(
+        conn,
+        unit,
+        [("LAK", "Läkarbesök", ""), ("SSK", "Sjuksköterskebesök", "min_lead = interval '2 hours'")],
+        ["SE2321000016-P001"],
+    )
+    day = today() + timedelta(days=40)
+    for n in range(4):
+        insert_slot(
+            conn, unit, _at(day, 8 * 60 + 30 * n), _at(day, 8 * 60 + 30 * n + 15), "LAK", None, "SE2321000016-P001"
+        )
+    resident = new_resident()
+    request = producers.message(
+        op,
+        unit,
+        as_resident(resident),
+        healthcare_facility=unit,
+        startDateInclusive=f"{day:%Y%m%d}",
+        endDateInclusive=f"{day:%Y%m%d}",
+        subject_of_care=resident,
+    )
+    remembering, reference = producers.remembering, producers.reference
+    names_loaded = time.monotonic()
+    before = _post(remembering, op, request)
+    assert _post(remembering, op, request) == before  # remembered
+
+    _time_type(conn, unit, "REMISS", "Remissbesök", rule)
+    added = insert_slot(conn, unit, _at(day, 8 * 60 + 15), _at(day, 8 * 60 + 30), "REMISS", None, "SE2321000016-P001")
+
+    answer = _post(remembering, op, request)
+    elapsed = time.monotonic() - names_loaded
+    assert elapsed < TTL_SECONDS, f"{elapsed:.1f} s: the worker may have reloaded its names by their TTL"
+    assert f"T{added}".encode() not in answer and b"REMISS" not in answer, answer
+    assert answer == before == _post(reference, op, request)
+    assert _post(remembering, op, request) == answer  # and after the names were reloaded
+
+
 # -- a memory far too small for the traffic ------------------------------------------------------------
 
 TRAFFIC_UNITS = 8
