@@ -43,6 +43,7 @@ WHERE s.unit_id = %(unit_id)s AND s.booking_pk IS NULL
   AND s.starts_at >= {start} AND s.starts_at < {end}
   AND (%(performer_ids)s::int[] IS NULL OR s.performer_id = ANY(%(performer_ids)s::int[]))
   AND (%(time_type_ids)s::int[] IS NULL OR s.time_type_id = ANY(%(time_type_ids)s::int[]))
+  AND (%(other_time_type_ids)s::int[] IS NULL OR NOT s.time_type_id = ANY(%(other_time_type_ids)s::int[]))
   AND (%(care_types)s::text[] IS NULL OR s.care_type_code = ANY(%(care_types)s::text[]))
 """
 FREE_SLOTS_SQL = f"""
@@ -112,7 +113,9 @@ def _searches(call: Call, params: dict[str, Any], names: Names, invited: bool) -
         start = max(params["start"], call.now + lead)
         end = params["end"] if horizon is None else min(params["end"], call.now + horizon)
         if start < end:
-            searches.append({**params, "time_types": group, "start": start, "end": end})
+            searches.append(
+                {**params, "time_types": group, "start": start, "end": end, "by_rules": params["time_types"] is None}
+            )
     return searches
 
 
@@ -151,11 +154,18 @@ def _filters(call: Call, request: Decoded, conn: psycopg.Connection) -> tuple[di
 
 
 def query_params(names: Names, params: dict[str, Any]) -> dict[str, Any]:
-    """The search's parameters with the performers and time types as the slot table's keys."""
+    """The search's parameters with the performers and time types as the slot table's keys. The
+    types a search takes by their rules (the request named none) are asked for as the types it does
+    not take: a type added since the names were read is found, and reloads them (_search)."""
+    time_types, others = params["time_types"], None
+    if params.get("by_rules") and time_types is not None:
+        others = [code for code in names.by_kind.get("time_type", {}) if code not in time_types]
+        time_types = None
     return {
         **params,
         "performer_ids": names.ids("performer", params["performers"]),
-        "time_type_ids": names.ids("time_type", params["time_types"]),
+        "time_type_ids": names.ids("time_type", time_types),
+        "other_time_type_ids": names.ids("time_type", others) if others else None,
     }
 
 
@@ -207,9 +217,16 @@ def _search(
     rows come in it; several are merged); the names, reloaded if a row needed it."""
     rows: list[tuple[Any, ...]] = []
     searches = _searches(call, params, names, invited)
-    for search in searches:
-        found, names = _rows_with_names(call, conn, names, sql, search)
-        rows.extend(found)
+    for _ in range(3):
+        rows, read_with = [], names
+        for search in searches:
+            found, names = _rows_with_names(call, conn, names, sql, search)
+            rows.extend(found)
+        if names is read_with:  # no row named what the names lacked: the searches were the right ones
+            break
+        # the names were reloaded: a type added since has rules of its own (it may not be offered at
+        # all, or in another window), so the searches are made again from them, and run again
+        searches = _searches(call, params, names, invited)
     if len(searches) > 1 or order is _date_order:  # FREE_DATES_SQL orders by day only (it has keys, not codes)
         rows.sort(key=order)
     return rows, names

@@ -186,10 +186,10 @@ class FreeSlots:
             )  # fmt: skip
             found.append(known if fresh else None)
         missing = [day for day, known in zip(wanted, found, strict=True) if known is None]
+        if missing and getattr(conn, "never_wait", False):
+            raise WouldWait  # on the event loop: the database (either) is a thread's to wait for (and count)
         (_READ if missing else _REMEMBERED).inc()
         if missing:
-            if getattr(conn, "never_wait", False):
-                raise WouldWait  # on the event loop: the database (either) is a thread's to wait for
             first_missing, last_missing = missing[0], missing[-1]
             read = self._read_days(
                 unit,
