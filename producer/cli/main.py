@@ -216,9 +216,9 @@ def cmd_outbox(url: str, action: str, arguments: list[str]) -> int:
 
 
 def cmd_run(settings: Settings, url: str, checked: preflight.Checked) -> None:
-    """What `make run` does: the EI stub (when no EI is configured), a publisher, a sweeper and the
-    server; the helpers are restarted when they die (producer.cli.supervisor), and /ready requires a
-    publisher unless [readiness] publishers says otherwise."""
+    """What `make run` does: the EI stub (when no EI is configured), a publisher, a sweeper, EP's
+    publisher (when EP is configured) and the server; the helpers are restarted when they die
+    (producer.cli.supervisor), and /ready requires each publisher unless [readiness] says otherwise."""
     import dataclasses
     import shutil
     import tempfile
@@ -229,6 +229,9 @@ def cmd_run(settings: Settings, url: str, checked: preflight.Checked) -> None:
     if checked.source.get("TIDBOK_READY_PUBLISHERS") is None:
         settings = dataclasses.replace(settings, ready_publishers=1)
         os.environ["TIDBOK_READY_PUBLISHERS"] = "1"  # the server's workers read the settings again
+    if settings.ep_url is not None and checked.source.get("TIDBOK_READY_EP_PUBLISHERS") is None:
+        settings = dataclasses.replace(settings, ready_ep_publishers=1)  # it starts one: /ready requires it
+        os.environ["TIDBOK_READY_EP_PUBLISHERS"] = "1"
     own_metrics = not os.environ.get(MULTIPROCESS_DIR)
     if own_metrics:  # one folder for the server's and the helpers' metrics: /metrics shows them all
         os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="tidbok-metrics-")

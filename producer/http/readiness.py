@@ -1,7 +1,8 @@
 """GET /ready: can this worker serve calls now, and is what it writes reaching EI? The database must
 answer and its schema must be at the newest migration (a worker of a newer release must not serve an
 old schema, nor the reverse); and, as configured ([readiness]), enough EI publishers must be up and
-the oldest pending outbox row must not be older than its limit (producer.platform.outbox_watch)."""
+the oldest pending outbox row must not be older than its limit, and enough publishers of Egen
+provhantering's offers must be up (producer.platform.outbox_watch)."""
 
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ def problem(pool: ConnectionPool, settings: Settings) -> str | None:
                     " (run tidbok migrate)"
                 )
             publishing = outbox_watch.read(conn)
+            ep = outbox_watch.ep_problem(conn, settings.ready_ep_publishers)
     except psycopg.errors.UndefinedTable:
         return "the database has no schema yet (run tidbok migrate)"
     except (psycopg.Error, OSError):
         return "the database is unreachable"
-    return publishing.problem(settings.ready_publishers, settings.ready_outbox_age_seconds)
+    return publishing.problem(settings.ready_publishers, settings.ready_outbox_age_seconds) or ep

@@ -144,12 +144,11 @@ def observe_pool(pool: ConnectionPool | None) -> None:
 
 
 # Egen provhantering's outbox (ep_offer, egen_provhantering.publisher), read through its partial indexes.
-_EP_OUTBOX = """
+_EP_OUTBOX = f"""
 SELECT count(*) FILTER (WHERE state = 'pending'),
        coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending')), 0),
        count(*) FILTER (WHERE state = 'parked'),
-       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s AND objsubid = 2
-          AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+       {outbox_watch.PRESENT}
 FROM ep_offer WHERE state IN ('pending', 'parked')
 """
 

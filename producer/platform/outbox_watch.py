@@ -19,10 +19,12 @@ import psycopg
 PUBLISHER_PRESENCE = (7203, 0)  # (classid, objid) of the shared advisory lock each publisher connection holds
 EP_PUBLISHER_PRESENCE = (7203, 1)  # the same for Egen provhantering's publisher (egen_provhantering.publisher)
 
-_QUERY = """
-SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s
+# connections holding a presence lock (classid, objid), in this database
+PRESENT = """(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s
           AND objsubid = 2 AND granted
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"""
+_QUERY = f"""
+SELECT {PRESENT},
        (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM ei_outbox
           WHERE published_at IS NULL AND parked_at IS NULL)
 """
@@ -49,6 +51,18 @@ def read(conn: psycopg.Connection) -> Publishing:
     row = conn.execute(_QUERY, PUBLISHER_PRESENCE).fetchone()
     assert row is not None
     return Publishing(int(row[0]), float(row[1]))
+
+
+def ep_problem(conn: psycopg.Connection, publishers_needed: int) -> str | None:
+    """Why Egen provhantering's offers are not being published by this limit (0: not checked), or None.
+    Its outbox's age is not judged here: offers wait on EP's own retry times (see /metrics)."""
+    if not publishers_needed:
+        return None
+    row = conn.execute(f"SELECT {PRESENT}", EP_PUBLISHER_PRESENCE).fetchone()
+    up = int(row[0]) if row else 0
+    if up < publishers_needed:
+        return f"EP publisher down: {up} publisher connection(s), {publishers_needed} needed"
+    return None
 
 
 def announce(conn: psycopg.Connection, presence: tuple[int, int] = PUBLISHER_PRESENCE) -> None:

@@ -95,6 +95,7 @@ class Settings:
     record_mask: bool = False  # TIDBOK_RECORD_MASK: personnummer masked in what is recorded
     ready_publishers: int = 0  # EI publisher connections /ready requires (0: not checked)
     ready_outbox_age_seconds: int = 600  # oldest pending outbox row /ready accepts (0: not checked)
+    ready_ep_publishers: int = 0  # EP publisher connections /ready requires (0: not checked)
     # TIDBOK_AVAILABILITY_MEMORY: workers answer availability from their memory of free slots
     # (producer.interactions.free_slots); off: every call reads the database
     availability_memory: bool = True
@@ -167,6 +168,7 @@ class Settings:
             availability_memory_mb=source.integer("TIDBOK_AVAILABILITY_MEMORY_MB", 32, minimum=1, maximum=65536),
             ready_publishers=source.integer("TIDBOK_READY_PUBLISHERS", 0, minimum=0, maximum=1000),
             ready_outbox_age_seconds=source.integer("TIDBOK_READY_OUTBOX_AGE", 600, minimum=0, maximum=10**7),
+            ready_ep_publishers=source.integer("TIDBOK_READY_EP_PUBLISHERS", 0, minimum=0, maximum=1000),
             **_ep(source),
         )
         _check_transport(settings, source)

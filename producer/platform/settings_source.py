@@ -54,7 +54,11 @@ FILE_KEYS: dict[str, dict[str, str]] = {
     "logging": {"format": "TIDBOK_LOG_FORMAT", "level": "TIDBOK_LOG_LEVEL"},
     "demo": {"date": "TIDBOK_DEMO_DATE"},
     "record": {"dir": "TIDBOK_RECORD_DIR", "mask": "TIDBOK_RECORD_MASK"},
-    "readiness": {"publishers": "TIDBOK_READY_PUBLISHERS", "outbox_age": "TIDBOK_READY_OUTBOX_AGE"},
+    "readiness": {
+        "publishers": "TIDBOK_READY_PUBLISHERS",
+        "outbox_age": "TIDBOK_READY_OUTBOX_AGE",
+        "ep_publishers": "TIDBOK_READY_EP_PUBLISHERS",
+    },
     "ei": {
         "update_url": "TIDBOK_EI_UPDATE_URL",
         "logical_address": "TIDBOK_EI_LOGICAL_ADDRESS",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from support import ProducerServer, http_get
 from support.ei import PENDING_ROWS, start_publisher
+from support.processes import LoggedProcess, start_logged
 from support.server import DATABASE_PREFIX, PYTHON, REPO, connect, free_port, fresh_database, subprocess_env
 
 ROLES = {"publisher": "producer publish", "sweeper": "producer sweep", "EI stub": "engagement_index.stub"}
@@ -203,6 +205,32 @@ def test_ready_requires_a_publisher_when_configured(
         "503 once it is killed", lambda: (r := http_get(f"{server.base_url}/ready"))[0] == 503 and r, publisher.output
     )  # type: ignore[misc]
     assert b"EI publisher down" in body
+
+
+def test_ready_requires_an_ep_publisher_when_configured(
+    start_producer: Callable[..., ProducerServer], tmp_path: Path
+) -> None:
+    """[readiness] ep_publishers: /ready is 503 while fewer of Egen provhantering's publishers run
+    (an idle one counts: it holds its presence lock), and the EI requirement is judged on its own."""
+    server = start_producer("needseppublisher", {"TIDBOK_READY_EP_PUBLISHERS": "1"})
+    status, _, body = http_get(f"{server.base_url}/ready")
+    assert (status, body) == (503, b"EP publisher down: 0 publisher connection(s), 1 needed\n")
+    env = {"DATABASE_URL": server.database_url, "TIDBOK_EP_URL": f"http://127.0.0.1:{free_port()}/offer"}
+    log_path = tmp_path / "ep.log"
+    publisher = LoggedProcess(
+        start_logged([PYTHON, "-m", "producer", "ep", "publish"], subprocess_env(env), log_path), log_path
+    )
+    try:
+        wait_for("ready with an EP publisher", lambda: http_get(f"{server.base_url}/ready")[0] == 200, publisher.output)
+        _, _, metrics = http_get(f"{server.base_url}/metrics")
+        seen = re.search(rb"^tidbok_ep_publisher_connections (\S+)$", metrics, re.M)
+        assert seen and float(seen.group(1)) >= 1, "its threads' connections are seen in /metrics too"
+    finally:
+        publisher.kill()
+    status, _, body = wait_for(
+        "503 once it is killed", lambda: (r := http_get(f"{server.base_url}/ready"))[0] == 503 and r, publisher.output
+    )  # type: ignore[misc]
+    assert body == b"EP publisher down: 0 publisher connection(s), 1 needed\n"
 
 
 def test_ready_reports_an_old_outbox(start_producer: Callable[..., ProducerServer]) -> None:
