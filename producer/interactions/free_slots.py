@@ -90,6 +90,26 @@ class Day:
     forgotten: bool = False  # no longer in the memory (a call may still be using it)
 
 
+@dataclass(frozen=True)
+class _Shelf:
+    """One of the memory's two kinds of day (free slots, kinds of free slot): where its days are
+    kept, the query that reads them, and the order of a day's rows (None: the query's)."""
+
+    days: dict[tuple[str, date], Day]
+    sql: str
+    order: Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """The days a call asks for: of one unit, as its names stood when the call began."""
+
+    unit: Unit
+    names: Names
+    first: date
+    last: date
+
+
 class FreeSlots:
     def __init__(
         self,
@@ -106,8 +126,8 @@ class FreeSlots:
         self._tokens = tokens
         self._listening = listening
         self._write_slot = write_slot
-        self._slots: dict[tuple[str, date], Day] = {}
-        self._kinds: dict[tuple[str, date], Day] = {}
+        self._slots = _Shelf({}, _SLOTS_SQL, None)
+        self._kinds = _Shelf({}, _KINDS_SQL, _kind_order)
         self._lock = threading.Lock()  # for the writers; a read of a dict needs none
         self._budget = budget_bytes
         self._replica = replica
@@ -125,14 +145,14 @@ class FreeSlots:
     ) -> list[Day] | None:
         """The unit's free slots of each day first..last (rows as SlotRow, by start and id); None
         when a slot has a code its names lack (the caller reloads them and asks the database)."""
-        return self._days(self._slots, _SLOTS_SQL, None, conn, unit, names, first, last)
+        return self._days(self._slots, conn, _Asked(unit, names, first, last))
 
     def kind_days(
         self, conn: psycopg.Connection, unit: Unit, names: Names, first: date, last: date
     ) -> list[Day] | None:
         """The unit's kinds of free slot of each day first..last (rows as KindRow, in
         GetAvailableDates' order); None as for slot_days."""
-        return self._days(self._kinds, _KINDS_SQL, _kind_order, conn, unit, names, first, last)
+        return self._days(self._kinds, conn, _Asked(unit, names, first, last))
 
     def written(self, day: Day, changeable: bool, item: Callable[[int, bool], dict[str, Any]]) -> list[str]:
         """Every slot of the day as a timeslotDetail in one of its two variants (changeable or
@@ -155,28 +175,19 @@ class FreeSlots:
 
     def _forget(self, target: int) -> None:
         """Forget the days read longest ago, of either kind, until the memory holds `target` bytes."""
-        while self._size > target and (self._slots or self._kinds):
-            oldest = [m for m in (self._slots, self._kinds) if m]
+        while self._size > target and (self._slots.days or self._kinds.days):
+            oldest = [m for m in (self._slots.days, self._kinds.days) if m]
             memory = min(oldest, key=lambda m: next(iter(m.values())).born)
             key = next(iter(memory))
             day = memory.pop(key)
             day.forgotten = True
             self._size -= day.size
 
-    def _days(
-        self,
-        memory: dict[tuple[str, date], Day],
-        sql: str,
-        order: Callable[[Any], Any] | None,
-        conn: psycopg.Connection,
-        unit: Unit,
-        names: Names,
-        first: date,
-        last: date,
-    ) -> list[Day] | None:
+    def _days(self, shelf: _Shelf, conn: psycopg.Connection, asked: _Asked) -> list[Day] | None:
+        memory, unit, names, first = shelf.days, asked.unit, asked.names, asked.first
         token = self._tokens.token(unit.hsa_id)
         now = time.monotonic()
-        wanted = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        wanted = [first + timedelta(days=i) for i in range((asked.last - first).days + 1)]
         found: list[Day | None] = []
         for day in wanted:
             known = memory.get((unit.hsa_id, day))
@@ -190,12 +201,8 @@ class FreeSlots:
             raise WouldWait  # on the event loop: the database (either) is a thread's to wait for (and count)
         (_READ if missing else _REMEMBERED).inc()
         if missing:
-            first_missing, last_missing = missing[0], missing[-1]
-            read = self._read_days(
-                unit,
-                conn,
-                lambda c: self._read(sql, order, c, unit, names, first_missing, last_missing, token, now),
-            )
+            unread = _Asked(unit, names, missing[0], missing[-1])
+            read = self._read_days(unit, conn, lambda c: self._read(shelf, c, unread, token, now))
             if read is None:
                 return None
             with self._lock:
@@ -224,21 +231,13 @@ class FreeSlots:
         return read(conn)
 
     def _read(
-        self,
-        sql: str,
-        order: Callable[[Any], Any] | None,
-        conn: psycopg.Connection,
-        unit: Unit,
-        names: Names,
-        first: date,
-        last: date,
-        token: tuple[int, int],
-        now: float,
+        self, shelf: _Shelf, conn: psycopg.Connection, asked: _Asked, token: tuple[int, int], now: float
     ) -> dict[date, Day] | None:
-        """The days first..last from the database (the token was noted before: a change committed
+        """The days asked for from the database (the token was noted before: a change committed
         meanwhile makes them stale at once); None if a row has a code the names lack."""
+        unit, names, first, last, order = asked.unit, asked.names, asked.first, asked.last, shelf.order
         start, end = day_range_bounds(first, last)
-        rows = conn.execute(sql, {"unit": unit.id, "start": start, "end": end, "first": first, "last": last})
+        rows = conn.execute(shelf.sql, {"unit": unit.id, "start": start, "end": end, "first": first, "last": last})
         # the slot table names performers and time types by their keys (migration 0009): the codes
         # are the names' (a key they lack: something added since, the caller reloads them)
         performers, types = names.codes_by_id.get("performer", {}), names.codes_by_id.get("time_type", {})

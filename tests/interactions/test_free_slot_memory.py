@@ -252,11 +252,11 @@ def test_the_memory_keeps_to_its_budget_and_reads_again_what_it_forgot(
     seen = {first + timedelta(days=d): day_of_slots(first + timedelta(days=d)) for d in range(40)}
     assert all(len(ids) == 40 for ids in seen.values())
     assert memory._size <= 400_000
-    assert len(memory._slots) < 40  # the first days were forgotten
+    assert len(memory._slots.days) < 40  # the first days were forgotten
     forgotten = first
-    assert (UNIT, forgotten) not in memory._slots
+    assert (UNIT, forgotten) not in memory._slots.days
     assert day_of_slots(forgotten) == seen[forgotten]  # read again, the same
-    assert (UNIT, forgotten) in memory._slots
+    assert (UNIT, forgotten) in memory._slots.days
 
 
 def _detail(row: tuple) -> dict[str, object]:
