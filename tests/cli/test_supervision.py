@@ -93,16 +93,7 @@ def run(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "TIDBOK_WORKERS": "1",
         "TIDBOK_EI_POLL_MS": "50",
     }
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [PYTHON, "-m", "producer", "run"],
-            cwd=REPO,
-            env=subprocess_env(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    process = start_logged([PYTHON, "-m", "producer", "run"], subprocess_env(env), log)
     running = Run(process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{stub_port}", url, log)
     try:
         wait_for("tidbok run ready", lambda: running.ready()[0] == 200, running.output, 120)
