@@ -25,7 +25,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 from support import ProducerServer
-from support.calendar import SLOT_COLUMNS, Slot, staff_invitation, today, weekday_on_or_after, wire
+from support.calendar import SLOT_COLUMNS, Slot, past_start, staff_invitation, today, weekday_on_or_after, wire
 from support.ei import CORE_XSD, EI_HSA_ID, OFFICIAL, Ei, Stub, running_stub
 from support.machines import run_machine
 from support.official import Caller, Official
@@ -381,9 +381,7 @@ def _machine(referee: Referee, call: Caller, slots: list[Slot]) -> type[RuleBase
         def start_passes(self, data: st.DataObject) -> None:
             """A booking's or timed invitation's start moves into the past (as time would), then a sweep."""
             pk, *_ = data.draw(st.sampled_from(self._bookings("b.status = 'active' AND s.starts_at > now()")))
-            starts = (
-                datetime.now(UTC).replace(microsecond=0) - timedelta(days=3) + timedelta(hours=next(self.past_hours))
-            )
+            starts = past_start(self.conn, next(self.past_hours))
             with self.conn.transaction():
                 self.conn.execute(
                     "UPDATE slot SET ends_at = %s + (ends_at - starts_at), starts_at = %s WHERE booking_pk = %s",

@@ -61,6 +61,20 @@ def insert_slot(
 # -- days and wire times --------------------------------------------------------------------------
 
 
+def past_start(conn: psycopg.Connection[Any], hour: int) -> datetime:
+    """A start in the past where no slot is: days before the calendar's first slot (on some weekdays
+    the demo's calendar holds past days of its own), at its `hour`-th hour: one hour of its own per
+    move, so moved slots never overlap."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT date_trunc('hour', least(now(), min(starts_at))) - interval '3 days' + make_interval(hours => %s)"
+            " FROM slot",
+            (hour,),
+        ).fetchone()
+    assert row is not None
+    return row[0]
+
+
 def wire(moment: datetime) -> str:
     """Stockholm wall time as the wire carries it (TS)."""
     return moment.astimezone(STOCKHOLM).strftime("%Y%m%d%H%M%S")

@@ -11,7 +11,7 @@ from typing import Any
 from lxml import etree
 
 from support import OfficialClient, ProducerServer, soap_post, validate_response
-from support.calendar import CalendarDb, Slot, insert_slot, staff_invitation, wire_date
+from support.calendar import CalendarDb, Slot, insert_slot, past_start, staff_invitation, wire_date
 from support.official import zeep_client
 from support.residents import Residents, as_resident, booking_details, schedule
 
@@ -159,8 +159,8 @@ class Api(CalendarDb):
         )
 
     def move_to_past(self, slot_id: int) -> None:
-        """Before the calendar's first day (no other slots there), a distinct hour per move."""
-        starts = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3) + timedelta(hours=next(self._moves))
+        """Into the past, where no other slot is (support.calendar.past_start)."""
+        starts = past_start(self.db, next(self._moves))
         self.db.execute(
             "UPDATE slot SET ends_at = %s + (ends_at - starts_at), starts_at = %s WHERE id = %s",
             (starts, starts, slot_id),
