@@ -118,6 +118,11 @@ class Slot:
         return wire(self.starts_at)
 
     @property
+    def day(self) -> date:
+        """The Stockholm date of the start: what a search by date names (not the UTC date)."""
+        return self.starts_at.astimezone(STOCKHOLM).date()
+
+    @property
     def end(self) -> str:
         return wire(self.ends_at)
 
