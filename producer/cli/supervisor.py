@@ -7,7 +7,9 @@ with its exit status and started again after a backoff that doubles from RESTART
 to RESTART_MAX_SECONDS, and starts again from the first once a child has run STABLE_SECONDS.
 Children run in their own process group, so a Ctrl-C on the terminal reaches only `tidbok run`,
 which stops them itself (SIGTERM, then SIGKILL); and they get SIGTERM if `tidbok run` dies
-(PR_SET_PDEATHSIG), so none is left behind.
+(PR_SET_PDEATHSIG), so none is left behind. When a child has ended, what is left of its process
+group is killed too: granian's workers outlive a master killed with -9, and an EI stub's orphaned
+worker would go on answering on the port beside the restarted stub, with the old stub's index.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def _die_with_parent() -> None:  # pragma: no cover (runs in the child between f
     """The child gets SIGTERM when the thread that started it ends (the supervisor's, at stop or death)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _kill_group(pid: int) -> None:
+    """Kill what is left of an ended child's process group (its own: process_group=0)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def describe_exit(status: int) -> str:
@@ -122,6 +130,7 @@ class Children:
                 ran,
                 child.delay,
             )
+            _kill_group(process.pid)
             self._ended(child.name, process.pid, True)
             child.process = None
             child.restart_at = now + child.delay
@@ -135,6 +144,8 @@ class Children:
                 if child.process is not None and child.process.poll() is None:
                     child.process.kill()
                     child.process.wait()
+                if child.process is not None:
+                    _kill_group(child.process.pid)
                 return  # the next turn sees it dead and backs off further
             log.warning("%s restarted (pid %d, restart %d)", child.name, child.process.pid, child.restarts)
 
@@ -179,5 +190,6 @@ class Children:
                 log.warning("%s did not stop in time; killing it", name)
                 process.kill()
                 process.wait()
+            _kill_group(process.pid)
             self._ended(name, process.pid, False)
             log.info("%s stopped (%s)", name, describe_exit(process.returncode))

@@ -43,6 +43,17 @@ def children(pid: int) -> dict[str, int]:
     return found
 
 
+def group_alive(pgid: int) -> list[int]:
+    """The living (not zombie) processes of a process group."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(int(stat.parent.name))
+    return alive
+
+
 def wait_for(what: str, check: Callable[[], object], output: Callable[[], str], seconds: float = 60) -> object:
     """Poll `check` until it gives something true (bounded: a hang fails with the process's output)."""
     deadline = time.monotonic() + seconds
@@ -119,6 +130,9 @@ def test_a_helper_that_dies_is_logged_as_a_crash_and_restarted(run: Run, role: s
     )
     assert isinstance(after, dict)
     assert f"{role} crashed (pid {before[role]}, exit status -9 (SIGKILL)" in run.output()
+    # nothing of the dead one is left: a killed granian master leaves its workers (the EI stub's
+    # would go on answering on the port with the old index); the supervisor kills its group
+    wait_for(f"{role}'s process group gone", lambda: not group_alive(before[role]), run.output, 10)
     # the supervisor logs the restart once the new process has started: it may be seen a moment first
     wait_for(f"{role}'s restart logged", lambda: f"{role} restarted (pid {after[role]}" in run.output(), run.output, 10)
     assert {r: p for r, p in after.items() if r != role} == {r: p for r, p in before.items() if r != role}
@@ -172,6 +186,7 @@ def test_run_stops_its_helpers(pg_admin_url: str, tmp_path: Path) -> None:
     assert process.wait(30) == 0, running.output()
     for role, pid in helpers.items():
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text(), role
+        assert not group_alive(pid), f"{role}'s processes outlived it"
     assert "crashed" not in running.output()
 
 
