@@ -242,7 +242,7 @@ def peer_phase(admin: str, url: str, gat_bodies: list[list[bytes]], ours: dict[s
     with psycopg.connect(url, options="-c TimeZone=Europe/Stockholm") as conn:
         rows = conn.execute(
             "SELECT id, unit_hsa_id, to_char(starts_at, 'YYYYMMDDHH24MISS'), to_char(ends_at, 'YYYYMMDDHH24MISS')"
-            " FROM slot WHERE starts_at > now() + interval '100 days' AND booking_pk IS NULL"
+            " FROM slot_named WHERE starts_at > now() + interval '100 days' AND booking_pk IS NULL"
             " ORDER BY random() LIMIT 40000"
         ).fetchall()
     mb_bodies = [
