@@ -57,7 +57,11 @@ WHERE booking_pk = ANY(%s) AND coalesce(published_at, parked_at) IS NULL
 _PENDING = "SELECT id, booking_pk, before, after" + _PENDING_OF + "ORDER BY id"
 # Before the locks only the ids the rows name are needed, not the posts (JSON read in Python).
 _NAMED = "SELECT booking_pk, before->>'booking_id', after->>'booking_id'" + _PENDING_OF
-_HOLD_ROWS = "SELECT id FROM ei_outbox WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED"
+# Through the pending index, as marking does (the table keeps published rows and has no index on id
+# alone): without the predicate this walked the whole table each round (9,000/s instead of 36,000).
+_HOLD_ROWS = (
+    "SELECT id FROM ei_outbox WHERE id = ANY(%s) AND published_at IS NULL AND parked_at IS NULL FOR UPDATE SKIP LOCKED"
+)
 _LOCK_FAILURES = "SELECT DISTINCT x FROM unnest(%s::text[]) x WHERE NOT pg_try_advisory_xact_lock(%s, hashtext(x))"
 
 
