@@ -101,12 +101,22 @@ def _machine(server: Any, call: Any, policy: str) -> type[RuleBasedStateMachine]
                 (resident, time_type),
             ).fetchone()[0]
 
+        def _upcoming(self, resident: str, time_type: str) -> int:
+            """The resident's upcoming bookings of the type, booked invitations included: what the
+            per-resident limit counts ("upcoming bookings one resident may hold", README, Rules)."""
+            return self.conn.execute(
+                "SELECT count(*) FROM booking b JOIN slot s ON s.booking_pk = b.pk"
+                " WHERE b.subject_of_care = %s AND b.time_type_code = %s AND b.status = 'active'"
+                " AND b.kind = 'booking' AND s.starts_at > now()",
+                (resident, time_type),
+            ).fetchone()[0]
+
         def _may_book(self, slot: Slot, resident: str) -> bool:
             rules = self.rules[slot.time_type]
             if not rules["self_booking"] or not self._in_window(slot):
                 return False
             limit = rules["max_active_per_resident"]
-            return limit is None or self._self_booked(resident, slot.time_type) < limit
+            return limit is None or self._upcoming(resident, slot.time_type) < limit
 
         # -- helpers ------------------------------------------------------------------------------
 
