@@ -65,7 +65,7 @@ def ep_problem(conn: psycopg.Connection, publishers_needed: int) -> str | None:
     return None
 
 
-def announce(conn: psycopg.Connection, presence: tuple[int, int] = PUBLISHER_PRESENCE) -> None:
-    """Mark this connection as a live publisher's (for as long as it is open): EI's by default, or
-    another outbox's by its presence lock (EP_PUBLISHER_PRESENCE)."""
+def announce(conn: psycopg.Connection, presence: tuple[int, int]) -> None:
+    """Mark this connection as a live publisher's (for as long as it is open): EI's (PUBLISHER_PRESENCE)
+    or Egen provhantering's (EP_PUBLISHER_PRESENCE)."""
     conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", presence)
